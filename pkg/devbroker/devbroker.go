@@ -1,0 +1,190 @@
+// Package devbroker runs the embedded Kafka broker (franz-go's kfake) that
+// backs `ladder dev`, `make demo` and the integration tests. It is a real
+// Kafka wire-protocol server on TCP; it is never used by `ladder run`.
+//
+// Where kfake behaves differently from Apache Kafka, ladder does not rely on
+// the difference (see README, "The embedded broker"):
+//   - message.timestamp.type=LogAppendTime is stored but not applied; ladder
+//     stamps every forwarded record itself, so tiers measure from that.
+//   - OffsetFetch for a group that never committed returns GROUP_ID_NOT_FOUND
+//     where Kafka returns offset -1; readers treat both as "no commits yet".
+//   - retention runs only on a ticker (broker config log.cleaner.backoff.ms);
+//     tests call ApplyRetention.
+//   - unknown topic configs are accepted silently; ladder validates its own.
+package devbroker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// Config configures the embedded broker.
+type Config struct {
+	// Addr is the host:port to listen on; port 0 picks a free port.
+	Addr string
+	// DataDir keeps records and offsets on disk across restarts. Empty keeps
+	// everything on the Go heap, which only suits small tests.
+	DataDir string
+	// Partitions is the partition count of the topics created by EnsureTopics
+	// when none is given (default 6).
+	Partitions int32
+	// Log receives the broker's warnings and errors.
+	Log zerolog.Logger
+	// Opts are extra kfake options (SASL users, TLS, fault injection in tests).
+	Opts []kfake.Opt
+}
+
+// Broker is a running embedded broker.
+type Broker struct {
+	cluster *kfake.Cluster
+	addr    string
+	cfg     Config
+}
+
+// DefaultDataDir is the per-user directory `ladder dev` keeps its data in:
+// $XDG_STATE_HOME/ladder/dev, else ~/.local/state/ladder/dev.
+func DefaultDataDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "ladder", "dev")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "ladder", "dev")
+	}
+	return filepath.Join(os.TempDir(), "ladder-dev")
+}
+
+// Start starts one broker listening on cfg.Addr.
+func Start(cfg Config) (*Broker, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	if cfg.Partitions <= 0 {
+		cfg.Partitions = 6
+	}
+	host, port, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("embedded broker address %q: %w", cfg.Addr, err)
+	}
+	// kfake listens on 127.0.0.1:<port>; listen where we were asked instead.
+	listen := func(network, _ string) (net.Listener, error) {
+		return net.Listen(network, net.JoinHostPort(host, port))
+	}
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.ListenFn(listen),
+		kfake.DefaultNumPartitions(int(cfg.Partitions)),
+		kfake.WithLogger(logger{cfg.Log}),
+		// Run retention every 10 s instead of hourly so dev tiers age like Kafka's.
+		kfake.BrokerConfigs(map[string]string{"log.cleaner.backoff.ms": "10000"}),
+	}
+	if cfg.DataDir != "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+			return nil, fmt.Errorf("creating data directory: %w", err)
+		}
+		opts = append(opts, kfake.DataDir(cfg.DataDir))
+	}
+	opts = append(opts, cfg.Opts...)
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("starting embedded broker on %s: %w", cfg.Addr, err)
+	}
+	addrs := c.ListenAddrs()
+	if len(addrs) != 1 {
+		c.Close()
+		return nil, fmt.Errorf("embedded broker listens on %d addresses, want 1", len(addrs))
+	}
+	return &Broker{cluster: c, addr: addrs[0], cfg: cfg}, nil
+}
+
+// Addr is the bootstrap address, host:port.
+func (b *Broker) Addr() string { return b.addr }
+
+// Cluster exposes kfake for tests (fault injection, ApplyRetention).
+func (b *Broker) Cluster() *kfake.Cluster { return b.cluster }
+
+// Close stops the broker; with a data directory, its state is saved first.
+func (b *Broker) Close() { b.cluster.Close() }
+
+// EnsureTopics creates the topics that do not exist yet with partitions
+// partitions (cfg.Partitions when partitions ≤ 0). sc configures the admin
+// client (nil: defaults). Existing topics are left as they are.
+func (b *Broker) EnsureTopics(ctx context.Context, sc *sarama.Config, partitions int32, topics ...string) error {
+	if partitions <= 0 {
+		partitions = b.cfg.Partitions
+	}
+	return EnsureTopics(ctx, []string{b.addr}, sc, partitions, topics...)
+}
+
+// EnsureTopics creates the topics missing from the cluster at brokers, each
+// with the given partition count and replication factor 1. It is meant for
+// development brokers; production topics are provisioned from topics/topics.yaml.
+func EnsureTopics(ctx context.Context, brokers []string, sc *sarama.Config, partitions int32, topics ...string) error {
+	if sc == nil {
+		sc = sarama.NewConfig()
+		sc.Version = sarama.V3_0_0_0
+	}
+	admin, err := sarama.NewClusterAdmin(brokers, sc)
+	if err != nil {
+		return fmt.Errorf("connecting admin client to %v: %w", brokers, err)
+	}
+	defer admin.Close()
+	for _, t := range topics {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := admin.CreateTopic(t, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: 1}, false)
+		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
+			return fmt.Errorf("creating topic %s: %w", t, err)
+		}
+	}
+	return waitForTopics(ctx, admin, topics)
+}
+
+// waitForTopics waits until the metadata of every topic lists its partitions.
+func waitForTopics(ctx context.Context, admin sarama.ClusterAdmin, topics []string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		md, err := admin.DescribeTopics(topics)
+		ready := err == nil
+		for _, t := range md {
+			if t.Err != sarama.ErrNoError || len(t.Partitions) == 0 {
+				ready = false
+			}
+		}
+		if ready {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("topics %v not ready after 10s: %v", topics, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+type logger struct{ log zerolog.Logger }
+
+func (l logger) Logf(level kfake.LogLevel, msg string, args ...any) {
+	var ev *zerolog.Event
+	switch level {
+	case kfake.LogLevelError:
+		ev = l.log.Error()
+	case kfake.LogLevelWarn:
+		ev = l.log.Warn()
+	default:
+		return
+	}
+	ev.Str("component", "kfake").Msgf(msg, args...)
+}

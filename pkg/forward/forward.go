@@ -1,0 +1,262 @@
+// Package forward is the tier forwarder: it claims tier partitions in a
+// consumer group, holds the head record of each partition until it is due
+// (with the partition paused, so nothing more is fetched meanwhile), and
+// produces it to its next hop, a smaller tier or the target topic.
+//
+// Invariants kept here (DESIGN.md):
+//   - never early: a record goes to its target only when now ≥ ladder-due;
+//   - nothing lost: a source offset is marked only after the broker
+//     acknowledged (acks=all) the forwarded record and every record before it;
+//   - bounded memory: per partition, one held head plus at most MaxInFlight
+//     records awaiting acknowledgement;
+//   - bad input never blocks a partition: an unroutable record goes to the
+//     dead-letter topic with ladder-error and the partition moves on;
+//   - rebalance-safe: a held head is dropped on revoke and refetched by the
+//     new owner from the committed offset.
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/rs/zerolog"
+
+	"github.com/ladder/ladder/pkg/kafkaconf"
+	"github.com/ladder/ladder/pkg/tier"
+)
+
+// Config configures a Forwarder. Zero values take the documented defaults.
+type Config struct {
+	// Ladder is the tier set to forward (required).
+	Ladder *tier.Ladder
+	// Group is the consumer group shared by every forwarder of the ladder
+	// (default "ladder").
+	Group string
+	// Kafka is the connection configuration (required).
+	Kafka kafkaconf.Config
+	// MaxInFlight bounds the records of one partition handed to the producer
+	// and not yet acknowledged (default 1024).
+	MaxInFlight int
+	// ResumeLead is how long before a held head is due the partition resumes
+	// fetching, so the records behind it are at hand when it is released
+	// (default 500ms).
+	ResumeLead time.Duration
+	// MaxHops dead-letters a record that has passed through more tiers than
+	// this, which only a routing loop produces (default 10000).
+	MaxHops int
+	// ShutdownTimeout bounds how long a stopping or revoked partition waits
+	// for its in-flight records to be acknowledged (default 30s). Records
+	// still unacknowledged then are not marked and are forwarded again by the
+	// next owner: a duplicate, never a loss.
+	ShutdownTimeout time.Duration
+	// Log receives the forwarder's events (default: discard).
+	Log zerolog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Group == "" {
+		c.Group = "ladder"
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 1024
+	}
+	if c.ResumeLead <= 0 {
+		c.ResumeLead = 500 * time.Millisecond
+	}
+	if c.MaxHops <= 0 {
+		c.MaxHops = 10_000
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+}
+
+func (c *Config) validate() error {
+	if c.Ladder == nil {
+		return errors.New("no ladder configured")
+	}
+	return c.Kafka.Validate()
+}
+
+// Forwarder forwards the records of every tier of one ladder. Several
+// forwarder processes with the same Group share the tier partitions.
+type Forwarder struct {
+	cfg    Config
+	log    zerolog.Logger
+	topics []string
+
+	producer sarama.AsyncProducer
+	group    sarama.ConsumerGroup
+
+	stats Stats
+}
+
+// Stats are running totals since the forwarder started. Read them with Snapshot.
+type Stats struct {
+	Forwarded    atomic.Int64 // acknowledged records sent to a smaller tier
+	Delivered    atomic.Int64 // acknowledged records sent to their target
+	DeadLettered atomic.Int64 // acknowledged records sent to the dead-letter topic
+	Retried      atomic.Int64 // produce attempts that failed and were sent again
+	Held         atomic.Int64 // partitions currently holding a head that is not due
+	Claimed      atomic.Int64 // partitions currently claimed
+}
+
+// Snapshot is a copy of Stats.
+type Snapshot struct {
+	Forwarded, Delivered, DeadLettered, Retried, Held, Claimed int64
+}
+
+// Snapshot returns the current totals.
+func (f *Forwarder) Snapshot() Snapshot {
+	s := &f.stats
+	return Snapshot{s.Forwarded.Load(), s.Delivered.Load(), s.DeadLettered.Load(), s.Retried.Load(), s.Held.Load(), s.Claimed.Load()}
+}
+
+// New validates cfg and returns a Forwarder. It does not connect yet.
+func New(cfg Config) (*Forwarder, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("invalid forwarder config: %w", err)
+	}
+	return &Forwarder{cfg: cfg, log: cfg.Log.With().Str("group", cfg.Group).Logger(), topics: cfg.Ladder.Topics()}, nil
+}
+
+// Run joins the group and forwards until ctx is done, then stops cleanly:
+// the claims finish their in-flight records and commit, the member leaves
+// the group, and the producer flushes. It returns nil after a clean stop.
+func (f *Forwarder) Run(ctx context.Context) error {
+	brokers := f.cfg.Kafka.BrokerList()
+	pc, err := f.cfg.Kafka.Producer()
+	if err != nil {
+		return err
+	}
+	cc, err := f.cfg.Kafka.Consumer()
+	if err != nil {
+		return err
+	}
+	// Small fetches keep memory proportional to partitions, not backlog.
+	cc.Consumer.Fetch.Default = 256 << 10
+	cc.ChannelBufferSize = 256
+
+	f.producer, err = sarama.NewAsyncProducer(brokers, pc)
+	if err != nil {
+		return fmt.Errorf("starting producer: %w", kafkaconf.Explain(err, brokers))
+	}
+	var acks sync.WaitGroup
+	acks.Go(f.dispatchAcks)
+	defer func() {
+		f.producer.AsyncClose()
+		acks.Wait()
+	}()
+
+	f.group, err = sarama.NewConsumerGroup(brokers, f.cfg.Group, cc)
+	if err != nil {
+		return fmt.Errorf("joining consumer group %s: %w", f.cfg.Group, kafkaconf.Explain(err, brokers))
+	}
+	var groupErrs sync.WaitGroup
+	groupErrs.Go(func() {
+		for err := range f.group.Errors() {
+			f.log.Warn().Err(err).Msg("consumer group")
+		}
+	})
+	defer func() {
+		if err := f.group.Close(); err != nil {
+			f.log.Warn().Err(err).Msg("leaving consumer group")
+		}
+		groupErrs.Wait()
+	}()
+
+	f.log.Info().Strs("tiers", f.topics).Strs("brokers", brokers).Msg("forwarder started")
+	h := &handler{f: f}
+	backoff := newBackoff(100*time.Millisecond, 10*time.Second)
+	for ctx.Err() == nil {
+		err := f.group.Consume(ctx, f.topics, h)
+		switch {
+		case err == nil:
+			backoff.reset()
+		case errors.Is(err, sarama.ErrClosedConsumerGroup):
+			return nil
+		default:
+			d := backoff.next()
+			f.log.Warn().Err(err).Dur("retry_in", d).Msg("consumer group session failed")
+			select {
+			case <-ctx.Done():
+			case <-time.After(d):
+			}
+		}
+	}
+	f.log.Info().Msg("forwarder stopping")
+	return nil
+}
+
+// dispatchAcks routes every producer result to the partition that sent the
+// record. It never blocks: each partition's event channel has room for
+// every record it can have in flight.
+func (f *Forwarder) dispatchAcks() {
+	successes, errs := f.producer.Successes(), f.producer.Errors()
+	for successes != nil || errs != nil {
+		select {
+		case m, ok := <-successes:
+			if !ok {
+				successes = nil
+				continue
+			}
+			fl := m.Metadata.(*flight)
+			fl.p.events <- event{f: fl}
+		case pe, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			fl := pe.Msg.Metadata.(*flight)
+			fl.p.events <- event{f: fl, err: pe.Err}
+		}
+	}
+}
+
+type handler struct{ f *Forwarder }
+
+func (h *handler) Setup(s sarama.ConsumerGroupSession) error {
+	h.f.log.Info().Str("member", s.MemberID()).Int32("generation", s.GenerationID()).
+		Interface("claims", s.Claims()).Msg("partitions assigned")
+	return nil
+}
+
+func (h *handler) Cleanup(s sarama.ConsumerGroupSession) error {
+	h.f.log.Info().Str("member", s.MemberID()).Int32("generation", s.GenerationID()).Msg("partitions released")
+	return nil
+}
+
+func (h *handler) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerGroupClaim) error {
+	t, ok := h.f.cfg.Ladder.Lookup(c.Topic())
+	if !ok {
+		return fmt.Errorf("claimed topic %s is not a tier of ladder %s", c.Topic(), h.f.cfg.Ladder)
+	}
+	p := newPartition(h.f, s, c, t)
+	h.f.stats.Claimed.Add(1)
+	defer h.f.stats.Claimed.Add(-1)
+	p.run()
+	return nil
+}
+
+// backoff is a capped exponential back-off.
+type backoff struct{ cur, min, max time.Duration }
+
+func newBackoff(lo, hi time.Duration) *backoff { return &backoff{min: lo, max: hi} }
+
+func (b *backoff) next() time.Duration {
+	switch {
+	case b.cur == 0:
+		b.cur = b.min
+	case b.cur < b.max:
+		b.cur = min(2*b.cur, b.max)
+	}
+	return b.cur
+}
+
+func (b *backoff) reset() { b.cur = 0 }

@@ -1,0 +1,315 @@
+package forward
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/rs/zerolog"
+
+	"github.com/ladder/ladder/pkg/envelope"
+	"github.com/ladder/ladder/pkg/tier"
+)
+
+// flight is one record handed to the producer: a forward to the next hop or
+// a dead-letter. It is the producer message's Metadata.
+type flight struct {
+	p        *partition
+	offset   int64 // source offset in the tier partition
+	seq      uint64
+	acked    bool
+	src      *sarama.ConsumerMessage // kept to re-route a resend
+	msg      *sarama.ProducerMessage
+	env      envelope.Envelope // unused for dead letters
+	dlq      bool
+	attempts int
+}
+
+// event is a producer result for a flight, or the end of its back-off.
+type event struct {
+	f      *flight
+	err    error
+	resend bool
+}
+
+// partition is the state of one claimed tier partition. Everything in it
+// is owned by the claim's goroutine.
+type partition struct {
+	f      *Forwarder
+	sess   sarama.ConsumerGroupSession
+	claim  sarama.ConsumerGroupClaim
+	tier   tier.Tier
+	tp     map[string][]int32
+	events chan event
+	win    window
+	paused bool
+	timer  *time.Timer
+	log    zerolog.Logger
+}
+
+func newPartition(f *Forwarder, s sarama.ConsumerGroupSession, c sarama.ConsumerGroupClaim, t tier.Tier) *partition {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	return &partition{
+		f:      f,
+		sess:   s,
+		claim:  c,
+		tier:   t,
+		tp:     map[string][]int32{c.Topic(): {c.Partition()}},
+		events: make(chan event, f.cfg.MaxInFlight+1),
+		timer:  timer,
+		log:    f.log.With().Str("topic", c.Topic()).Int32("partition", c.Partition()).Logger(),
+	}
+}
+
+// run forwards the partition until the claim ends, then finishes the
+// records in flight.
+func (p *partition) run() {
+	// sarama keeps a partition's pause across a reassignment: one revoked
+	// while paused would come back paused and never fetch. Start known.
+	p.f.group.Resume(p.tp)
+	defer p.finish()
+	ctx := p.sess.Context()
+	msgs := p.claim.Messages()
+	for {
+		select {
+		case ev := <-p.events:
+			p.handle(ctx, ev)
+		case <-ctx.Done():
+			return
+		case m, ok := <-msgs:
+			if !ok || !p.process(ctx, m) {
+				return
+			}
+		}
+	}
+}
+
+// process holds m, the partition head, until it is due and sends it on.
+// It returns false when the claim ended first; m is then dropped, unmarked,
+// for the next owner.
+func (p *partition) process(ctx context.Context, m *sarama.ConsumerMessage) bool {
+	env, err := envelope.Decode(m.Headers)
+	if err == nil {
+		err = p.check(env)
+	}
+	if err != nil {
+		return p.send(ctx, p.deadLetter(m, err))
+	}
+	if !p.waitUntil(ctx, p.releaseAt(m, env)) {
+		return false
+	}
+	fl := &flight{p: p, offset: m.Offset, src: m, env: env, msg: p.hop(m, env)}
+	return p.send(ctx, fl)
+}
+
+// releaseAt is when the head may leave the tier. A record timestamp in the
+// future (a producer with a skewed clock) counts as now, so it cannot hold
+// the partition longer than one tier delay from when it was first seen.
+func (p *partition) releaseAt(m *sarama.ConsumerMessage, env envelope.Envelope) time.Time {
+	entered := m.Timestamp
+	if now := time.Now(); entered.After(now) {
+		entered = now
+	}
+	return tier.ReleaseAt(p.tier, entered, env.Due)
+}
+
+// check refuses envelopes that decode but cannot be routed.
+func (p *partition) check(env envelope.Envelope) error {
+	l := p.f.cfg.Ladder
+	if _, isTier := l.Lookup(env.Target); isTier || env.Target == l.DLQTopic() {
+		return &envelope.HeaderError{Header: envelope.Target, Reason: envelope.ReasonInvalidTarget,
+			Detail: fmt.Sprintf("%s is a topic of the ladder itself, which would loop", env.Target)}
+	}
+	if env.Hops >= p.f.cfg.MaxHops {
+		return &envelope.HeaderError{Header: envelope.Hops, Reason: envelope.ReasonInvalidHops,
+			Detail: fmt.Sprintf("%d hops reach the limit of %d: a routing loop?", env.Hops, p.f.cfg.MaxHops)}
+	}
+	return nil
+}
+
+// hop builds the record for the next hop, routed at the current time and
+// stamped with it: the next tier measures its delay from this timestamp.
+func (p *partition) hop(m *sarama.ConsumerMessage, env envelope.Envelope) *sarama.ProducerMessage {
+	now := time.Now()
+	topic := env.Target
+	if next, ok := p.f.cfg.Ladder.Route(now, env.Due); ok && !env.Due.IsZero() {
+		topic = next.Topic
+	}
+	return &sarama.ProducerMessage{
+		Topic:     topic,
+		Key:       encoder(m.Key),
+		Value:     encoder(m.Value),
+		Headers:   envelope.Next(m.Headers, env.Hops, 0),
+		Timestamp: now,
+	}
+}
+
+func (p *partition) deadLetter(m *sarama.ConsumerMessage, reason error) *flight {
+	p.log.Warn().Int64("offset", m.Offset).Str("reason", string(envelope.ReasonOf(reason))).
+		Str("error", reason.Error()).Msg("dead-lettering record")
+	return &flight{p: p, offset: m.Offset, dlq: true, msg: &sarama.ProducerMessage{
+		Topic:     p.f.cfg.Ladder.DLQTopic(),
+		Key:       encoder(m.Key),
+		Value:     encoder(m.Value),
+		Headers:   envelope.DeadLetter(m.Headers, reason.Error()),
+		Timestamp: time.Now(),
+	}}
+}
+
+// encoder keeps a null key or value null: an empty encoder would turn it
+// into an empty one and change the partitioning.
+func encoder(b []byte) sarama.Encoder {
+	if b == nil {
+		return nil
+	}
+	return sarama.ByteEncoder(b)
+}
+
+// send waits for room in the window, then hands fl to the producer.
+func (p *partition) send(ctx context.Context, fl *flight) bool {
+	for p.win.len() >= p.f.cfg.MaxInFlight {
+		select {
+		case ev := <-p.events:
+			p.handle(ctx, ev)
+		case <-ctx.Done():
+			return false
+		}
+	}
+	fl.msg.Metadata = fl
+	select {
+	case p.f.producer.Input() <- fl.msg:
+		p.win.add(fl)
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// handle applies a producer result: marks the offset after an
+// acknowledgement, or schedules the record to be sent again after a failure.
+// A failed record is never dead-lettered: the cause (broker away, topic
+// missing) is not the record's fault, and it holds the offset until it is sent.
+func (p *partition) handle(ctx context.Context, ev event) {
+	fl := ev.f
+	switch {
+	case ev.resend:
+		if fl.dlq {
+			fl.msg = cloneMessage(fl.msg, time.Now())
+		} else {
+			fl.msg = p.hop(fl.src, fl.env)
+		}
+		fl.msg.Metadata = fl
+		select {
+		case p.f.producer.Input() <- fl.msg:
+		case <-ctx.Done():
+		}
+	case ev.err != nil:
+		fl.attempts++
+		p.f.stats.Retried.Add(1)
+		d := retryDelay(fl.attempts)
+		p.log.Warn().Err(ev.err).Int64("offset", fl.offset).Str("to", fl.msg.Topic).Int("attempt", fl.attempts).
+			Dur("retry_in", d).Msg("producing record failed; holding its offset and retrying")
+		time.AfterFunc(d, func() { p.events <- event{f: fl, resend: true} })
+	default:
+		switch {
+		case fl.dlq:
+			p.f.stats.DeadLettered.Add(1)
+		case fl.msg.Topic == fl.env.Target:
+			p.f.stats.Delivered.Add(1)
+		default:
+			p.f.stats.Forwarded.Add(1)
+		}
+		if commit := p.win.done(fl); commit >= 0 {
+			p.sess.MarkOffset(p.claim.Topic(), p.claim.Partition(), commit, "")
+		}
+	}
+}
+
+// waitUntil holds the head until release, paused while release is further
+// away than ResumeLead. It returns false if the claim ended first.
+func (p *partition) waitUntil(ctx context.Context, release time.Time) bool {
+	held := false
+	defer func() {
+		if held {
+			p.f.stats.Held.Add(-1)
+		}
+	}()
+	lead := p.f.cfg.ResumeLead
+	for {
+		until := time.Until(release)
+		if until <= 0 {
+			p.setPaused(false)
+			return true
+		}
+		if !held {
+			held = true
+			p.f.stats.Held.Add(1)
+		}
+		wake := until
+		if until > lead {
+			p.setPaused(true)
+			wake = until - lead
+		} else {
+			p.setPaused(false)
+		}
+		p.timer.Reset(wake)
+		select {
+		case <-p.timer.C:
+		case ev := <-p.events:
+			p.handle(ctx, ev)
+		case <-ctx.Done():
+			p.timer.Stop()
+			return false
+		}
+		p.timer.Stop()
+	}
+}
+
+func (p *partition) setPaused(paused bool) {
+	if p.paused == paused {
+		return
+	}
+	p.paused = paused
+	if paused {
+		p.f.group.Pause(p.tp)
+	} else {
+		p.f.group.Resume(p.tp)
+	}
+}
+
+// finish waits, up to ShutdownTimeout, for the records in flight to be
+// acknowledged so their offsets are marked before the claim is released.
+func (p *partition) finish() {
+	defer p.setPaused(false)
+	if p.win.len() == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.f.cfg.ShutdownTimeout)
+	defer cancel()
+	for p.win.len() > 0 {
+		select {
+		case ev := <-p.events:
+			p.handle(ctx, ev)
+		case <-ctx.Done():
+			p.log.Warn().Int("in_flight", p.win.len()).Dur("waited", p.f.cfg.ShutdownTimeout).
+				Msg("releasing partition with unacknowledged records; the next owner forwards them again")
+			return
+		}
+	}
+}
+
+// retryDelay is the back-off before sending a failed record again: 100ms
+// doubling to 10s.
+func retryDelay(attempt int) time.Duration {
+	d := 100 * time.Millisecond
+	for i := 1; i < attempt && d < 10*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 10*time.Second)
+}
+
+func cloneMessage(m *sarama.ProducerMessage, ts time.Time) *sarama.ProducerMessage {
+	return &sarama.ProducerMessage{Topic: m.Topic, Key: m.Key, Value: m.Value, Headers: m.Headers, Timestamp: ts}
+}

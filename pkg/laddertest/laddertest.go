@@ -1,0 +1,211 @@
+// Package laddertest holds helpers for tests that run against the embedded
+// broker over TCP: start a broker with topics, collect what reaches a topic,
+// wait for a condition with a deadline. It is imported by tests only.
+package laddertest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/rs/zerolog"
+
+	"github.com/ladder/ladder/pkg/devbroker"
+	"github.com/ladder/ladder/pkg/kafkaconf"
+)
+
+// Broker starts an in-memory embedded broker on a free port with topics
+// created (partitions each), and closes it when the test ends.
+func Broker(tb testing.TB, partitions int32, topics ...string) *devbroker.Broker {
+	tb.Helper()
+	b, err := devbroker.Start(devbroker.Config{Addr: "127.0.0.1:0", Partitions: partitions, Log: Logger(tb)})
+	if err != nil {
+		tb.Fatalf("starting embedded broker: %v", err)
+	}
+	tb.Cleanup(b.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := b.EnsureTopics(ctx, nil, partitions, topics...); err != nil {
+		tb.Fatalf("creating topics: %v", err)
+	}
+	return b
+}
+
+// Kafka is the connection configuration for a broker at addr.
+func Kafka(addr string) kafkaconf.Config {
+	return kafkaconf.Config{Brokers: []string{addr}, KafkaVersion: "3.0.0", ClientID: "ladder-test"}
+}
+
+// Logger writes warnings and errors to the test log (all levels with LADDER_TEST_DEBUG=1).
+func Logger(tb testing.TB) zerolog.Logger {
+	level := zerolog.WarnLevel
+	if os.Getenv("LADDER_TEST_DEBUG") != "" {
+		level = zerolog.DebugLevel
+	}
+	return zerolog.New(zerolog.NewTestWriter(tb)).Level(level).With().Timestamp().Logger()
+}
+
+// Received is a record read from a topic and when it was read.
+type Received struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	Value     []byte
+	Headers   map[string]string
+	// HeaderList keeps every header in order, duplicates included.
+	HeaderList []*sarama.RecordHeader
+	Timestamp  time.Time
+	At         time.Time
+}
+
+// Collector reads every partition of some topics from the oldest offset.
+type Collector struct {
+	mu   sync.Mutex
+	recs []Received
+	cond chan struct{} // closed and replaced on every new record
+}
+
+// Collect starts reading topics at addr until the test ends.
+func Collect(tb testing.TB, addr string, topics ...string) *Collector {
+	tb.Helper()
+	sc := sarama.NewConfig()
+	sc.Version = sarama.V3_0_0_0
+	sc.Consumer.MaxWaitTime = 50 * time.Millisecond
+	consumer, err := sarama.NewConsumer([]string{addr}, sc)
+	if err != nil {
+		tb.Fatalf("starting collector: %v", err)
+	}
+	c := &Collector{cond: make(chan struct{})}
+	var (
+		wg  sync.WaitGroup
+		pcs []sarama.PartitionConsumer
+	)
+	for _, topic := range topics {
+		parts, err := consumer.Partitions(topic)
+		if err != nil {
+			tb.Fatalf("partitions of %s: %v", topic, err)
+		}
+		for _, p := range parts {
+			pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
+			if err != nil {
+				tb.Fatalf("consuming %s/%d: %v", topic, p, err)
+			}
+			pcs = append(pcs, pc)
+			wg.Go(func() {
+				for m := range pc.Messages() {
+					c.add(m)
+				}
+			})
+		}
+	}
+	tb.Cleanup(func() {
+		for _, pc := range pcs {
+			pc.AsyncClose()
+		}
+		wg.Wait()
+		consumer.Close()
+	})
+	return c
+}
+
+func (c *Collector) add(m *sarama.ConsumerMessage) {
+	r := Received{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m.Value,
+		Headers: make(map[string]string, len(m.Headers)), HeaderList: m.Headers, Timestamp: m.Timestamp, At: time.Now()}
+	for _, h := range m.Headers {
+		r.Headers[string(h.Key)] = string(h.Value)
+	}
+	c.mu.Lock()
+	c.recs = append(c.recs, r)
+	close(c.cond)
+	c.cond = make(chan struct{})
+	c.mu.Unlock()
+}
+
+// Records returns a copy of what was read so far.
+func (c *Collector) Records() []Received {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Received(nil), c.recs...)
+}
+
+// Len is how many records were read so far.
+func (c *Collector) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.recs)
+}
+
+// WaitFor waits until done(records) is true or timeout passes, and returns
+// the records read so far and whether done was reached.
+func (c *Collector) WaitFor(timeout time.Duration, done func([]Received) bool) ([]Received, bool) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		recs, changed := c.recs, c.cond
+		ok := done(recs)
+		recs = append([]Received(nil), recs...)
+		c.mu.Unlock()
+		if ok {
+			return recs, true
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return recs, false
+		}
+	}
+}
+
+// WaitDistinct waits until n records with distinct keys were read.
+func (c *Collector) WaitDistinct(tb testing.TB, n int, timeout time.Duration) []Received {
+	tb.Helper()
+	recs, ok := c.WaitFor(timeout, func(rs []Received) bool { return len(Distinct(rs)) >= n })
+	if !ok {
+		tb.Fatalf("read %d distinct keys (%d records) in %s, want %d", len(Distinct(recs)), len(recs), timeout, n)
+	}
+	return recs
+}
+
+// Distinct maps each key to its first record.
+func Distinct(recs []Received) map[string]Received {
+	out := make(map[string]Received, len(recs))
+	for _, r := range recs {
+		if _, dup := out[string(r.Key)]; !dup {
+			out[string(r.Key)] = r
+		}
+	}
+	return out
+}
+
+// Eventually waits until cond is true, checking every 20ms, or fails the test after timeout.
+func Eventually(tb testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("after %s: %s", timeout, fmt.Sprintf(format, args...))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Producer returns a synchronous producer (acks=all) for seeding topics.
+func Producer(tb testing.TB, addr string) sarama.SyncProducer {
+	tb.Helper()
+	sc := sarama.NewConfig()
+	sc.Version = sarama.V3_0_0_0
+	sc.Producer.Return.Successes = true
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	p, err := sarama.NewSyncProducer([]string{addr}, sc)
+	if err != nil {
+		tb.Fatalf("starting producer: %v", err)
+	}
+	tb.Cleanup(func() { p.Close() })
+	return p
+}
