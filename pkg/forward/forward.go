@@ -54,6 +54,8 @@ type Config struct {
 	// still unacknowledged then are not marked and are forwarded again by the
 	// next owner: a duplicate, never a loss.
 	ShutdownTimeout time.Duration
+	// StatsInterval is how often the running totals are logged (0: never).
+	StatsInterval time.Duration
 	// Log receives the forwarder's events (default: discard).
 	Log zerolog.Logger
 }
@@ -143,9 +145,10 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	cc.Consumer.Fetch.Default = 256 << 10
 	cc.ChannelBufferSize = 256
 
-	f.producer, err = sarama.NewAsyncProducer(brokers, pc)
-	if err != nil {
-		return fmt.Errorf("starting producer: %w", kafkaconf.Explain(err, brokers))
+	// Kafka may not be reachable yet (a pod starting beside its cluster):
+	// retry with back-off instead of exiting into a crash loop.
+	if !f.connect(ctx, brokers, pc, cc) {
+		return nil // stopped before Kafka was reachable
 	}
 	var acks sync.WaitGroup
 	acks.Go(f.dispatchAcks)
@@ -153,11 +156,6 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		f.producer.AsyncClose()
 		acks.Wait()
 	}()
-
-	f.group, err = sarama.NewConsumerGroup(brokers, f.cfg.Group, cc)
-	if err != nil {
-		return fmt.Errorf("joining consumer group %s: %w", f.cfg.Group, kafkaconf.Explain(err, brokers))
-	}
 	var groupErrs sync.WaitGroup
 	groupErrs.Go(func() {
 		for err := range f.group.Errors() {
@@ -172,6 +170,12 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	}()
 
 	f.log.Info().Strs("tiers", f.topics).Strs("brokers", brokers).Msg("forwarder started")
+	if f.cfg.StatsInterval > 0 {
+		stats, stopStats := context.WithCancel(ctx)
+		var logging sync.WaitGroup
+		logging.Go(func() { f.logStats(stats) })
+		defer func() { stopStats(); logging.Wait() }()
+	}
 	h := &handler{f: f}
 	backoff := newBackoff(100*time.Millisecond, 10*time.Second)
 	for ctx.Err() == nil {
@@ -192,6 +196,55 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	}
 	f.log.Info().Msg("forwarder stopping")
 	return nil
+}
+
+// connect creates the producer and the consumer group, retrying with
+// back-off until it succeeds or ctx is done (false).
+func (f *Forwarder) connect(ctx context.Context, brokers []string, pc, cc *sarama.Config) bool {
+	b := newBackoff(time.Second, 30*time.Second)
+	for {
+		p, err := sarama.NewAsyncProducer(brokers, pc)
+		if err == nil {
+			var g sarama.ConsumerGroup
+			g, err = sarama.NewConsumerGroup(brokers, f.cfg.Group, cc)
+			if err == nil {
+				f.producer, f.group = p, g
+				return true
+			}
+			p.Close()
+			err = fmt.Errorf("joining consumer group %s: %w", f.cfg.Group, err)
+		} else {
+			err = fmt.Errorf("starting producer: %w", err)
+		}
+		d := b.next()
+		f.log.Error().Err(kafkaconf.Explain(err, brokers)).Dur("retry_in", d).Msg("cannot connect to Kafka")
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(d):
+		}
+	}
+}
+
+// logStats logs the totals every StatsInterval, and once more at the end.
+func (f *Forwarder) logStats(ctx context.Context) {
+	t := time.NewTicker(f.cfg.StatsInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			f.logSnapshot("forwarder totals at stop")
+			return
+		}
+		f.logSnapshot("forwarder totals")
+	}
+}
+
+func (f *Forwarder) logSnapshot(msg string) {
+	s := f.Snapshot()
+	f.log.Info().Int64("forwarded", s.Forwarded).Int64("delivered", s.Delivered).Int64("dead_lettered", s.DeadLettered).
+		Int64("retried", s.Retried).Int64("claimed", s.Claimed).Int64("held", s.Held).Msg(msg)
 }
 
 // dispatchAcks routes every producer result to the partition that sent the

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+	"github.com/rs/zerolog"
+
+	"github.com/ladder/ladder/pkg/kafkaconf"
+	"github.com/ladder/ladder/pkg/tier"
+)
+
+// Config is every LADDER_* environment variable. Each subcommand reads the
+// ones it uses and lets flags override them. README's configuration table is
+// generated from these tags (`ladder config --usage`).
+type Config struct {
+	kafkaconf.Config
+
+	Tiers       string `split_words:"true" default:"1m,15m,1h,6h" desc:"tier delays, comma-separated; units ms, s, m, h, d"`
+	TopicPrefix string `split_words:"true" default:"delay-" desc:"prefix of the tier topics and of the dead-letter topic (prefix + dlq)"`
+	Group       string `split_words:"true" default:"ladder" desc:"consumer group shared by every forwarder of the ladder"`
+
+	MaxInFlight     int           `split_words:"true" default:"1024" desc:"records per partition handed to the producer and not yet acknowledged"`
+	ResumeLead      time.Duration `split_words:"true" default:"500ms" desc:"resume fetching a held partition this long before its head is due"`
+	MaxHops         int           `split_words:"true" default:"10000" desc:"dead-letter a record after this many hops (a routing loop)"`
+	ShutdownTimeout time.Duration `split_words:"true" default:"30s" desc:"on stop or revoke, wait this long for in-flight records to be acknowledged"`
+	StatsInterval   time.Duration `split_words:"true" default:"30s" desc:"log forwarding totals this often; 0 turns it off"`
+
+	LogLevel  string `split_words:"true" default:"info" desc:"log level: trace, debug, info, warn, error"`
+	LogFormat string `split_words:"true" default:"auto" desc:"log format: json, console, or auto (console on a terminal)"`
+
+	DevAddr       string   `split_words:"true" default:"127.0.0.1:9092" desc:"ladder dev: address of the embedded broker"`
+	DevDataDir    string   `split_words:"true" desc:"ladder dev: data directory of the embedded broker (default $XDG_STATE_HOME/ladder/dev or ~/.local/state/ladder/dev)"`
+	DevPartitions int      `split_words:"true" default:"6" desc:"ladder dev: partitions of the topics it creates"`
+	DevTopics     []string `split_words:"true" default:"work" desc:"ladder dev: work topics to create, comma-separated"`
+}
+
+var logLevels = []string{"trace", "debug", "info", "warn", "error"}
+var logFormats = []string{"json", "console", "auto"}
+
+// loadConfig reads the environment. A value that does not parse is reported
+// with its variable name and what it accepts.
+func loadConfig() (Config, error) {
+	var c Config
+	if err := envconfig.Process("ladder", &c); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			return c, &kafkaconf.FieldError{Var: pe.KeyName, Value: pe.Value, Accept: acceptFor(pe.TypeName)}
+		}
+		return c, err
+	}
+	return c, nil
+}
+
+func acceptFor(typeName string) string {
+	switch typeName {
+	case "time.Duration", "Duration":
+		return "a duration such as 250ms, 30s, 5m or 1h"
+	case "int", "int32", "int64":
+		return "a whole number"
+	case "bool":
+		return "true or false"
+	}
+	return "a value of type " + typeName
+}
+
+// ladder builds the tier ladder from Tiers and TopicPrefix.
+func (c Config) ladder() (*tier.Ladder, error) {
+	l, err := tier.Parse(c.Tiers, c.TopicPrefix)
+	if err != nil {
+		if tier.ValidatePrefix(c.TopicPrefix) != nil {
+			return nil, &kafkaconf.FieldError{Var: "LADDER_TOPIC_PREFIX", Value: c.TopicPrefix,
+				Accept: "a non-empty prefix of characters a-z A-Z 0-9 . _ -"}
+		}
+		return nil, &kafkaconf.FieldError{Var: "LADDER_TIERS", Value: c.Tiers,
+			Accept: "distinct positive delays, comma-separated, such as 1m,15m,1h,6h (units ms, s, m, h, d): " + err.Error()}
+	}
+	return l, nil
+}
+
+// validateForwarder checks what the forwarder uses.
+func (c Config) validateForwarder() error {
+	switch {
+	case c.Group == "":
+		return &kafkaconf.FieldError{Var: "LADDER_GROUP", Accept: "a non-empty consumer group id"}
+	case c.MaxInFlight < 1 || c.MaxInFlight > 1<<20:
+		return &kafkaconf.FieldError{Var: "LADDER_MAX_IN_FLIGHT", Value: fmt.Sprint(c.MaxInFlight), Accept: "a whole number from 1 to 1048576"}
+	case c.ResumeLead < 0:
+		return &kafkaconf.FieldError{Var: "LADDER_RESUME_LEAD", Value: c.ResumeLead.String(), Accept: "a duration of 0 or more"}
+	case c.MaxHops < 1:
+		return &kafkaconf.FieldError{Var: "LADDER_MAX_HOPS", Value: fmt.Sprint(c.MaxHops), Accept: "a whole number of 1 or more"}
+	case c.ShutdownTimeout <= 0:
+		return &kafkaconf.FieldError{Var: "LADDER_SHUTDOWN_TIMEOUT", Value: c.ShutdownTimeout.String(), Accept: "a positive duration such as 30s"}
+	case c.StatsInterval < 0:
+		return &kafkaconf.FieldError{Var: "LADDER_STATS_INTERVAL", Value: c.StatsInterval.String(), Accept: "a duration of 0 (off) or more"}
+	}
+	return nil
+}
+
+func (c Config) validateLog() error {
+	if !slices.Contains(logLevels, c.LogLevel) {
+		return &kafkaconf.FieldError{Var: "LADDER_LOG_LEVEL", Value: c.LogLevel, Accept: strings.Join(logLevels, ", ")}
+	}
+	if !slices.Contains(logFormats, c.LogFormat) {
+		return &kafkaconf.FieldError{Var: "LADDER_LOG_FORMAT", Value: c.LogFormat, Accept: strings.Join(logFormats, ", ")}
+	}
+	return nil
+}
+
+// logger builds the process logger: JSON, one event per line, or a console
+// rendering when asked or when stderr is a terminal.
+func (c Config) logger(w io.Writer) zerolog.Logger {
+	level, err := zerolog.ParseLevel(c.LogLevel)
+	if err != nil {
+		level = zerolog.InfoLevel
+	}
+	if c.LogFormat == "console" || c.LogFormat == "auto" && isTerminal(w) {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// flags binds command-line flags to Config fields, each defaulting to the
+// value read from the environment, and remembers which environment variable
+// each flag overrides so errors can name what the user actually set.
+type flags struct {
+	*flag.FlagSet
+	envOf map[string]string // flag name → LADDER_* variable
+}
+
+func newFlags(name, usage string, stderr io.Writer) *flags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f := &flags{FlagSet: fs, envOf: map[string]string{}}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: ladder %s\n\nflags (each overrides the LADDER_* variable in brackets):\n", usage)
+		fs.PrintDefaults()
+	}
+	return f
+}
+
+func (f *flags) env(name, env string) string {
+	f.envOf[name] = env
+	if env == "" {
+		return ""
+	}
+	return " [" + env + "]"
+}
+
+func (f *flags) str(p *string, name, env, usage string) {
+	f.StringVar(p, name, *p, usage+f.env(name, env))
+}
+
+func (f *flags) int(p *int, name, env, usage string) {
+	f.IntVar(p, name, *p, usage+f.env(name, env))
+}
+
+func (f *flags) dur(p *time.Duration, name, env, usage string) {
+	f.DurationVar(p, name, *p, usage+f.env(name, env))
+}
+
+func (f *flags) list(p *[]string, name, env, usage string) {
+	f.Var((*listValue)(p), name, usage+f.env(name, env))
+}
+
+// kafka binds the connection flags.
+func (f *flags) kafka(c *kafkaconf.Config) {
+	f.list(&c.Brokers, "brokers", "LADDER_BROKERS", "Kafka bootstrap brokers, comma-separated host:port")
+	f.str(&c.KafkaVersion, "kafka-version", "LADDER_KAFKA_VERSION", "lowest Kafka version of the cluster")
+	f.str(&c.ClientID, "client-id", "LADDER_CLIENT_ID", "Kafka client.id")
+}
+
+// ladder binds the tier flags.
+func (f *flags) ladder(c *Config) {
+	f.str(&c.Tiers, "tiers", "LADDER_TIERS", "tier delays, comma-separated")
+	f.str(&c.TopicPrefix, "topic-prefix", "LADDER_TOPIC_PREFIX", "prefix of the tier and dead-letter topics")
+}
+
+// log binds the logging flags.
+func (f *flags) log(c *Config) {
+	f.str(&c.LogLevel, "log-level", "LADDER_LOG_LEVEL", "log level: "+strings.Join(logLevels, ", "))
+	f.str(&c.LogFormat, "log-format", "LADDER_LOG_FORMAT", "log format: "+strings.Join(logFormats, ", "))
+}
+
+// forwarder binds the forwarder tuning flags.
+func (f *flags) forwarder(c *Config) {
+	f.str(&c.Group, "group", "LADDER_GROUP", "consumer group of the forwarders")
+	f.int(&c.MaxInFlight, "max-in-flight", "LADDER_MAX_IN_FLIGHT", "unacknowledged records per partition")
+	f.dur(&c.ResumeLead, "resume-lead", "LADDER_RESUME_LEAD", "resume a held partition this long before its head is due")
+	f.int(&c.MaxHops, "max-hops", "LADDER_MAX_HOPS", "dead-letter a record after this many hops")
+	f.dur(&c.ShutdownTimeout, "shutdown-timeout", "LADDER_SHUTDOWN_TIMEOUT", "wait this long for in-flight records on stop")
+	f.dur(&c.StatsInterval, "stats-interval", "LADDER_STATS_INTERVAL", "log forwarding totals this often; 0 is off")
+}
+
+// explain rewords a *kafkaconf.FieldError to name the flag when the value
+// came from one rather than from the environment.
+func (f *flags) explain(err error) error {
+	var fe *kafkaconf.FieldError
+	if !errors.As(err, &fe) {
+		return err
+	}
+	set := map[string]bool{}
+	f.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	for name, env := range f.envOf {
+		if env == fe.Var && set[name] {
+			return &kafkaconf.FieldError{Var: "--" + name, Value: fe.Value, Accept: fe.Accept}
+		}
+	}
+	return err
+}
+
+type listValue []string
+
+func (l *listValue) String() string { return strings.Join(*l, ",") }
+
+func (l *listValue) Set(s string) error {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	*l = out
+	return nil
+}

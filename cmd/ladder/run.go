@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"strings"
+
+	"github.com/kelseyhightower/envconfig"
+	"github.com/rs/zerolog"
+
+	"github.com/ladder/ladder/pkg/forward"
+	"github.com/ladder/ladder/pkg/tier"
+)
+
+// errUsageShown ends a command whose flag error the flag package already printed.
+var errUsageShown = usageError{errors.New("bad usage")}
+
+// runCmd is `ladder run`: the production forwarder. It talks to the brokers
+// of LADDER_BROKERS and never starts an embedded broker.
+func runCmd(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) error {
+	cfg, f, err := parseForwarderFlags("run", "run [flags]", args, stderr)
+	if err != nil {
+		return err
+	}
+	l, log, err := checkForwarder(cfg, f, stderr)
+	if err != nil {
+		return err
+	}
+	fwd, err := forward.New(forwarderConfig(cfg, l, log))
+	if err != nil {
+		return err
+	}
+	return fwd.Run(ctx)
+}
+
+// parseForwarderFlags reads the environment and the flags every forwarding
+// command shares.
+func parseForwarderFlags(name, usage string, args []string, stderr io.Writer, extra ...func(*flags, *Config)) (Config, *flags, error) {
+	cfg, err := loadConfig()
+	if err != nil {
+		return cfg, nil, usageError{err}
+	}
+	f := newFlags(name, usage, stderr)
+	f.kafka(&cfg.Config)
+	f.ladder(&cfg)
+	f.forwarder(&cfg)
+	f.log(&cfg)
+	for _, x := range extra {
+		x(f, &cfg)
+	}
+	if err := f.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, f, err
+		}
+		return cfg, f, errUsageShown
+	}
+	if f.NArg() > 0 {
+		return cfg, f, usageError{errors.New("unexpected arguments: " + strings.Join(f.Args(), " "))}
+	}
+	return cfg, f, nil
+}
+
+// checkForwarder validates what a forwarder needs and builds its ladder and logger.
+func checkForwarder(cfg Config, f *flags, stderr io.Writer) (*tier.Ladder, zerolog.Logger, error) {
+	for _, check := range []func() error{cfg.validateLog, cfg.Config.Validate, cfg.validateForwarder} {
+		if err := check(); err != nil {
+			return nil, zerolog.Logger{}, usageError{f.explain(err)}
+		}
+	}
+	l, err := cfg.ladder()
+	if err != nil {
+		return nil, zerolog.Logger{}, usageError{f.explain(err)}
+	}
+	log := cfg.logger(stderr)
+	if err := envconfig.CheckDisallowed("ladder", &cfg); err != nil {
+		log.Warn().Err(err).Msg("unknown LADDER_* variable: misspelled?")
+	}
+	return l, log, nil
+}
+
+func forwarderConfig(cfg Config, l *tier.Ladder, log zerolog.Logger) forward.Config {
+	return forward.Config{
+		Ladder:          l,
+		Group:           cfg.Group,
+		Kafka:           cfg.Config,
+		MaxInFlight:     cfg.MaxInFlight,
+		ResumeLead:      cfg.ResumeLead,
+		MaxHops:         cfg.MaxHops,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		StatsInterval:   cfg.StatsInterval,
+		Log:             log,
+	}
+}
