@@ -337,4 +337,3 @@ func TestScheduleCommand(t *testing.T) {
 		t.Errorf("k2: value %q", r.Value)
 	}
 }
-
