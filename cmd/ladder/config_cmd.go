@@ -9,6 +9,10 @@ import (
 	"github.com/kelseyhightower/envconfig"
 )
 
+func init() {
+	register(command{name: "config", summary: "print the effective configuration, or the variable table (--usage)", order: 90, run: configCmd})
+}
+
 // usageTable is the Markdown table of README's configuration section.
 const usageTable = `| variable | default | description |
 | --- | --- | --- |

@@ -14,6 +14,10 @@ import (
 	"github.com/ladder/ladder/pkg/kafkaconf"
 )
 
+func init() {
+	register(command{name: "dev", summary: "run an embedded broker with the tier topics and the forwarders", order: 20, run: devCmd})
+}
+
 // devCmd is `ladder dev`: the embedded broker (kfake) with the tier topics,
 // the dead-letter topic and the work topics, and the forwarders. With
 // --forwarders=false it runs the broker alone, for a separate `ladder run`.

@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/rs/zerolog"
@@ -26,18 +27,24 @@ var version = "dev"
 type command struct {
 	name    string
 	summary string
+	order   int // position in the usage list
 	run     func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error
 }
 
-var commands = []command{
-	{"run", "forward the tiers of a ladder on a Kafka cluster (production)", runCmd},
-	{"dev", "run an embedded broker with the tier topics and the forwarders", devCmd}, // dev.go or nodev.go
-	{"schedule", "schedule a message, or one per line of stdin, for a topic", scheduleCmd},
-	{"config", "print the effective configuration, or the variable table (--usage)", configCmd},
-	{"version", "print the version", func(_ context.Context, _ []string, _ io.Reader, stdout, _ io.Writer) error {
-		fmt.Fprintln(stdout, "ladder", version)
-		return nil
-	}},
+// commands is filled by register, from the init function of each command's file.
+var commands []command
+
+func register(c command) {
+	commands = append(commands, c)
+	slices.SortStableFunc(commands, func(a, b command) int { return a.order - b.order })
+}
+
+func init() {
+	register(command{name: "version", summary: "print the version", order: 100,
+		run: func(_ context.Context, _ []string, _ io.Reader, stdout, _ io.Writer) error {
+			fmt.Fprintln(stdout, "ladder", version)
+			return nil
+		}})
 }
 
 func main() {

@@ -14,6 +14,10 @@ import (
 	"github.com/ladder/ladder/pkg/tier"
 )
 
+func init() {
+	register(command{name: "run", summary: "forward the tiers of a ladder on a Kafka cluster (production)", order: 10, run: runCmd})
+}
+
 // errUsageShown ends a command whose flag error the flag package already printed.
 var errUsageShown = usageError{errors.New("bad usage")}
 

@@ -18,6 +18,10 @@ import (
 	"github.com/ladder/ladder/pkg/tier"
 )
 
+func init() {
+	register(command{name: "schedule", summary: "schedule a message, or one per line of stdin, for a topic", order: 30, run: scheduleCmd})
+}
+
 // scheduleCmd is `ladder schedule`: schedule VALUE, or one value per line of
 // stdin, for --topic after --delay or at --at.
 func scheduleCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
