@@ -33,6 +33,8 @@ type Config struct {
 	ShutdownTimeout time.Duration `split_words:"true" default:"30s" desc:"on stop or revoke, wait this long for in-flight records to be acknowledged"`
 	StatsInterval   time.Duration `split_words:"true" default:"30s" desc:"log forwarding totals this often; 0 turns it off"`
 
+	HTTPAddr string `split_words:"true" default:":8080" desc:"address of /metrics, /healthz and /readyz; empty turns them off"`
+
 	LogLevel  string `split_words:"true" default:"info" desc:"log level: trace, debug, info, warn, error"`
 	LogFormat string `split_words:"true" default:"auto" desc:"log format: json, console, or auto (console on a terminal)"`
 
@@ -206,6 +208,7 @@ func (f *flags) forwarder(c *Config) {
 	f.int(&c.MaxHops, "max-hops", "LADDER_MAX_HOPS", "dead-letter a record after this many hops")
 	f.dur(&c.ShutdownTimeout, "shutdown-timeout", "LADDER_SHUTDOWN_TIMEOUT", "wait this long for in-flight records on stop")
 	f.dur(&c.StatsInterval, "stats-interval", "LADDER_STATS_INTERVAL", "log forwarding totals this often; 0 is off")
+	f.str(&c.HTTPAddr, "http-addr", "LADDER_HTTP_ADDR", "address of /metrics, /healthz and /readyz; empty is off")
 }
 
 // explain rewords a *kafkaconf.FieldError to name the flag when the value

@@ -10,7 +10,6 @@ import (
 	"sync"
 
 	"github.com/ladder/ladder/pkg/devbroker"
-	"github.com/ladder/ladder/pkg/forward"
 	"github.com/ladder/ladder/pkg/kafkaconf"
 )
 
@@ -77,12 +76,8 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 
 	var wg sync.WaitGroup
 	if forwarders {
-		fwd, err := forward.New(forwarderConfig(cfg, l, log))
-		if err != nil {
-			return err
-		}
 		wg.Go(func() {
-			if err := fwd.Run(ctx); err != nil {
+			if err := runForwarder(ctx, cfg, l, log); err != nil {
 				log.Error().Err(err).Msg("forwarder stopped")
 			}
 		})

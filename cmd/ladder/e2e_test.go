@@ -73,7 +73,7 @@ func (s *syncBuffer) String() string {
 func start(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(append(os.Environ(), "LADDER_LOG_FORMAT=json", "LADDER_STATS_INTERVAL=0"), env...)
+	cmd.Env = append(append(os.Environ(), "LADDER_LOG_FORMAT=json", "LADDER_STATS_INTERVAL=0", "LADDER_HTTP_ADDR="), env...)
 	p := &proc{cmd: cmd, out: &syncBuffer{}, done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
@@ -126,7 +126,8 @@ func startDevBroker(t *testing.T, topics string) string {
 }
 
 func runEnv(addr string) []string {
-	return []string{"LADDER_BROKERS=" + addr, "LADDER_TIERS=" + e2eTiers, "LADDER_GROUP=e2e", "LADDER_RESUME_LEAD=200ms"}
+	return []string{"LADDER_BROKERS=" + addr, "LADDER_TIERS=" + e2eTiers, "LADDER_GROUP=e2e", "LADDER_RESUME_LEAD=200ms",
+		"LADDER_HTTP_ADDR=127.0.0.1:0"}
 }
 
 func e2eLadder(t *testing.T) *tier.Ladder {
@@ -141,6 +142,17 @@ func e2eLadder(t *testing.T) *tier.Ladder {
 // scheduleBacklog schedules n messages due at due, keyed k00000...
 func scheduleBacklog(t *testing.T, addr string, n int, due func(i int) time.Time) map[string]time.Time {
 	t.Helper()
+	return scheduleKeyed(t, addr, "k", n, due)
+}
+
+// scheduleBacklogPrefixed schedules n messages due at due, keyed prefix00000...
+func scheduleBacklogPrefixed(t *testing.T, addr, prefix string, n int, due time.Time) map[string]time.Time {
+	t.Helper()
+	return scheduleKeyed(t, addr, prefix, n, func(int) time.Time { return due })
+}
+
+func scheduleKeyed(t *testing.T, addr, prefix string, n int, due func(i int) time.Time) map[string]time.Time {
+	t.Helper()
 	s, err := schedule.New(schedule.Config{Ladder: e2eLadder(t), Kafka: laddertest.Kafka(addr), Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +161,7 @@ func scheduleBacklog(t *testing.T, addr string, n int, due func(i int) time.Time
 	want := make(map[string]time.Time, n)
 	batch := make([]schedule.Message, n)
 	for i := range n {
-		key := fmt.Sprintf("k%06d", i)
+		key := fmt.Sprintf("%s%06d", prefix, i)
 		at := due(i)
 		want[key] = at.Truncate(time.Millisecond)
 		batch[i] = schedule.Message{Topic: "work", Key: []byte(key), Value: []byte("payload-" + key), At: at}

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ladder/ladder/pkg/forward"
+	"github.com/ladder/ladder/pkg/ops"
 	"github.com/ladder/ladder/pkg/tier"
 )
 
@@ -32,11 +33,33 @@ func runCmd(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	fwd, err := forward.New(forwarderConfig(cfg, l, log))
+	return runForwarder(ctx, cfg, l, log)
+}
+
+// runForwarder runs a forwarder and, when LADDER_HTTP_ADDR is set, its
+// metrics and health endpoints, until ctx is done. The forwarder stops first
+// (commit, leave the group, flush), then the HTTP server.
+func runForwarder(ctx context.Context, cfg Config, l *tier.Ladder, log zerolog.Logger) error {
+	reg := ops.NewRegistry(version)
+	fc := forwarderConfig(cfg, l, log)
+	fc.Registerer = reg
+	fwd, err := forward.New(fc)
 	if err != nil {
 		return err
 	}
-	return fwd.Run(ctx)
+	if cfg.HTTPAddr == "" {
+		return fwd.Run(ctx)
+	}
+	srv, err := ops.Listen(cfg.HTTPAddr, reg, fwd.Ready, log)
+	if err != nil {
+		return err
+	}
+	httpCtx, stopHTTP := context.WithCancel(context.Background())
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- srv.Run(httpCtx) }()
+	runErr := fwd.Run(ctx)
+	stopHTTP()
+	return errors.Join(runErr, <-httpDone)
 }
 
 // parseForwarderFlags reads the environment and the flags every forwarding

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/ladder/ladder/pkg/kafkaconf"
@@ -56,6 +57,9 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// StatsInterval is how often the running totals are logged (0: never).
 	StatsInterval time.Duration
+	// Registerer receives the forwarder's Prometheus metrics (nil: none are
+	// exported). The Forwarder is itself a Collector of its partition gauges.
+	Registerer prometheus.Registerer
 	// Log receives the forwarder's events (default: discard).
 	Log zerolog.Logger
 }
@@ -93,9 +97,15 @@ type Forwarder struct {
 	topics []string
 
 	producer sarama.AsyncProducer
+	client   sarama.Client // the consumer group's
 	group    sarama.ConsumerGroup
+	metrics  *metrics
 
-	stats Stats
+	partsMu sync.Mutex
+	parts   map[*partition]struct{} // claimed partitions, for gauges and offset refresh
+
+	health health
+	stats  Stats
 }
 
 // Stats are running totals since the forwarder started. Read them with Snapshot.
@@ -125,7 +135,16 @@ func New(cfg Config) (*Forwarder, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("invalid forwarder config: %w", err)
 	}
-	return &Forwarder{cfg: cfg, log: cfg.Log.With().Str("group", cfg.Group).Logger(), topics: cfg.Ladder.Topics()}, nil
+	f := &Forwarder{cfg: cfg, log: cfg.Log.With().Str("group", cfg.Group).Logger(), topics: cfg.Ladder.Topics(),
+		metrics: newMetrics(), parts: map[*partition]struct{}{}}
+	if cfg.Registerer != nil {
+		for _, c := range append(f.metrics.collectors(), f) {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("registering forwarder metrics: %w", err)
+			}
+		}
+	}
+	return f, nil
 }
 
 // Run joins the group and forwards until ctx is done, then stops cleanly:
@@ -167,7 +186,12 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			f.log.Warn().Err(err).Msg("leaving consumer group")
 		}
 		groupErrs.Wait()
+		f.client.Close()
 	}()
+	refresh, stopRefresh := context.WithCancel(ctx)
+	var refreshing sync.WaitGroup
+	refreshing.Go(func() { f.refreshOffsets(refresh) })
+	defer func() { stopRefresh(); refreshing.Wait() }()
 
 	f.log.Info().Strs("tiers", f.topics).Strs("brokers", brokers).Msg("forwarder started")
 	if f.cfg.StatsInterval > 0 {
@@ -198,24 +222,16 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	return nil
 }
 
-// connect creates the producer and the consumer group, retrying with
-// back-off until it succeeds or ctx is done (false).
+// connect creates the producer, the consumer client and the consumer group,
+// retrying with back-off until it succeeds or ctx is done (false).
 func (f *Forwarder) connect(ctx context.Context, brokers []string, pc, cc *sarama.Config) bool {
 	b := newBackoff(time.Second, 30*time.Second)
 	for {
-		p, err := sarama.NewAsyncProducer(brokers, pc)
+		err := f.dial(brokers, pc, cc)
 		if err == nil {
-			var g sarama.ConsumerGroup
-			g, err = sarama.NewConsumerGroup(brokers, f.cfg.Group, cc)
-			if err == nil {
-				f.producer, f.group = p, g
-				return true
-			}
-			p.Close()
-			err = fmt.Errorf("joining consumer group %s: %w", f.cfg.Group, err)
-		} else {
-			err = fmt.Errorf("starting producer: %w", err)
+			return true
 		}
+		f.health.setBrokers(err)
 		d := b.next()
 		f.log.Error().Err(kafkaconf.Explain(err, brokers)).Dur("retry_in", d).Msg("cannot connect to Kafka")
 		select {
@@ -224,6 +240,27 @@ func (f *Forwarder) connect(ctx context.Context, brokers []string, pc, cc *saram
 		case <-time.After(d):
 		}
 	}
+}
+
+func (f *Forwarder) dial(brokers []string, pc, cc *sarama.Config) error {
+	p, err := sarama.NewAsyncProducer(brokers, pc)
+	if err != nil {
+		return fmt.Errorf("starting producer: %w", err)
+	}
+	c, err := sarama.NewClient(brokers, cc)
+	if err != nil {
+		p.Close()
+		return fmt.Errorf("starting consumer: %w", err)
+	}
+	g, err := sarama.NewConsumerGroupFromClient(f.cfg.Group, c)
+	if err != nil {
+		c.Close()
+		p.Close()
+		return fmt.Errorf("joining consumer group %s: %w", f.cfg.Group, err)
+	}
+	f.producer, f.client, f.group = p, c, g
+	f.health.setBrokers(nil)
+	return nil
 }
 
 // logStats logs the totals every StatsInterval, and once more at the end.
@@ -275,12 +312,14 @@ func (f *Forwarder) dispatchAcks() {
 type handler struct{ f *Forwarder }
 
 func (h *handler) Setup(s sarama.ConsumerGroupSession) error {
+	h.f.health.setSession(true)
 	h.f.log.Info().Str("member", s.MemberID()).Int32("generation", s.GenerationID()).
 		Interface("claims", s.Claims()).Msg("partitions assigned")
 	return nil
 }
 
 func (h *handler) Cleanup(s sarama.ConsumerGroupSession) error {
+	h.f.health.setSession(false)
 	h.f.log.Info().Str("member", s.MemberID()).Int32("generation", s.GenerationID()).Msg("partitions released")
 	return nil
 }
@@ -291,10 +330,22 @@ func (h *handler) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerG
 		return fmt.Errorf("claimed topic %s is not a tier of ladder %s", c.Topic(), h.f.cfg.Ladder)
 	}
 	p := newPartition(h.f, s, c, t)
-	h.f.stats.Claimed.Add(1)
-	defer h.f.stats.Claimed.Add(-1)
+	h.f.track(p, true)
+	defer h.f.track(p, false)
 	p.run()
 	return nil
+}
+
+func (f *Forwarder) track(p *partition, claimed bool) {
+	f.partsMu.Lock()
+	defer f.partsMu.Unlock()
+	if claimed {
+		f.parts[p] = struct{}{}
+		f.stats.Claimed.Add(1)
+	} else {
+		delete(f.parts, p)
+		f.stats.Claimed.Add(-1)
+	}
 }
 
 // backoff is a capped exponential back-off.

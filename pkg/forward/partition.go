@@ -3,6 +3,7 @@ package forward
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -23,6 +24,7 @@ type flight struct {
 	msg      *sarama.ProducerMessage
 	env      envelope.Envelope // unused for dead letters
 	dlq      bool
+	reason   envelope.Reason // why, for a dead letter
 	attempts int
 }
 
@@ -46,12 +48,32 @@ type partition struct {
 	paused bool
 	timer  *time.Timer
 	log    zerolog.Logger
+	m      *tierMetrics
+
+	// Read by the metrics collector and the offset refresher.
+	pausedState  atomic.Bool
+	releaseNanos atomic.Int64 // release time of the current head; 0 when none
+	endOffset    atomic.Int64 // partition end offset, refreshed periodically
+	nextOffset   atomic.Int64 // offset the group resumes from (last marked); -1 unknown
+}
+
+// pending is the number of records between the resume offset and the end.
+func (p *partition) pending() int64 {
+	end := p.endOffset.Load()
+	if end == 0 {
+		end = p.claim.HighWaterMarkOffset()
+	}
+	next := p.nextOffset.Load()
+	if next < 0 || end < next {
+		return 0
+	}
+	return end - next
 }
 
 func newPartition(f *Forwarder, s sarama.ConsumerGroupSession, c sarama.ConsumerGroupClaim, t tier.Tier) *partition {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	return &partition{
+	p := &partition{
 		f:      f,
 		sess:   s,
 		claim:  c,
@@ -60,7 +82,10 @@ func newPartition(f *Forwarder, s sarama.ConsumerGroupSession, c sarama.Consumer
 		events: make(chan event, f.cfg.MaxInFlight+1),
 		timer:  timer,
 		log:    f.log.With().Str("topic", c.Topic()).Int32("partition", c.Partition()).Logger(),
+		m:      f.metrics.forTier(t.Topic),
 	}
+	p.nextOffset.Store(c.InitialOffset()) // negative (oldest/newest) until the first record
+	return p
 }
 
 // run forwards the partition until the claim ends, then finishes the
@@ -90,6 +115,9 @@ func (p *partition) run() {
 // It returns false when the claim ended first; m is then dropped, unmarked,
 // for the next owner.
 func (p *partition) process(ctx context.Context, m *sarama.ConsumerMessage) bool {
+	if p.nextOffset.Load() < 0 {
+		p.nextOffset.Store(m.Offset)
+	}
 	env, err := envelope.Decode(m.Headers)
 	if err == nil {
 		err = p.check(env)
@@ -97,11 +125,26 @@ func (p *partition) process(ctx context.Context, m *sarama.ConsumerMessage) bool
 	if err != nil {
 		return p.send(ctx, p.deadLetter(m, err))
 	}
-	if !p.waitUntil(ctx, p.releaseAt(m, env)) {
+	release := p.releaseAt(m, env)
+	p.releaseNanos.Store(release.UnixNano())
+	defer p.releaseNanos.Store(0)
+	if !p.waitUntil(ctx, release) {
 		return false
 	}
-	fl := &flight{p: p, offset: m.Offset, src: m, env: env, msg: p.hop(m, env)}
+	fl := &flight{p: p, offset: m.Offset, src: m, env: env}
+	fl.msg = p.hop(m, env)
+	p.observe(fl, release)
 	return p.send(ctx, fl)
+}
+
+// observe records how late the release was, and for a delivery how late it
+// is against its due time.
+func (p *partition) observe(fl *flight, release time.Time) {
+	at := fl.msg.Timestamp
+	p.m.releaseLateness.Observe(max(at.Sub(release), 0).Seconds())
+	if fl.msg.Topic == fl.env.Target && !fl.env.Due.IsZero() {
+		p.m.dueLateness.Observe(max(at.Sub(fl.env.Due), 0).Seconds())
+	}
 }
 
 // releaseAt is when the head may leave the tier. A record timestamp in the
@@ -149,7 +192,7 @@ func (p *partition) hop(m *sarama.ConsumerMessage, env envelope.Envelope) *saram
 func (p *partition) deadLetter(m *sarama.ConsumerMessage, reason error) *flight {
 	p.log.Warn().Int64("offset", m.Offset).Str("reason", string(envelope.ReasonOf(reason))).
 		Str("error", reason.Error()).Msg("dead-lettering record")
-	return &flight{p: p, offset: m.Offset, dlq: true, msg: &sarama.ProducerMessage{
+	return &flight{p: p, offset: m.Offset, dlq: true, reason: envelope.ReasonOf(reason), msg: &sarama.ProducerMessage{
 		Topic:     p.f.cfg.Ladder.DLQTopic(),
 		Key:       encoder(m.Key),
 		Value:     encoder(m.Value),
@@ -208,21 +251,28 @@ func (p *partition) handle(ctx context.Context, ev event) {
 	case ev.err != nil:
 		fl.attempts++
 		p.f.stats.Retried.Add(1)
+		p.m.produceErrors.Inc()
+		p.f.health.produced(ev.err)
 		d := retryDelay(fl.attempts)
 		p.log.Warn().Err(ev.err).Int64("offset", fl.offset).Str("to", fl.msg.Topic).Int("attempt", fl.attempts).
 			Dur("retry_in", d).Msg("producing record failed; holding its offset and retrying")
 		time.AfterFunc(d, func() { p.events <- event{f: fl, resend: true} })
 	default:
+		p.f.health.produced(nil)
 		switch {
 		case fl.dlq:
 			p.f.stats.DeadLettered.Add(1)
+			p.m.deadLetter(string(fl.reason))
 		case fl.msg.Topic == fl.env.Target:
 			p.f.stats.Delivered.Add(1)
+			p.m.delivered.Inc()
 		default:
 			p.f.stats.Forwarded.Add(1)
+			p.m.forwarded.Inc()
 		}
 		if commit := p.win.done(fl); commit >= 0 {
 			p.sess.MarkOffset(p.claim.Topic(), p.claim.Partition(), commit, "")
+			p.nextOffset.Store(commit)
 		}
 	}
 }
@@ -272,6 +322,7 @@ func (p *partition) setPaused(paused bool) {
 		return
 	}
 	p.paused = paused
+	p.pausedState.Store(paused)
 	if paused {
 		p.f.group.Pause(p.tp)
 	} else {

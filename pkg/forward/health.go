@@ -1,0 +1,152 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// health tracks what readiness depends on: a group session, brokers that
+// answer, and produce requests that succeed.
+type health struct {
+	mu             sync.Mutex
+	inSession      bool
+	sessionEnded   time.Time
+	joinedOnce     bool
+	brokersErr     error
+	brokersChecked time.Time
+	produceOK      time.Time
+	produceErr     error
+	produceErrAt   time.Time // first failure since the last success
+}
+
+// Grace periods before readiness turns false: a rebalance or one failed
+// request is routine.
+const (
+	rebalanceGrace = 30 * time.Second
+	brokerStale    = 45 * time.Second
+	produceGrace   = 15 * time.Second
+)
+
+func (h *health) setSession(in bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.inSession = in
+	if in {
+		h.joinedOnce = true
+	} else {
+		h.sessionEnded = time.Now()
+	}
+}
+
+func (h *health) setBrokers(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.brokersErr, h.brokersChecked = err, time.Now()
+}
+
+func (h *health) produced(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := time.Now()
+	if err == nil {
+		h.produceOK, h.produceErr = now, nil
+		return
+	}
+	if h.produceErr == nil {
+		h.produceErrAt = now
+	}
+	h.produceErr = err
+}
+
+// ErrNotReady is wrapped by every error Ready returns.
+var ErrNotReady = errors.New("forwarder not ready")
+
+// Ready returns nil when the forwarder is in a consumer group session (or
+// between two sessions of a rebalance), the brokers answered recently and
+// producing is not failing; otherwise an error saying why.
+func (f *Forwarder) Ready() error {
+	h := &f.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := time.Now()
+	switch {
+	case h.brokersChecked.IsZero():
+		return fmt.Errorf("%w: not connected to Kafka yet", ErrNotReady)
+	case h.brokersErr != nil:
+		return fmt.Errorf("%w: brokers not answering: %w", ErrNotReady, h.brokersErr)
+	case now.Sub(h.brokersChecked) > brokerStale:
+		return fmt.Errorf("%w: no answer from the brokers for %s", ErrNotReady, now.Sub(h.brokersChecked).Round(time.Second))
+	case !h.joinedOnce:
+		return fmt.Errorf("%w: not joined to consumer group %s yet", ErrNotReady, f.cfg.Group)
+	case !h.inSession && now.Sub(h.sessionEnded) > rebalanceGrace:
+		return fmt.Errorf("%w: out of consumer group %s for %s", ErrNotReady, f.cfg.Group, now.Sub(h.sessionEnded).Round(time.Second))
+	case h.produceErr != nil && now.Sub(h.produceErrAt) > produceGrace:
+		return fmt.Errorf("%w: producing fails since %s: %w", ErrNotReady, now.Sub(h.produceErrAt).Round(time.Second), h.produceErr)
+	}
+	return nil
+}
+
+// refreshInterval is how often end offsets are read for the pending gauge
+// and the broker health check.
+const refreshInterval = 10 * time.Second
+
+// refreshOffsets reads the end offset of every claimed partition
+// periodically: a paused partition does not fetch, so its high-water mark
+// would be frozen. It doubles as the brokers' health check.
+func (f *Forwarder) refreshOffsets(ctx context.Context) {
+	t := time.NewTicker(refreshInterval)
+	defer t.Stop()
+	for {
+		f.health.setBrokers(f.readEndOffsets())
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (f *Forwarder) readEndOffsets() error {
+	f.partsMu.Lock()
+	byLeader := map[*sarama.Broker][]*partition{}
+	var err error
+	for p := range f.parts {
+		leader, lerr := f.client.Leader(p.claim.Topic(), p.claim.Partition())
+		if lerr != nil {
+			err = lerr
+			continue
+		}
+		byLeader[leader] = append(byLeader[leader], p)
+	}
+	f.partsMu.Unlock()
+	if len(byLeader) == 0 && err == nil {
+		// Nothing claimed: still check that some broker answers.
+		_, err = f.client.Controller()
+		if err != nil {
+			return fmt.Errorf("reaching the controller: %w", err)
+		}
+		return nil
+	}
+	for broker, parts := range byLeader {
+		req := &sarama.OffsetRequest{Version: 1}
+		for _, p := range parts {
+			req.AddBlock(p.claim.Topic(), p.claim.Partition(), sarama.OffsetNewest, 1)
+		}
+		resp, rerr := broker.GetAvailableOffsets(req)
+		if rerr != nil {
+			err = fmt.Errorf("reading end offsets from broker %d: %w", broker.ID(), rerr)
+			continue
+		}
+		for _, p := range parts {
+			if b := resp.GetBlock(p.claim.Topic(), p.claim.Partition()); b != nil && b.Err == sarama.ErrNoError {
+				p.endOffset.Store(b.Offset)
+			}
+		}
+	}
+	return err
+}
