@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/ladder/ladder/pkg/kafkaconf"
 	"github.com/ladder/ladder/pkg/tier"
+	"github.com/ladder/ladder/pkg/workahead"
 )
 
 // Config is every LADDER_* environment variable. Each subcommand reads the
@@ -34,6 +36,12 @@ type Config struct {
 	StatsInterval   time.Duration `split_words:"true" default:"30s" desc:"log forwarding totals this often; 0 turns it off"`
 
 	HTTPAddr string `split_words:"true" default:":8080" desc:"address of /metrics, /healthz and /readyz; empty turns them off"`
+
+	WorkaheadEnabled      bool          `split_words:"true" default:"false" desc:"release held heads early while a lane's workers are idle (ladder dev: on unless set)"`
+	WorkaheadLanes        string        `split_words:"true" desc:"lanes to watch: target=workergroup pairs, comma-separated (ladder dev: each --topics T with group T-workers)"`
+	WorkaheadLagThreshold int64         `split_words:"true" default:"100" desc:"a lane is idle while its worker-group lag is below this"`
+	WorkaheadRate         float64       `split_words:"true" default:"100" desc:"most early releases per second per lane, per forwarder process"`
+	WorkaheadInterval     time.Duration `split_words:"true" default:"1s" desc:"how often lanes' lag is read"`
 
 	LogLevel  string `split_words:"true" default:"info" desc:"log level: trace, debug, info, warn, error"`
 	LogFormat string `split_words:"true" default:"auto" desc:"log format: json, console, or auto (console on a terminal)"`
@@ -209,6 +217,33 @@ func (f *flags) forwarder(c *Config) {
 	f.dur(&c.ShutdownTimeout, "shutdown-timeout", "LADDER_SHUTDOWN_TIMEOUT", "wait this long for in-flight records on stop")
 	f.dur(&c.StatsInterval, "stats-interval", "LADDER_STATS_INTERVAL", "log forwarding totals this often; 0 is off")
 	f.str(&c.HTTPAddr, "http-addr", "LADDER_HTTP_ADDR", "address of /metrics, /healthz and /readyz; empty is off")
+	f.BoolVar(&c.WorkaheadEnabled, "workahead", c.WorkaheadEnabled, "release held heads early while a lane's workers are idle"+f.env("workahead", "LADDER_WORKAHEAD_ENABLED"))
+	f.str(&c.WorkaheadLanes, "workahead-lanes", "LADDER_WORKAHEAD_LANES", "lanes to watch: target=workergroup, comma-separated")
+	f.Int64Var(&c.WorkaheadLagThreshold, "workahead-lag-threshold", c.WorkaheadLagThreshold, "a lane is idle below this lag"+f.env("workahead-lag-threshold", "LADDER_WORKAHEAD_LAG_THRESHOLD"))
+	f.Float64Var(&c.WorkaheadRate, "workahead-rate", c.WorkaheadRate, "early releases per second per lane"+f.env("workahead-rate", "LADDER_WORKAHEAD_RATE"))
+	f.dur(&c.WorkaheadInterval, "workahead-interval", "LADDER_WORKAHEAD_INTERVAL", "how often lanes' lag is read")
+}
+
+// workahead builds the work-ahead controller, or nil when it is off.
+func (c Config) workahead(reg prometheus.Registerer, log zerolog.Logger) (*workahead.Controller, error) {
+	if !c.WorkaheadEnabled {
+		return nil, nil
+	}
+	lanes, err := workahead.ParseLanes(c.WorkaheadLanes)
+	if err != nil {
+		return nil, &kafkaconf.FieldError{Var: "LADDER_WORKAHEAD_LANES", Value: c.WorkaheadLanes,
+			Accept: "target=workergroup pairs, comma-separated, e.g. work-fast=workers-fast,work-slow=workers-slow (" + err.Error() + ")"}
+	}
+	switch {
+	case c.WorkaheadLagThreshold < 1:
+		return nil, &kafkaconf.FieldError{Var: "LADDER_WORKAHEAD_LAG_THRESHOLD", Value: fmt.Sprint(c.WorkaheadLagThreshold), Accept: "a whole number of 1 or more"}
+	case c.WorkaheadRate <= 0:
+		return nil, &kafkaconf.FieldError{Var: "LADDER_WORKAHEAD_RATE", Value: fmt.Sprint(c.WorkaheadRate), Accept: "a positive number of releases per second"}
+	case c.WorkaheadInterval <= 0:
+		return nil, &kafkaconf.FieldError{Var: "LADDER_WORKAHEAD_INTERVAL", Value: c.WorkaheadInterval.String(), Accept: "a positive duration such as 1s"}
+	}
+	return workahead.New(workahead.Config{Lanes: lanes, LagThreshold: c.WorkaheadLagThreshold, Rate: c.WorkaheadRate,
+		Interval: c.WorkaheadInterval, Registerer: reg, Log: log})
 }
 
 // explain rewords a *kafkaconf.FieldError to name the flag when the value
@@ -226,6 +261,13 @@ func (f *flags) explain(err error) error {
 		}
 	}
 	return err
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(f *flags, name string) bool {
+	set := false
+	f.Visit(func(fl *flag.Flag) { set = set || fl.Name == name })
+	return set
 }
 
 type listValue []string

@@ -6,11 +6,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 
 	"github.com/ladder/ladder/pkg/devbroker"
 	"github.com/ladder/ladder/pkg/kafkaconf"
+	"github.com/ladder/ladder/pkg/tier"
 )
 
 func init() {
@@ -33,6 +35,17 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
+	// Work-ahead is on in dev unless set, watching each work topic T with group T-workers.
+	if _, set := os.LookupEnv("LADDER_WORKAHEAD_ENABLED"); !set && !flagSet(f, "workahead") {
+		cfg.WorkaheadEnabled = true
+	}
+	if cfg.WorkaheadLanes == "" {
+		var lanes []string
+		for _, t := range cfg.DevTopics {
+			lanes = append(lanes, t+"="+t+"-workers")
+		}
+		cfg.WorkaheadLanes = strings.Join(lanes, ",")
+	}
 	l, log, err := checkForwarder(cfg, f, stderr)
 	if err != nil {
 		return err
@@ -42,6 +55,11 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	}
 	if len(cfg.DevTopics) == 0 {
 		return usageError{f.explain(&kafkaconf.FieldError{Var: "LADDER_DEV_TOPICS", Accept: "one or more topic names, comma-separated"})}
+	}
+	for _, t := range cfg.DevTopics {
+		if err := tier.ValidateTopic(t); err != nil {
+			return usageError{f.explain(&kafkaconf.FieldError{Var: "LADDER_DEV_TOPICS", Value: strings.Join(cfg.DevTopics, ","), Accept: "topic names, comma-separated: " + err.Error()})}
+		}
 	}
 	dataDir := cfg.DevDataDir
 	if dataDir == "" {
@@ -65,6 +83,7 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
   dead letters  %[4]s
   work topics   %[5]s
   forwarders    %[6]s
+  work-ahead    %[10]s
 
   watch %[7]s:     kcat -C -b %[1]s -t %[7]s -f '%%T %%k %%h %%s\n'
   schedule (90s): ladder schedule --brokers %[1]s --tiers %[8]s --topic %[7]s --delay 90s hello
@@ -72,7 +91,8 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 
 `, b.Addr(), dataDir, strings.Join(l.Topics(), " "), l.DLQTopic(), strings.Join(cfg.DevTopics, " "),
 		map[bool]string{true: "running (group " + cfg.Group + ")", false: "off: start `ladder run --brokers " + b.Addr() + "`"}[forwarders],
-		work, l.String(), l.Smallest().Topic)
+		work, l.String(), l.Smallest().Topic,
+		map[bool]string{true: "on, lanes " + cfg.WorkaheadLanes, false: "off"}[cfg.WorkaheadEnabled])
 
 	var wg sync.WaitGroup
 	if forwarders {

@@ -43,6 +43,11 @@ func runForwarder(ctx context.Context, cfg Config, l *tier.Ladder, log zerolog.L
 	reg := ops.NewRegistry(version)
 	fc := forwarderConfig(cfg, l, log)
 	fc.Registerer = reg
+	wa, err := cfg.workahead(reg, log)
+	if err != nil {
+		return usageError{err}
+	}
+	fc.WorkAhead = wa
 	fwd, err := forward.New(fc)
 	if err != nil {
 		return err
@@ -98,6 +103,9 @@ func checkForwarder(cfg Config, f *flags, stderr io.Writer) (*tier.Ladder, zerol
 	}
 	l, err := cfg.ladder()
 	if err != nil {
+		return nil, zerolog.Logger{}, usageError{f.explain(err)}
+	}
+	if _, err := cfg.workahead(nil, zerolog.Nop()); err != nil {
 		return nil, zerolog.Logger{}, usageError{f.explain(err)}
 	}
 	log := cfg.logger(stderr)

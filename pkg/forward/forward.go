@@ -29,6 +29,7 @@ import (
 
 	"github.com/ladder/ladder/pkg/kafkaconf"
 	"github.com/ladder/ladder/pkg/tier"
+	"github.com/ladder/ladder/pkg/workahead"
 )
 
 // Config configures a Forwarder. Zero values take the documented defaults.
@@ -57,6 +58,9 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// StatsInterval is how often the running totals are logged (0: never).
 	StatsInterval time.Duration
+	// WorkAhead, when set, releases held heads early for lanes whose workers
+	// are idle (see package workahead). The forwarder runs it.
+	WorkAhead *workahead.Controller
 	// Registerer receives the forwarder's Prometheus metrics (nil: none are
 	// exported). The Forwarder is itself a Collector of its partition gauges.
 	Registerer prometheus.Registerer
@@ -111,7 +115,8 @@ type Forwarder struct {
 // Stats are running totals since the forwarder started. Read them with Snapshot.
 type Stats struct {
 	Forwarded    atomic.Int64 // acknowledged records sent to a smaller tier
-	Delivered    atomic.Int64 // acknowledged records sent to their target
+	Delivered    atomic.Int64 // acknowledged records sent to their target when due
+	Early        atomic.Int64 // acknowledged records sent to their target early (work-ahead)
 	DeadLettered atomic.Int64 // acknowledged records sent to the dead-letter topic
 	Retried      atomic.Int64 // produce attempts that failed and were sent again
 	Held         atomic.Int64 // partitions currently holding a head that is not due
@@ -120,13 +125,13 @@ type Stats struct {
 
 // Snapshot is a copy of Stats.
 type Snapshot struct {
-	Forwarded, Delivered, DeadLettered, Retried, Held, Claimed int64
+	Forwarded, Delivered, Early, DeadLettered, Retried, Held, Claimed int64
 }
 
 // Snapshot returns the current totals.
 func (f *Forwarder) Snapshot() Snapshot {
 	s := &f.stats
-	return Snapshot{s.Forwarded.Load(), s.Delivered.Load(), s.DeadLettered.Load(), s.Retried.Load(), s.Held.Load(), s.Claimed.Load()}
+	return Snapshot{s.Forwarded.Load(), s.Delivered.Load(), s.Early.Load(), s.DeadLettered.Load(), s.Retried.Load(), s.Held.Load(), s.Claimed.Load()}
 }
 
 // New validates cfg and returns a Forwarder. It does not connect yet.
@@ -191,6 +196,13 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	refresh, stopRefresh := context.WithCancel(ctx)
 	var refreshing sync.WaitGroup
 	refreshing.Go(func() { f.refreshOffsets(refresh) })
+	if wa := f.cfg.WorkAhead; wa != nil {
+		refreshing.Go(func() {
+			if err := wa.Run(refresh, brokers, cc); err != nil {
+				f.log.Error().Err(err).Msg("work-ahead stopped")
+			}
+		})
+	}
 	defer func() { stopRefresh(); refreshing.Wait() }()
 
 	f.log.Info().Strs("tiers", f.topics).Strs("brokers", brokers).Msg("forwarder started")
@@ -280,7 +292,7 @@ func (f *Forwarder) logStats(ctx context.Context) {
 
 func (f *Forwarder) logSnapshot(msg string) {
 	s := f.Snapshot()
-	f.log.Info().Int64("forwarded", s.Forwarded).Int64("delivered", s.Delivered).Int64("dead_lettered", s.DeadLettered).
+	f.log.Info().Int64("forwarded", s.Forwarded).Int64("delivered", s.Delivered).Int64("early", s.Early).Int64("dead_lettered", s.DeadLettered).
 		Int64("retried", s.Retried).Int64("claimed", s.Claimed).Int64("held", s.Held).Msg(msg)
 }
 

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/IBM/sarama"
+	"github.com/ladder/ladder/pkg/offsets"
 )
 
 // health tracks what readiness depends on: a group session, brokers that
@@ -113,40 +113,24 @@ func (f *Forwarder) refreshOffsets(ctx context.Context) {
 
 func (f *Forwarder) readEndOffsets() error {
 	f.partsMu.Lock()
-	byLeader := map[*sarama.Broker][]*partition{}
-	var err error
+	tps := map[string][]int32{}
+	byTP := map[offsets.TP]*partition{}
 	for p := range f.parts {
-		leader, lerr := f.client.Leader(p.claim.Topic(), p.claim.Partition())
-		if lerr != nil {
-			err = lerr
-			continue
-		}
-		byLeader[leader] = append(byLeader[leader], p)
+		tp := offsets.TP{Topic: p.claim.Topic(), Partition: p.claim.Partition()}
+		tps[tp.Topic] = append(tps[tp.Topic], tp.Partition)
+		byTP[tp] = p
 	}
 	f.partsMu.Unlock()
-	if len(byLeader) == 0 && err == nil {
+	if len(tps) == 0 {
 		// Nothing claimed: still check that some broker answers.
-		_, err = f.client.Controller()
-		if err != nil {
+		if _, err := f.client.Controller(); err != nil {
 			return fmt.Errorf("reaching the controller: %w", err)
 		}
 		return nil
 	}
-	for broker, parts := range byLeader {
-		req := &sarama.OffsetRequest{Version: 1}
-		for _, p := range parts {
-			req.AddBlock(p.claim.Topic(), p.claim.Partition(), sarama.OffsetNewest, 1)
-		}
-		resp, rerr := broker.GetAvailableOffsets(req)
-		if rerr != nil {
-			err = fmt.Errorf("reading end offsets from broker %d: %w", broker.ID(), rerr)
-			continue
-		}
-		for _, p := range parts {
-			if b := resp.GetBlock(p.claim.Topic(), p.claim.Partition()); b != nil && b.Err == sarama.ErrNoError {
-				p.endOffset.Store(b.Offset)
-			}
-		}
+	end, err := offsets.End(f.client, tps)
+	for tp, off := range end {
+		byTP[tp].endOffset.Store(off)
 	}
 	return err
 }

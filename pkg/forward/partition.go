@@ -23,6 +23,7 @@ type flight struct {
 	src      *sarama.ConsumerMessage // kept to re-route a resend
 	msg      *sarama.ProducerMessage
 	env      envelope.Envelope // unused for dead letters
+	early    time.Time         // due (or release) time when work-ahead released it before; else zero
 	dlq      bool
 	reason   envelope.Reason // why, for a dead letter
 	attempts int
@@ -128,12 +129,29 @@ func (p *partition) process(ctx context.Context, m *sarama.ConsumerMessage) bool
 	release := p.releaseAt(m, env)
 	p.releaseNanos.Store(release.UnixNano())
 	defer p.releaseNanos.Store(0)
-	if !p.waitUntil(ctx, release) {
+	due := env.Due
+	if due.IsZero() {
+		due = release
+	}
+	var early <-chan struct{}
+	if wa := p.f.cfg.WorkAhead; wa != nil && time.Now().Before(release) {
+		if h := wa.Hold(env.Target, due); h != nil {
+			defer wa.Drop(h)
+			early = h.Released()
+		}
+	}
+	released, isEarly := p.waitUntil(ctx, release, early)
+	if !released {
 		return false
 	}
 	fl := &flight{p: p, offset: m.Offset, src: m, env: env}
-	fl.msg = p.hop(m, env)
-	p.observe(fl, release)
+	if isEarly {
+		fl.early = due
+	}
+	fl.msg = p.hop(m, env, fl.early)
+	if !isEarly {
+		p.observe(fl, release)
+	}
 	return p.send(ctx, fl)
 }
 
@@ -173,18 +191,24 @@ func (p *partition) check(env envelope.Envelope) error {
 }
 
 // hop builds the record for the next hop, routed at the current time and
-// stamped with it: the next tier measures its delay from this timestamp.
-func (p *partition) hop(m *sarama.ConsumerMessage, env envelope.Envelope) *sarama.ProducerMessage {
+// stamped with it: the next tier measures its delay from this timestamp. An
+// early release (earlyUntil set) goes straight to the target with
+// ladder-early set to how early it is.
+func (p *partition) hop(m *sarama.ConsumerMessage, env envelope.Envelope, earlyUntil time.Time) *sarama.ProducerMessage {
 	now := time.Now()
 	topic := env.Target
-	if next, ok := p.f.cfg.Ladder.Route(now, env.Due); ok && !env.Due.IsZero() {
+	var ahead time.Duration
+	switch next, ok := p.f.cfg.Ladder.Route(now, env.Due); {
+	case !earlyUntil.IsZero():
+		ahead = max(earlyUntil.Sub(now), time.Millisecond)
+	case ok && !env.Due.IsZero():
 		topic = next.Topic
 	}
 	return &sarama.ProducerMessage{
 		Topic:     topic,
 		Key:       encoder(m.Key),
 		Value:     encoder(m.Value),
-		Headers:   envelope.Next(m.Headers, env.Hops, 0),
+		Headers:   envelope.Next(m.Headers, env.Hops, ahead),
 		Timestamp: now,
 	}
 }
@@ -241,7 +265,7 @@ func (p *partition) handle(ctx context.Context, ev event) {
 		if fl.dlq {
 			fl.msg = cloneMessage(fl.msg, time.Now())
 		} else {
-			fl.msg = p.hop(fl.src, fl.env)
+			fl.msg = p.hop(fl.src, fl.env, fl.early)
 		}
 		fl.msg.Metadata = fl
 		select {
@@ -263,6 +287,9 @@ func (p *partition) handle(ctx context.Context, ev event) {
 		case fl.dlq:
 			p.f.stats.DeadLettered.Add(1)
 			p.m.deadLetter(string(fl.reason))
+		case !fl.early.IsZero():
+			p.f.stats.Early.Add(1)
+			p.m.early.Inc()
 		case fl.msg.Topic == fl.env.Target:
 			p.f.stats.Delivered.Add(1)
 			p.m.delivered.Inc()
@@ -278,8 +305,9 @@ func (p *partition) handle(ctx context.Context, ev event) {
 }
 
 // waitUntil holds the head until release, paused while release is further
-// away than ResumeLead. It returns false if the claim ended first.
-func (p *partition) waitUntil(ctx context.Context, release time.Time) bool {
+// away than ResumeLead, or until early is closed (work-ahead). It returns
+// released=false if the claim ended first.
+func (p *partition) waitUntil(ctx context.Context, release time.Time, early <-chan struct{}) (released, isEarly bool) {
 	held := false
 	defer func() {
 		if held {
@@ -291,7 +319,7 @@ func (p *partition) waitUntil(ctx context.Context, release time.Time) bool {
 		until := time.Until(release)
 		if until <= 0 {
 			p.setPaused(false)
-			return true
+			return true, false
 		}
 		if !held {
 			held = true
@@ -309,9 +337,13 @@ func (p *partition) waitUntil(ctx context.Context, release time.Time) bool {
 		case <-p.timer.C:
 		case ev := <-p.events:
 			p.handle(ctx, ev)
+		case <-early:
+			p.timer.Stop()
+			p.setPaused(false)
+			return true, true
 		case <-ctx.Done():
 			p.timer.Stop()
-			return false
+			return false, false
 		}
 		p.timer.Stop()
 	}

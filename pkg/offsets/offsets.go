@@ -1,0 +1,132 @@
+// Package offsets reads partition end offsets and a group's committed
+// offsets through the admin API, batched per broker, the way lag must be
+// read for a paused partition: live from the broker, not from a fetch.
+package offsets
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/IBM/sarama"
+)
+
+// TP names a topic partition.
+type TP struct {
+	Topic     string
+	Partition int32
+}
+
+// Partitions lists every partition of topics.
+func Partitions(client sarama.Client, topics ...string) (map[string][]int32, error) {
+	out := make(map[string][]int32, len(topics))
+	for _, t := range topics {
+		ps, err := client.Partitions(t)
+		if err != nil {
+			return nil, fmt.Errorf("listing partitions of %s: %w", t, err)
+		}
+		out[t] = ps
+	}
+	return out, nil
+}
+
+// End returns the end offset (the offset the next record gets) of each
+// partition: one ListOffsets request per leader broker.
+func End(client sarama.Client, tps map[string][]int32) (map[TP]int64, error) {
+	return list(client, tps, sarama.OffsetNewest)
+}
+
+// Start returns the log start offset (the oldest retained record) of each partition.
+func Start(client sarama.Client, tps map[string][]int32) (map[TP]int64, error) {
+	return list(client, tps, sarama.OffsetOldest)
+}
+
+func list(client sarama.Client, tps map[string][]int32, which int64) (map[TP]int64, error) {
+	byLeader := map[*sarama.Broker][]TP{}
+	for topic, parts := range tps {
+		for _, p := range parts {
+			leader, err := client.Leader(topic, p)
+			if err != nil {
+				return nil, fmt.Errorf("finding the leader of %s/%d: %w", topic, p, err)
+			}
+			byLeader[leader] = append(byLeader[leader], TP{topic, p})
+		}
+	}
+	out := make(map[TP]int64)
+	var errs []error
+	for broker, list := range byLeader {
+		req := &sarama.OffsetRequest{Version: 1}
+		for _, tp := range list {
+			req.AddBlock(tp.Topic, tp.Partition, which, 1)
+		}
+		resp, err := broker.GetAvailableOffsets(req)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listing offsets on broker %d: %w", broker.ID(), err))
+			continue
+		}
+		for _, tp := range list {
+			b := resp.GetBlock(tp.Topic, tp.Partition)
+			switch {
+			case b == nil:
+				errs = append(errs, fmt.Errorf("no offset for %s/%d in the answer", tp.Topic, tp.Partition))
+			case b.Err != sarama.ErrNoError:
+				errs = append(errs, fmt.Errorf("offset of %s/%d: %w", tp.Topic, tp.Partition, b.Err))
+			default:
+				out[tp] = b.Offset
+			}
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// Committed returns the offsets group committed for tps; a partition the
+// group never committed is absent. A group that never committed at all has
+// none: Kafka answers offset -1, kfake answers GROUP_ID_NOT_FOUND, and both
+// read as an empty map here.
+func Committed(admin sarama.ClusterAdmin, group string, tps map[string][]int32) (map[TP]int64, error) {
+	resp, err := admin.ListConsumerGroupOffsets(group, tps)
+	if errors.Is(err, sarama.ErrGroupIDNotFound) {
+		return map[TP]int64{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the offsets of group %s: %w", group, err)
+	}
+	out := make(map[TP]int64)
+	for topic, parts := range resp.Blocks {
+		for p, b := range parts {
+			if b.Err == sarama.ErrNoError && b.Offset >= 0 {
+				out[TP{topic, p}] = b.Offset
+			}
+		}
+	}
+	return out, nil
+}
+
+// Lag is the records of tps not yet consumed by group: per partition, end
+// minus committed, or end minus start when the group never committed there.
+func Lag(client sarama.Client, admin sarama.ClusterAdmin, group string, tps map[string][]int32) (int64, error) {
+	end, err := End(client, tps)
+	if err != nil {
+		return 0, err
+	}
+	committed, err := Committed(admin, group, tps)
+	if err != nil {
+		return 0, err
+	}
+	var start map[TP]int64
+	var lag int64
+	for tp, e := range end {
+		c, ok := committed[tp]
+		if !ok {
+			if start == nil {
+				if start, err = Start(client, tps); err != nil {
+					return 0, err
+				}
+			}
+			c = start[tp]
+		}
+		if e > c {
+			lag += e - c
+		}
+	}
+	return lag, nil
+}

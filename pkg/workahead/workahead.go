@@ -1,0 +1,299 @@
+// Package workahead releases held heads early when the workers of a lane run
+// out of work: while a lane's worker-group lag stays under a threshold, the
+// held heads bound for that lane with the earliest due time are released,
+// at a bounded rate, marked ladder-early. It stops when the lag rises.
+//
+// Lag is read through the admin API (end offsets minus the worker group's
+// committed offsets), never from a consumer's fetch state, which is frozen
+// for a paused partition.
+package workahead
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/ladder/ladder/pkg/offsets"
+	"github.com/ladder/ladder/pkg/tier"
+)
+
+// Config configures a Controller.
+type Config struct {
+	// Lanes maps each target topic (lane) to the consumer group of its
+	// workers (required, at least one).
+	Lanes map[string]string
+	// LagThreshold: a lane is idle while its lag is below this (default 100).
+	LagThreshold int64
+	// Rate is the most early releases per second per lane, per forwarder
+	// process (default 100).
+	Rate float64
+	// Interval is how often lag is read (default 1s).
+	Interval time.Duration
+	// Registerer receives the work-ahead metrics (nil: none).
+	Registerer prometheus.Registerer
+	// Log receives lane state changes.
+	Log zerolog.Logger
+}
+
+// ParseLanes parses "work-fast=workers-fast,work-slow=workers-slow".
+func ParseLanes(s string) (map[string]string, error) {
+	lanes := map[string]string{}
+	for _, pair := range strings.Split(s, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		topic, group, ok := strings.Cut(pair, "=")
+		if !ok || group == "" {
+			return nil, fmt.Errorf("lane %q: want topic=workergroup", pair)
+		}
+		if err := tier.ValidateTopic(topic); err != nil {
+			return nil, fmt.Errorf("lane %q: %w", pair, err)
+		}
+		lanes[topic] = group
+	}
+	if len(lanes) == 0 {
+		return nil, errors.New("no lanes: want topic=workergroup pairs, comma-separated")
+	}
+	return lanes, nil
+}
+
+// Controller decides which held heads leave early. It is safe for
+// concurrent use by the partitions of a forwarder.
+type Controller struct {
+	cfg   Config
+	log   zerolog.Logger
+	lanes map[string]*lane
+
+	mu    sync.Mutex
+	heads map[*Head]struct{}
+
+	releases *prometheus.CounterVec
+	lagGauge *prometheus.GaugeVec
+	idleGag  *prometheus.GaugeVec
+}
+
+type lane struct {
+	topic, group string
+	idle         bool
+	lag          int64
+	tokens       float64
+	checked      bool
+	err          error
+	refreshes    int
+	released     int64
+}
+
+// Head is a held head registered with the controller.
+type Head struct {
+	target  string
+	due     time.Time
+	release chan struct{}
+}
+
+// Released is closed when the controller releases the head early.
+func (h *Head) Released() <-chan struct{} { return h.release }
+
+// New validates cfg and returns a Controller.
+func New(cfg Config) (*Controller, error) {
+	if len(cfg.Lanes) == 0 {
+		return nil, errors.New("invalid work-ahead config: no lanes")
+	}
+	if cfg.LagThreshold <= 0 {
+		cfg.LagThreshold = 100
+	}
+	if cfg.Rate <= 0 {
+		cfg.Rate = 100
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	c := &Controller{cfg: cfg, log: cfg.Log.With().Str("component", "workahead").Logger(),
+		lanes: map[string]*lane{}, heads: map[*Head]struct{}{},
+		releases: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ladder_workahead_releases_total",
+			Help: "Heads released before their due time because their lane's workers were idle.",
+		}, []string{"target"}),
+		lagGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ladder_workahead_lane_lag",
+			Help: "Records of the lane not yet committed by its worker group, as last read.",
+		}, []string{"target"}),
+		idleGag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ladder_workahead_lane_idle",
+			Help: "1 while the lane's lag is under the threshold and work-ahead releases heads for it.",
+		}, []string{"target"}),
+	}
+	for topic, group := range cfg.Lanes {
+		c.lanes[topic] = &lane{topic: topic, group: group}
+	}
+	if cfg.Registerer != nil {
+		for _, col := range []prometheus.Collector{c.releases, c.lagGauge, c.idleGag} {
+			if err := cfg.Registerer.Register(col); err != nil {
+				return nil, fmt.Errorf("registering work-ahead metrics: %w", err)
+			}
+		}
+	}
+	return c, nil
+}
+
+// Hold registers a held head bound for target, due at due. It returns nil
+// when target is not a watched lane. The caller must Drop it when the head
+// leaves (released early, due, or revoked).
+func (c *Controller) Hold(target string, due time.Time) *Head {
+	if _, ok := c.lanes[target]; !ok {
+		return nil
+	}
+	h := &Head{target: target, due: due, release: make(chan struct{})}
+	c.mu.Lock()
+	c.heads[h] = struct{}{}
+	c.mu.Unlock()
+	return h
+}
+
+// Drop unregisters h. Dropping nil is a no-op.
+func (c *Controller) Drop(h *Head) {
+	if h == nil {
+		return
+	}
+	c.mu.Lock()
+	delete(c.heads, h)
+	c.mu.Unlock()
+}
+
+// LaneState is a lane as last seen, for tests and status output.
+type LaneState struct {
+	Topic     string
+	Group     string
+	Lag       int64
+	Idle      bool
+	Refreshes int   // lag reads so far
+	Released  int64 // early releases so far
+	Err       error // last lag read error
+}
+
+// Lanes returns the state of every lane, sorted by topic.
+func (c *Controller) Lanes() []LaneState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]LaneState, 0, len(c.lanes))
+	for _, l := range c.lanes {
+		out = append(out, LaneState{Topic: l.topic, Group: l.group, Lag: l.lag, Idle: l.idle, Refreshes: l.refreshes, Released: l.released, Err: l.err})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Topic < out[j].Topic })
+	return out
+}
+
+// Run reads the lanes' lag every Interval and releases heads of idle lanes
+// until ctx is done. brokers and sc configure its own admin connection.
+func (c *Controller) Run(ctx context.Context, brokers []string, sc *sarama.Config) error {
+	client, err := sarama.NewClient(brokers, sc)
+	if err != nil {
+		return fmt.Errorf("work-ahead: connecting: %w", err)
+	}
+	admin, err := sarama.NewClusterAdminFromClient(client) // closing admin closes client
+	if err != nil {
+		client.Close()
+		return fmt.Errorf("work-ahead: admin client: %w", err)
+	}
+	defer admin.Close()
+
+	refresh := time.NewTicker(c.cfg.Interval)
+	defer refresh.Stop()
+	// Release in small steps so a rate of, say, 50/s is spread over the second.
+	step := 20 * time.Millisecond
+	tick := time.NewTicker(step)
+	defer tick.Stop()
+	c.refresh(client, admin)
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-refresh.C:
+			c.refresh(client, admin)
+		case now := <-tick.C:
+			c.release(now.Sub(last))
+			last = now
+		}
+	}
+}
+
+func (c *Controller) refresh(client sarama.Client, admin sarama.ClusterAdmin) {
+	for _, l := range c.lanes {
+		lag, err := c.laneLag(client, admin, l)
+		c.mu.Lock()
+		wasIdle := l.idle
+		l.err = err
+		l.refreshes++
+		if err == nil {
+			l.lag, l.checked = lag, true
+			l.idle = lag < c.cfg.LagThreshold
+		} else {
+			l.idle = false // unknown lag: do not release
+		}
+		if !l.idle {
+			l.tokens = 0
+		}
+		idle := l.idle
+		c.mu.Unlock()
+		c.lagGauge.WithLabelValues(l.topic).Set(float64(lag))
+		c.idleGag.WithLabelValues(l.topic).Set(map[bool]float64{true: 1}[idle])
+		switch {
+		case err != nil:
+			c.log.Warn().Err(err).Str("lane", l.topic).Msg("reading lane lag")
+		case idle != wasIdle:
+			c.log.Info().Str("lane", l.topic).Str("workers", l.group).Int64("lag", lag).Bool("idle", idle).
+				Msg(map[bool]string{true: "lane idle: releasing its earliest heads early", false: "lane busy: work-ahead stops"}[idle])
+		}
+	}
+}
+
+func (c *Controller) laneLag(client sarama.Client, admin sarama.ClusterAdmin, l *lane) (int64, error) {
+	parts, err := offsets.Partitions(client, l.topic)
+	if err != nil {
+		return 0, err
+	}
+	return offsets.Lag(client, admin, l.group, parts)
+}
+
+// release gives each idle lane its tokens for elapsed and spends them on the
+// registered heads of that lane with the earliest due time.
+func (c *Controller) release(elapsed time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, l := range c.lanes {
+		if !l.idle {
+			continue
+		}
+		l.tokens = min(l.tokens+c.cfg.Rate*elapsed.Seconds(), max(c.cfg.Rate, 1))
+		for l.tokens >= 1 {
+			var first *Head
+			for h := range c.heads {
+				if h.target == l.topic && (first == nil || h.due.Before(first.due)) {
+					first = h
+				}
+			}
+			if first == nil {
+				break
+			}
+			delete(c.heads, first)
+			close(first.release)
+			l.tokens--
+			l.released++
+			// Count it now: the lane's lag will rise as these arrive.
+			l.lag++
+			if l.lag >= c.cfg.LagThreshold {
+				l.idle, l.tokens = false, 0
+			}
+			c.releases.WithLabelValues(l.topic).Inc()
+		}
+	}
+}
