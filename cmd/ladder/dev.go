@@ -71,8 +71,7 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		return err
 	}
 	defer b.Close()
-	topics := append(append(l.Topics(), l.DLQTopic()), cfg.DevTopics...)
-	if err := b.EnsureTopics(ctx, nil, 0, topics...); err != nil {
+	if err := b.EnsureLadder(ctx, nil, l, 0, cfg.DevTopics...); err != nil {
 		return err
 	}
 	cfg.Brokers = []string{b.Addr()}

@@ -25,6 +25,8 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/ladder/ladder/pkg/tier"
 )
 
 // Config configures the embedded broker.
@@ -122,6 +124,16 @@ func (b *Broker) EnsureTopics(ctx context.Context, sc *sarama.Config, partitions
 		partitions = b.cfg.Partitions
 	}
 	return EnsureTopics(ctx, []string{b.addr}, sc, partitions, topics...)
+}
+
+// EnsureLadder creates the topics of ladder l that are missing: its tiers
+// and dead-letter topic with partitions partitions (cfg.Partitions when ≤ 0),
+// its one-partition control topic, and the given work topics.
+func (b *Broker) EnsureLadder(ctx context.Context, sc *sarama.Config, l *tier.Ladder, partitions int32, work ...string) error {
+	if err := b.EnsureTopics(ctx, sc, partitions, append(append(l.Topics(), l.DLQTopic()), work...)...); err != nil {
+		return err
+	}
+	return b.EnsureTopics(ctx, sc, 1, l.ControlTopic())
 }
 
 // EnsureTopics creates the topics missing from the cluster at brokers, each

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/ladder/ladder/pkg/control"
 	"github.com/ladder/ladder/pkg/kafkaconf"
 	"github.com/ladder/ladder/pkg/tier"
 	"github.com/ladder/ladder/pkg/workahead"
@@ -108,8 +109,9 @@ type Forwarder struct {
 	partsMu sync.Mutex
 	parts   map[*partition]struct{} // claimed partitions, for gauges and offset refresh
 
-	health health
-	stats  Stats
+	control *control.State
+	health  health
+	stats   Stats
 }
 
 // Stats are running totals since the forwarder started. Read them with Snapshot.
@@ -141,7 +143,7 @@ func New(cfg Config) (*Forwarder, error) {
 		return nil, fmt.Errorf("invalid forwarder config: %w", err)
 	}
 	f := &Forwarder{cfg: cfg, log: cfg.Log.With().Str("group", cfg.Group).Logger(), topics: cfg.Ladder.Topics(),
-		metrics: newMetrics(), parts: map[*partition]struct{}{}}
+		metrics: newMetrics(), parts: map[*partition]struct{}{}, control: control.NewState()}
 	if cfg.Registerer != nil {
 		for _, c := range append(f.metrics.collectors(), f) {
 			if err := cfg.Registerer.Register(c); err != nil {
@@ -196,6 +198,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	refresh, stopRefresh := context.WithCancel(ctx)
 	var refreshing sync.WaitGroup
 	refreshing.Go(func() { f.refreshOffsets(refresh) })
+	refreshing.Go(func() { f.control.Follow(refresh, f.cfg.Ladder.ControlTopic(), brokers, cc, f.log) })
 	if wa := f.cfg.WorkAhead; wa != nil {
 		refreshing.Go(func() {
 			if err := wa.Run(refresh, brokers, cc); err != nil {

@@ -34,7 +34,7 @@ func setup(t *testing.T, partitions int32) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := laddertest.Broker(t, partitions, append(l.Topics(), l.DLQTopic(), "work")...)
+	b := laddertest.Ladder(t, l, partitions, "work")
 	return &env{
 		addr:   b.Addr(),
 		ladder: l,

@@ -140,7 +140,7 @@ func (p *partition) process(ctx context.Context, m *sarama.ConsumerMessage) bool
 			early = h.Released()
 		}
 	}
-	released, isEarly := p.waitUntil(ctx, release, early)
+	released, isEarly := p.waitUntil(ctx, m.Offset, release, early)
 	if !released {
 		return false
 	}
@@ -179,7 +179,7 @@ func (p *partition) releaseAt(m *sarama.ConsumerMessage, env envelope.Envelope) 
 // check refuses envelopes that decode but cannot be routed.
 func (p *partition) check(env envelope.Envelope) error {
 	l := p.f.cfg.Ladder
-	if _, isTier := l.Lookup(env.Target); isTier || env.Target == l.DLQTopic() {
+	if l.Internal(env.Target) {
 		return &envelope.HeaderError{Header: envelope.Target, Reason: envelope.ReasonInvalidTarget,
 			Detail: fmt.Sprintf("%s is a topic of the ladder itself, which would loop", env.Target)}
 	}
@@ -304,10 +304,10 @@ func (p *partition) handle(ctx context.Context, ev event) {
 	}
 }
 
-// waitUntil holds the head until release, paused while release is further
-// away than ResumeLead, or until early is closed (work-ahead). It returns
-// released=false if the claim ended first.
-func (p *partition) waitUntil(ctx context.Context, release time.Time, early <-chan struct{}) (released, isEarly bool) {
+// waitUntil holds the head (at offset) until release, paused while release
+// is further away than ResumeLead, or until early is closed (work-ahead) or
+// a drain command covers it. It returns released=false if the claim ended first.
+func (p *partition) waitUntil(ctx context.Context, offset int64, release time.Time, early <-chan struct{}) (released, isEarly bool) {
 	held := false
 	defer func() {
 		if held {
@@ -320,6 +320,11 @@ func (p *partition) waitUntil(ctx context.Context, release time.Time, early <-ch
 		if until <= 0 {
 			p.setPaused(false)
 			return true, false
+		}
+		changed := p.f.control.Changed()
+		if p.f.control.DrainUntil(p.claim.Topic(), p.claim.Partition(), time.Now()) > offset {
+			p.setPaused(false)
+			return true, true
 		}
 		if !held {
 			held = true
@@ -341,6 +346,7 @@ func (p *partition) waitUntil(ctx context.Context, release time.Time, early <-ch
 			p.timer.Stop()
 			p.setPaused(false)
 			return true, true
+		case <-changed:
 		case <-ctx.Done():
 			p.timer.Stop()
 			return false, false

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ladder/ladder/pkg/devbroker"
 	"github.com/ladder/ladder/pkg/kafkaconf"
+	"github.com/ladder/ladder/pkg/tier"
 )
 
 // Broker starts an in-memory embedded broker on a free port with topics
@@ -27,10 +28,25 @@ func Broker(tb testing.TB, partitions int32, topics ...string) *devbroker.Broker
 		tb.Fatalf("starting embedded broker: %v", err)
 	}
 	tb.Cleanup(b.Close)
+	if len(topics) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := b.EnsureTopics(ctx, nil, partitions, topics...); err != nil {
+			tb.Fatalf("creating topics: %v", err)
+		}
+	}
+	return b
+}
+
+// Ladder starts an in-memory embedded broker with the topics of ladder l
+// (tiers, dead-letter and control topics) and the work topics.
+func Ladder(tb testing.TB, l *tier.Ladder, partitions int32, work ...string) *devbroker.Broker {
+	tb.Helper()
+	b := Broker(tb, partitions)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := b.EnsureTopics(ctx, nil, partitions, topics...); err != nil {
-		tb.Fatalf("creating topics: %v", err)
+	if err := b.EnsureLadder(ctx, nil, l, partitions, work...); err != nil {
+		tb.Fatalf("creating the ladder's topics: %v", err)
 	}
 	return b
 }

@@ -45,7 +45,7 @@ func Record(l *tier.Ladder, m Message, now time.Time) (*sarama.ProducerMessage, 
 	if err := tier.ValidateTopic(m.Topic); err != nil {
 		return nil, fmt.Errorf("%w: target: %w", ErrInvalidMessage, err)
 	}
-	if _, isTier := l.Lookup(m.Topic); isTier || m.Topic == l.DLQTopic() {
+	if l.Internal(m.Topic) {
 		return nil, fmt.Errorf("%w: target %s is a topic of the ladder itself", ErrInvalidMessage, m.Topic)
 	}
 	due := m.At

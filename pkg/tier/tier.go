@@ -26,6 +26,10 @@ const DefaultPrefix = "delay-"
 // DLQSuffix is appended to the prefix to name the dead-letter topic.
 const DLQSuffix = "dlq"
 
+// ControlSuffix is appended to the prefix to name the control topic, which
+// carries operator commands (ladder drain) to every forwarder.
+const ControlSuffix = "control"
+
 // MaxTiers bounds the number of tiers in a ladder: more than a handful only adds hops.
 const MaxTiers = 16
 
@@ -105,8 +109,10 @@ func New(delays []time.Duration, prefix string) (*Ladder, error) {
 		l.byName[t.Topic] = i
 		l.tiers = append(l.tiers, t)
 	}
-	if _, clash := l.byName[l.DLQTopic()]; clash {
-		return nil, fmt.Errorf("%w: a tier topic is named like the dead-letter topic %q", ErrInvalidSpec, l.DLQTopic())
+	for _, special := range []string{l.DLQTopic(), l.ControlTopic()} {
+		if _, clash := l.byName[special]; clash {
+			return nil, fmt.Errorf("%w: a tier topic is named like the ladder's own topic %q", ErrInvalidSpec, special)
+		}
 	}
 	return l, nil
 }
@@ -145,6 +151,16 @@ func (l *Ladder) Topics() []string {
 
 // DLQTopic is the dead-letter topic: prefix + "dlq".
 func (l *Ladder) DLQTopic() string { return l.prefix + DLQSuffix }
+
+// ControlTopic is the control topic: prefix + "control".
+func (l *Ladder) ControlTopic() string { return l.prefix + ControlSuffix }
+
+// Internal reports whether topic is one of the ladder's own topics (a tier,
+// the dead-letter or the control topic): never a valid target, it would loop.
+func (l *Ladder) Internal(topic string) bool {
+	_, isTier := l.byName[topic]
+	return isTier || topic == l.DLQTopic() || topic == l.ControlTopic()
+}
 
 // Lookup returns the tier stored in topic, if topic is one of the ladder's tiers.
 func (l *Ladder) Lookup(topic string) (Tier, bool) {
