@@ -59,6 +59,20 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// StatsInterval is how often the running totals are logged (0: never).
 	StatsInterval time.Duration
+	// ExactlyOnce forwards each record, and commits its tier offset, in a
+	// Kafka transaction (see eos.go). Readers of the targets must use
+	// read_committed.
+	ExactlyOnce bool
+	// TransactionalID is the transactional.id in exactly-once mode (default:
+	// unique per process, see TransactionalID).
+	TransactionalID string
+	// TxnInterval is the longest a transaction collects records (default 100ms).
+	TxnInterval time.Duration
+	// TxnMaxRecords ends a transaction early when it has this many records (default 10000).
+	TxnMaxRecords int
+	// TxnTimeout is the transaction timeout: the broker aborts a transaction
+	// left open this long by a crashed forwarder (default 10s).
+	TxnTimeout time.Duration
 	// WorkAhead, when set, releases held heads early for lanes whose workers
 	// are idle (see package workahead). The forwarder runs it.
 	WorkAhead *workahead.Controller
@@ -85,6 +99,18 @@ func (c *Config) setDefaults() {
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 30 * time.Second
 	}
+	if c.TxnInterval <= 0 {
+		c.TxnInterval = 100 * time.Millisecond
+	}
+	if c.TxnMaxRecords <= 0 {
+		c.TxnMaxRecords = 10_000
+	}
+	if c.TxnTimeout <= 0 {
+		c.TxnTimeout = 10 * time.Second
+	}
+	if c.ExactlyOnce && c.TransactionalID == "" {
+		c.TransactionalID = TransactionalID(c.Group)
+	}
 }
 
 func (c *Config) validate() error {
@@ -101,8 +127,10 @@ type Forwarder struct {
 	log    zerolog.Logger
 	topics []string
 
-	producer sarama.AsyncProducer
-	client   sarama.Client // the consumer group's
+	producer sarama.AsyncProducer // at-least-once mode
+	txn      *txnLoop             // exactly-once mode
+	epoch    atomic.Uint64        // consumer group sessions so far
+	client   sarama.Client        // the consumer group's
 	group    sarama.ConsumerGroup
 	metrics  *metrics
 
@@ -170,18 +198,31 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	// Small fetches keep memory proportional to partitions, not backlog.
 	cc.Consumer.Fetch.Default = 256 << 10
 	cc.ChannelBufferSize = 256
+	// Tiers written by exactly-once forwarders may hold aborted records: never
+	// forward them. Without transactions this costs nothing.
+	cc.Consumer.IsolationLevel = sarama.ReadCommitted
+	if f.cfg.ExactlyOnce {
+		cc.Consumer.Offsets.AutoCommit.Enable = false // offsets are committed in the transactions
+		f.txn = newTxnLoop(f, brokers, transactionalConfig(pc, f.cfg.TransactionalID, f.cfg.TxnTimeout))
+	}
 
 	// Kafka may not be reachable yet (a pod starting beside its cluster):
 	// retry with back-off instead of exiting into a crash loop.
 	if !f.connect(ctx, brokers, pc, cc) {
 		return nil // stopped before Kafka was reachable
 	}
-	var acks sync.WaitGroup
-	acks.Go(f.dispatchAcks)
-	defer func() {
-		f.producer.AsyncClose()
-		acks.Wait()
-	}()
+	// Stop in order: the group (claims finish their records and commit),
+	// then the producer or transaction loop, then the client.
+	var sinks sync.WaitGroup
+	stopSinks := func() {}
+	if f.txn != nil {
+		txnCtx, cancel := context.WithCancel(context.Background())
+		sinks.Go(func() { f.txn.run(txnCtx) })
+		stopSinks = cancel
+	} else {
+		sinks.Go(f.dispatchAcks)
+		stopSinks = f.producer.AsyncClose
+	}
 	var groupErrs sync.WaitGroup
 	groupErrs.Go(func() {
 		for err := range f.group.Errors() {
@@ -193,6 +234,8 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			f.log.Warn().Err(err).Msg("leaving consumer group")
 		}
 		groupErrs.Wait()
+		stopSinks()
+		sinks.Wait()
 		f.client.Close()
 	}()
 	refresh, stopRefresh := context.WithCancel(ctx)
@@ -208,7 +251,11 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	}
 	defer func() { stopRefresh(); refreshing.Wait() }()
 
-	f.log.Info().Strs("tiers", f.topics).Strs("brokers", brokers).Msg("forwarder started")
+	mode := "at-least-once"
+	if f.txn != nil {
+		mode = "exactly-once, transactional.id " + f.cfg.TransactionalID
+	}
+	f.log.Info().Strs("tiers", f.topics).Strs("brokers", brokers).Str("mode", mode).Msg("forwarder started")
 	if f.cfg.StatsInterval > 0 {
 		stats, stopStats := context.WithCancel(ctx)
 		var logging sync.WaitGroup
@@ -218,7 +265,14 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	h := &handler{f: f}
 	backoff := newBackoff(100*time.Millisecond, 10*time.Second)
 	for ctx.Err() == nil {
-		err := f.group.Consume(ctx, f.topics, h)
+		// Each session has its own context so an aborted transaction can end
+		// it: the partitions then resume from their committed offsets.
+		sess, endSession := context.WithCancel(ctx)
+		if f.txn != nil {
+			f.txn.setSession(endSession)
+		}
+		err := f.group.Consume(sess, f.topics, h)
+		endSession()
 		switch {
 		case err == nil:
 			backoff.reset()
@@ -258,19 +312,29 @@ func (f *Forwarder) connect(ctx context.Context, brokers []string, pc, cc *saram
 }
 
 func (f *Forwarder) dial(brokers []string, pc, cc *sarama.Config) error {
-	p, err := sarama.NewAsyncProducer(brokers, pc)
-	if err != nil {
-		return fmt.Errorf("starting producer: %w", err)
+	var p sarama.AsyncProducer
+	var err error
+	closeProducer := func() {}
+	if f.txn != nil {
+		if err := f.txn.start(); err != nil {
+			return err
+		}
+		closeProducer = f.txn.close
+	} else {
+		if p, err = sarama.NewAsyncProducer(brokers, pc); err != nil {
+			return fmt.Errorf("starting producer: %w", err)
+		}
+		closeProducer = func() { p.Close() }
 	}
 	c, err := sarama.NewClient(brokers, cc)
 	if err != nil {
-		p.Close()
+		closeProducer()
 		return fmt.Errorf("starting consumer: %w", err)
 	}
 	g, err := sarama.NewConsumerGroupFromClient(f.cfg.Group, c)
 	if err != nil {
 		c.Close()
-		p.Close()
+		closeProducer()
 		return fmt.Errorf("joining consumer group %s: %w", f.cfg.Group, err)
 	}
 	f.producer, f.client, f.group = p, c, g
@@ -327,6 +391,7 @@ func (f *Forwarder) dispatchAcks() {
 type handler struct{ f *Forwarder }
 
 func (h *handler) Setup(s sarama.ConsumerGroupSession) error {
+	h.f.epoch.Add(1)
 	h.f.health.setSession(true)
 	h.f.log.Info().Str("member", s.MemberID()).Int32("generation", s.GenerationID()).
 		Interface("claims", s.Claims()).Msg("partitions assigned")

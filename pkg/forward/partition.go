@@ -50,6 +50,10 @@ type partition struct {
 	timer  *time.Timer
 	log    zerolog.Logger
 	m      *tierMetrics
+	epoch  uint64 // the consumer group session this claim belongs to
+	// aborted is set when an exactly-once transaction with this partition's
+	// records failed: the session restarts and its window cannot complete.
+	aborted bool
 
 	// Read by the metrics collector and the offset refresher.
 	pausedState  atomic.Bool
@@ -84,6 +88,7 @@ func newPartition(f *Forwarder, s sarama.ConsumerGroupSession, c sarama.Consumer
 		timer:  timer,
 		log:    f.log.With().Str("topic", c.Topic()).Int32("partition", c.Partition()).Logger(),
 		m:      f.metrics.forTier(t.Topic),
+		epoch:  f.epoch.Load(),
 	}
 	p.nextOffset.Store(c.InitialOffset()) // negative (oldest/newest) until the first record
 	return p
@@ -245,13 +250,21 @@ func (p *partition) send(ctx context.Context, fl *flight) bool {
 		}
 	}
 	fl.msg.Metadata = fl
+	var toProducer chan<- *sarama.ProducerMessage
+	var toTxn chan<- *flight
+	if p.f.txn != nil {
+		toTxn = p.f.txn.in
+	} else {
+		toProducer = p.f.producer.Input()
+	}
 	select {
-	case p.f.producer.Input() <- fl.msg:
-		p.win.add(fl)
-		return true
+	case toProducer <- fl.msg:
+	case toTxn <- fl:
 	case <-ctx.Done():
 		return false
 	}
+	p.win.add(fl)
+	return true
 }
 
 // handle applies a producer result: marks the offset after an
@@ -272,6 +285,8 @@ func (p *partition) handle(ctx context.Context, ev event) {
 		case p.f.producer.Input() <- fl.msg:
 		case <-ctx.Done():
 		}
+	case ev.err != nil && p.f.txn != nil:
+		p.aborted = true // the session restarts from the committed offsets
 	case ev.err != nil:
 		fl.attempts++
 		p.f.stats.Retried.Add(1)
@@ -297,7 +312,8 @@ func (p *partition) handle(ctx context.Context, ev event) {
 			p.f.stats.Forwarded.Add(1)
 			p.m.forwarded.Inc()
 		}
-		if commit := p.win.done(fl); commit >= 0 {
+		if commit := p.win.done(fl); commit >= 0 && p.f.txn == nil {
+			// Exactly-once mode committed the offset in the transaction.
 			p.sess.MarkOffset(p.claim.Topic(), p.claim.Partition(), commit, "")
 			p.nextOffset.Store(commit)
 		}
@@ -372,7 +388,7 @@ func (p *partition) setPaused(paused bool) {
 // acknowledged so their offsets are marked before the claim is released.
 func (p *partition) finish() {
 	defer p.setPaused(false)
-	if p.win.len() == 0 {
+	if p.win.len() == 0 || p.aborted {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.f.cfg.ShutdownTimeout)
@@ -381,6 +397,9 @@ func (p *partition) finish() {
 		select {
 		case ev := <-p.events:
 			p.handle(ctx, ev)
+			if p.aborted {
+				return
+			}
 		case <-ctx.Done():
 			p.log.Warn().Int("in_flight", p.win.len()).Dur("waited", p.f.cfg.ShutdownTimeout).
 				Msg("releasing partition with unacknowledged records; the next owner forwards them again")
