@@ -111,7 +111,7 @@ func TestInspectAgreesWithTiers(t *testing.T) {
 	}
 
 	now := time.Now()
-	a := record{"delay-1h", 0, "work", now.Add(-time.Second), now}     // due: forwarded at once
+	a := record{"delay-1h", 0, "work", now.Add(-time.Second), now}      // due: forwarded at once
 	bb := record{"delay-1h", 0, "work", now.Add(50 * time.Minute), now} // held until its due time
 	c := record{"delay-1h", 0, "work", now.Add(55 * time.Minute), now}
 	e := record{"delay-1h", 1, "work", now.Add(2 * time.Hour), now.Add(-50 * time.Minute)} // held until timestamp + 1h; 83% of retention
