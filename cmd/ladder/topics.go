@@ -137,7 +137,7 @@ func warnLadderMismatch(spec *topics.Spec, stderr io.Writer) {
 	}
 	env, err := tier.Parse(tiers, prefix)
 	if err != nil || strings.Join(env.Topics(), ",") != strings.Join(l.Topics(), ",") {
-		fmt.Fprintf(stderr, "warning: LADDER_TIERS=%q LADDER_TOPIC_PREFIX=%q describe another ladder than the spec (%s): "+
-			"the forwarders would not read these topics\n", tiers, prefix, strings.Join(l.Topics(), ", "))
+		fmt.Fprintf(stderr, "warning: LADDER_TIERS=%q LADDER_TOPIC_PREFIX=%q name other tiers than the spec's (%s): "+
+			"forwarders configured with them would not read these topics\n", tiers, prefix, strings.Join(l.Topics(), ", "))
 	}
 }

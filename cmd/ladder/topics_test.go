@@ -207,3 +207,19 @@ func topicConfig(t *testing.T, ca sarama.ClusterAdmin, topic string) map[string]
 	}
 	return out
 }
+
+// TestTopicsWarnsOfOtherLadder: LADDER_TIERS naming other tiers than the spec is pointed out.
+func TestTopicsWarnsOfOtherLadder(t *testing.T) {
+	b := laddertest.Broker(t, 1)
+	spec := filepath.Join(t.TempDir(), "topics.yaml")
+	if err := os.WriteFile(spec, []byte(provisionSpec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("LADDER_TIERS", "1s,10s")
+	var stdout, stderr bytes.Buffer
+	code := Main(context.Background(), []string{"topics", "plan", "-f", spec, "--brokers", b.Addr()}, nil, &stdout, &stderr)
+	want := `warning: LADDER_TIERS="1s,10s" LADDER_TOPIC_PREFIX="delay-" name other tiers than the spec's (delay-1s, delay-5s)`
+	if code != 0 || !strings.Contains(stderr.String(), want) || !strings.Contains(stdout.String(), "5 to create") {
+		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+}

@@ -246,3 +246,33 @@ func admin(t *testing.T, addr string) sarama.ClusterAdmin {
 	t.Cleanup(func() { ca.Close() })
 	return ca
 }
+
+// TestInspectLostRecords: a committed offset below the log start means
+// retention deleted records before they were forwarded: counted and warned.
+func TestInspectLostRecords(t *testing.T) {
+	l, _ := tier.Parse("1s,5s", tier.DefaultPrefix)
+	b := laddertest.Broker(t, 1, "delay-1s", "delay-5s", "delay-dlq")
+	now := time.Now()
+	past := now.Add(-2 * time.Minute) // due two minutes ago
+	produce(t, b.Addr(), record{"delay-5s", 0, "work", past, now}, record{"delay-5s", 0, "work", past, now}, record{"delay-5s", 0, "work", past, now})
+	ca := admin(t, b.Addr())
+	if _, err := ca.AlterConsumerGroupOffsets("lost", map[string]map[int32]sarama.OffsetAndMetadata{"delay-5s": {0: {Offset: 1}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.DeleteRecords("delay-5s", map[int32]int64{0: 2}); err != nil {
+		t.Fatal(err)
+	}
+	r := inspect(t, newInspector(t, l, b.Addr(), "lost"))
+	p := r.Tiers[1].Partitions[0]
+	if p.CommittedOffset != 1 || p.LogStartOffset != 2 || p.NextOffset != 2 || p.Lost != 1 || p.Pending != 1 || p.Head == nil || p.Head.Offset != 2 {
+		t.Errorf("delay-5s/0: %+v", p)
+	}
+	if !hasWarning(r, "delay-5s/0: committed offset 1 is below the log start 2: 1 records expired before they were forwarded") ||
+		!hasWarning(r, "no forwarder is running in group lost: 1 records pending") {
+		t.Errorf("warnings %q", r.Warnings)
+	}
+	// The head was due two minutes ago: overdue, and warned about past OverdueWarn (1m).
+	if r.Summary.OverduePartitions != 1 || r.Summary.MaxOverdueMS < 120_000 || !hasWarning(r, "delay-5s/0: head offset 2 is overdue by 2m") {
+		t.Errorf("summary %+v, warnings %q", r.Summary, r.Warnings)
+	}
+}
