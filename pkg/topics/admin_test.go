@@ -240,3 +240,31 @@ func TestApplyRaisesPartitions(t *testing.T) {
 		t.Fatalf("after raising: %v", after.Drift())
 	}
 }
+
+// TestApplyPinsInheritedConfigs: a topic created without configs inherits
+// the broker's; apply sets every managed config on the topic, even where the
+// inherited value is the same, so a broker default change cannot change it.
+func TestApplyPinsInheritedConfigs(t *testing.T) {
+	b := laddertest.Broker(t, 1, "delay-1s")
+	a := newAdmin(t, b.Addr())
+	s := mustParse(t, testSpec)
+	p := plan(t, a, s)
+	var b2 strings.Builder
+	p.Write(&b2)
+	for _, w := range []string{
+		"~ delay-1s: partitions 1 -> 3",
+		"~ delay-1s: cleanup.policy delete (inherited) -> delete",
+		"~ delay-1s: retention.ms 604800000 (inherited) -> 3962000",
+	} {
+		if !strings.Contains(b2.String(), w) {
+			t.Errorf("plan lacks %q:\n%s", w, b2.String())
+		}
+	}
+	if after := apply(t, a, s); after.Changes() != 0 || len(after.WillNot) != 0 {
+		t.Fatalf("after apply: %v", after.Drift())
+	}
+	cfg := topicConfigs(t, rawAdmin(t, b.Addr()), "delay-1s")
+	if cfg["cleanup.policy"] != "delete" || cfg["min.insync.replicas"] != "1" || cfg["retention.ms"] != "3962000" {
+		t.Errorf("topic-level configs of delay-1s after apply: %v", cfg)
+	}
+}

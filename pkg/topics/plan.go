@@ -49,8 +49,22 @@ type PartitionChange struct {
 type ConfigChange struct {
 	Topic string
 	Name  string
-	From  string // value in force before ("" when the topic is new)
+	From  string // value in force before ("" when unknown)
 	To    string
+	// Inherited is true when From is not set on the topic but inherited
+	// from the broker: the spec pins every config it manages on the topic,
+	// so a change of broker defaults cannot change a tier's retention.
+	Inherited bool
+}
+
+func (c ConfigChange) from() string {
+	switch {
+	case c.From == "":
+		return "(unset)"
+	case c.Inherited:
+		return c.From + " (inherited)"
+	}
+	return c.From
 }
 
 // Refusal is a difference Apply will not resolve.
@@ -73,7 +87,7 @@ func (p *Plan) Drift() []string {
 		out = append(out, fmt.Sprintf("%s: %d partitions, spec says %d", c.Topic, c.From, c.To))
 	}
 	for _, c := range p.Configs {
-		out = append(out, fmt.Sprintf("%s: %s=%s, spec says %s", c.Topic, c.Name, c.From, c.To))
+		out = append(out, fmt.Sprintf("%s: %s=%s, spec says %s", c.Topic, c.Name, c.from(), c.To))
 	}
 	for _, r := range p.WillNot {
 		out = append(out, fmt.Sprintf("%s: %s", r.Topic, r.Reason))
@@ -109,8 +123,8 @@ func Diff(s *Spec, observed map[string]Observed, existing []string) *Plan {
 				o.ReplicationFactor, t.ReplicationFactor)})
 		}
 		for _, name := range slices.Sorted(maps.Keys(t.Configs)) {
-			if cur, ok := o.Effective[name]; !ok || cur != t.Configs[name] {
-				p.Configs = append(p.Configs, ConfigChange{Topic: t.Name, Name: name, From: o.Effective[name], To: t.Configs[name]})
+			if cur, ok := o.Configs[name]; !ok || cur != t.Configs[name] {
+				p.Configs = append(p.Configs, ConfigChange{Topic: t.Name, Name: name, From: o.Effective[name], To: t.Configs[name], Inherited: !ok})
 			}
 		}
 		for _, name := range slices.Sorted(maps.Keys(o.Configs)) {
@@ -145,11 +159,7 @@ func (p *Plan) Write(w io.Writer) {
 		fmt.Fprintf(w, "~ %s: partitions %d -> %d\n", c.Topic, c.From, c.To)
 	}
 	for _, c := range p.Configs {
-		from := c.From
-		if from == "" {
-			from = "(unset)"
-		}
-		fmt.Fprintf(w, "~ %s: %s %s -> %s\n", c.Topic, c.Name, from, c.To)
+		fmt.Fprintf(w, "~ %s: %s %s -> %s\n", c.Topic, c.Name, c.from(), c.To)
 	}
 	for _, r := range p.WillNot {
 		fmt.Fprintf(w, "! %s: %s\n", r.Topic, r.Reason)
