@@ -30,7 +30,7 @@ dlq="${prefix}dlq"
 die() { echo "inspect.sh: $*" >&2; exit 2; }
 
 usage() {
-	sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
