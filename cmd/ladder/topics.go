@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/ladder/ladder/pkg/tier"
+	"github.com/ladder/ladder/pkg/topics"
+)
+
+func init() {
+	register(command{name: "topics", summary: "plan, apply or verify the topics of topics/topics.yaml", order: 40, run: topicsCmd})
+}
+
+var topicVerbs = []string{"plan", "apply", "verify"}
+
+// errDrift ends `ladder topics verify` when the cluster differs from the spec: exit 1.
+var errDrift = errors.New("the cluster differs from the spec")
+
+// topicsCmd is `ladder topics plan|apply|verify -f FILE`.
+func topicsCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig()
+	if err != nil {
+		return usageError{err}
+	}
+	var (
+		file    string
+		timeout time.Duration
+	)
+	f := newFlags("topics", "topics plan|apply|verify -f topics/topics.yaml [flags]", stderr)
+	f.kafka(&cfg.Config)
+	f.log(&cfg)
+	f.StringVar(&file, "f", "", "topic spec file, such as topics/topics.yaml (required)")
+	f.DurationVar(&timeout, "timeout", 2*time.Minute, "give up after this long")
+	verb := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		verb, args = args[0], args[1:]
+	}
+	if err := f.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsageShown
+	}
+	if verb == "" && f.NArg() > 0 {
+		verb = f.Arg(0)
+	} else if f.NArg() > 0 {
+		return usageError{errors.New("unexpected arguments: " + strings.Join(f.Args(), " "))}
+	}
+	switch {
+	case verb == "":
+		return usageError{errors.New("say what to do: ladder topics plan|apply|verify -f FILE")}
+	case !slices.Contains(topicVerbs, verb):
+		return usageError{fmt.Errorf("unknown action %q: want plan, apply or verify", verb)}
+	case file == "":
+		return usageError{errors.New("-f FILE is required (the topic spec, such as topics/topics.yaml)")}
+	}
+	for _, check := range []func() error{cfg.validateLog, cfg.Config.Validate} {
+		if err := check(); err != nil {
+			return usageError{f.explain(err)}
+		}
+	}
+	spec, err := topics.Load(file)
+	if err != nil {
+		return usageError{err}
+	}
+	log := cfg.logger(stderr)
+	if err := envconfig.CheckDisallowed("ladder", &cfg); err != nil {
+		log.Warn().Err(err).Msg("unknown LADDER_* variable: misspelled?")
+	}
+	warnLadderMismatch(spec, stderr)
+
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	admin, err := topics.NewAdmin(cfg.Config, log)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	p, err := admin.Plan(ctx, spec)
+	if err != nil {
+		return err
+	}
+	switch verb {
+	case "plan":
+		p.Write(stdout)
+		return nil
+	case "verify":
+		drift := p.Drift()
+		if len(drift) == 0 {
+			fmt.Fprintf(stdout, "ok: %d topics match %s\n", len(p.InSync), file)
+			return nil
+		}
+		fmt.Fprintf(stdout, "drift: %d differences between the cluster and %s\n", len(drift), file)
+		for _, d := range drift {
+			fmt.Fprintln(stdout, "  "+d)
+		}
+		return fmt.Errorf("%w (%d differences; `ladder topics plan -f %s` shows what apply would do)", errDrift, len(drift), file)
+	}
+	if p.Changes() == 0 {
+		p.Write(stdout)
+		return nil
+	}
+	fmt.Fprintln(stdout, "applying:")
+	before := *p
+	before.WillNot, before.Notes = nil, nil
+	before.Write(stdout)
+	after, err := admin.Apply(ctx, spec, p)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "applied %d changes\n", p.Changes())
+	after.Write(stdout)
+	return nil
+}
+
+// warnLadderMismatch warns when LADDER_TIERS or LADDER_TOPIC_PREFIX is set
+// to a ladder other than the spec's: the forwarders would read other topics.
+func warnLadderMismatch(spec *topics.Spec, stderr io.Writer) {
+	l := spec.TierLadder()
+	prefix, okP := os.LookupEnv("LADDER_TOPIC_PREFIX")
+	tiers, okT := os.LookupEnv("LADDER_TIERS")
+	if !okP {
+		prefix = l.Prefix()
+	}
+	if !okT {
+		tiers = l.String()
+	}
+	env, err := tier.Parse(tiers, prefix)
+	if err != nil || strings.Join(env.Topics(), ",") != strings.Join(l.Topics(), ",") {
+		fmt.Fprintf(stderr, "warning: LADDER_TIERS=%q LADDER_TOPIC_PREFIX=%q name other tiers than the spec's (%s): "+
+			"forwarders configured with them would not read these topics\n", tiers, prefix, strings.Join(l.Topics(), ", "))
+	}
+}

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/ladder/ladder/pkg/laddertest"
+)
+
+// provisionSpec fits the embedded broker (one broker: replication factor 1).
+const provisionSpec = `
+defaults:
+  partitions: 3
+  replicationFactor: 1
+  minInsyncReplicas: 1
+  maxOutage: 1h
+ladder:
+  topicPrefix: delay-
+  tiers: [1s, 5s]
+deadLetter:
+  retention: 2d
+lanes:
+  topics: [work-fast, work-slow]
+overrides:
+  work-slow:
+    partitions: 2
+`
+
+// runScript runs a script of topics/ with the ladder binary and env; it
+// returns stdout+stderr and the exit code.
+func runScript(t *testing.T, env []string, script string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command("sh", append([]string{filepath.Join("..", "..", "topics", script)}, args...)...)
+	cmd.Env = append(append(os.Environ(), "LADDER="+binary, "LADDER_LOG_FORMAT=json"), env...)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case errors.As(err, &exit):
+		return string(out), exit.ExitCode()
+	}
+	t.Fatalf("running %s: %v\n%s", script, err, out)
+	return "", 0
+}
+
+func runLadder(t *testing.T, env []string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(append(os.Environ(), "LADDER_LOG_FORMAT=json"), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return stdout.String(), 0
+	case errors.As(err, &exit):
+		return stdout.String() + stderr.String(), exit.ExitCode()
+	}
+	t.Fatalf("running ladder %v: %v", args, err)
+	return "", 0
+}
+
+// TestProvisionScript runs topics/provision.sh against the embedded broker:
+// the first run creates everything, the second changes nothing, and verify
+// catches drift made by hand (a changed config, added partitions, a deleted
+// topic), which the next run repairs as far as it may.
+func TestProvisionScript(t *testing.T) {
+	b := laddertest.Broker(t, 1)
+	spec := filepath.Join(t.TempDir(), "topics.yaml")
+	if err := os.WriteFile(spec, []byte(provisionSpec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"LADDER_BROKERS=" + b.Addr(), "TOPICS_FILE=" + spec}
+
+	out, code := runScript(t, env, "provision.sh")
+	if code != 0 {
+		t.Fatalf("first provision.sh exited %d:\n%s", code, out)
+	}
+	for _, w := range []string{
+		"+ create delay-1s: 3 partitions, replication factor 1, cleanup.policy=delete min.insync.replicas=1 retention.ms=3962000",
+		"+ create delay-5s:", "+ create delay-dlq:", "+ create work-fast:",
+		"+ create work-slow: 2 partitions",
+		"applied 5 changes",
+		"ok: 5 topics match " + spec,
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("first run lacks %q:\n%s", w, out)
+		}
+	}
+	ca := rawAdmin(t, b.Addr())
+	md, err := ca.DescribeTopics([]string{"delay-1s", "delay-5s", "delay-dlq", "work-fast", "work-slow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range md {
+		if m.Err != sarama.ErrNoError || len(m.Partitions) == 0 {
+			t.Errorf("topic %s after provisioning: %v, %d partitions", m.Name, m.Err, len(m.Partitions))
+		}
+	}
+
+	out, code = runScript(t, env, "provision.sh")
+	if code != 0 || !strings.Contains(out, "nothing to change: 5 topics match the spec") || strings.Contains(out, "applying") {
+		t.Fatalf("second provision.sh (exit %d) changed something:\n%s", code, out)
+	}
+
+	// Drift by hand.
+	short := "60000"
+	if err := ca.IncrementalAlterConfig(sarama.TopicResource, "delay-5s", map[string]sarama.IncrementalAlterConfigsEntry{
+		"retention.ms": {Operation: sarama.IncrementalAlterConfigsOperationSet, Value: &short}}, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.CreatePartitions("work-fast", 6, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.DeleteTopic("delay-dlq"); err != nil {
+		t.Fatal(err)
+	}
+	var verify string
+	laddertest.Eventually(t, 10*time.Second, func() bool {
+		verify, code = runLadder(t, []string{"LADDER_BROKERS=" + b.Addr()}, "topics", "verify", "-f", spec)
+		return strings.Contains(verify, "delay-dlq: missing")
+	}, "verify does not see the deleted topic")
+	if code != 1 {
+		t.Errorf("verify exited %d on drift, want 1", code)
+	}
+	for _, w := range []string{
+		"drift: 3 differences",
+		"delay-dlq: missing",
+		"delay-5s: retention.ms=60000, spec says 3966000",
+		"work-fast: has 6 partitions, spec says 3: will NOT shrink",
+	} {
+		if !strings.Contains(verify, w) {
+			t.Errorf("verify lacks %q:\n%s", w, verify)
+		}
+	}
+
+	// provision.sh repairs what it may; verify still fails on the partitions it will not remove.
+	out, code = runScript(t, env, "provision.sh")
+	if code != 1 || !strings.Contains(out, "applied 2 changes") || !strings.Contains(out, "drift: 1 differences") {
+		t.Fatalf("provision.sh after drift exited %d:\n%s", code, out)
+	}
+	if cfg := topicConfig(t, ca, "delay-5s"); cfg["retention.ms"] != "3966000" {
+		t.Errorf("delay-5s retention.ms=%s after repair", cfg["retention.ms"])
+	}
+}
+
+// TestTopicsUsage: bad calls exit 2 with a message saying what is wrong.
+func TestTopicsUsage(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte(strings.Replace(provisionSpec, "maxOutage: 1h", "maxOutage: 1h\n  configs:\n    retention.msec: \"1\"", 1)+
+		"  delay-5s:\n    retention: 30m\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"topics"}, "say what to do"},
+		{[]string{"topics", "destroy", "-f", bad}, `unknown action "destroy"`},
+		{[]string{"topics", "plan"}, "-f FILE is required"},
+		{[]string{"topics", "apply", "-f", filepath.Join(dir, "none.yaml")}, "no such file"},
+		{[]string{"topics", "verify", "-f", bad}, "retention 30m (1800000 ms) does not exceed its delay 5s + maxOutage 1h"},
+		{[]string{"topics", "verify", "-f", bad}, `"retention.msec" is not a Kafka topic config (did you mean retention.ms?)`},
+		{[]string{"topics", "plan", "-f", bad, "--brokers", "nohost"}, "--brokers"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := Main(context.Background(), tc.args, nil, &stdout, &stderr)
+		if code != 2 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("ladder %v: exit %d, want 2 with %q:\n%s", tc.args, code, tc.want, stderr.String())
+		}
+	}
+}
+
+func rawAdmin(t *testing.T, addr string) sarama.ClusterAdmin {
+	t.Helper()
+	sc := sarama.NewConfig()
+	sc.Version = sarama.V3_0_0_0
+	ca, err := sarama.NewClusterAdmin([]string{addr}, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ca.Close() })
+	return ca
+}
+
+func topicConfig(t *testing.T, ca sarama.ClusterAdmin, topic string) map[string]string {
+	t.Helper()
+	res, err := ca.DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: topic}}, sarama.DescribeConfigsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, c := range res[0].Configs {
+		out[c.Name] = c.Value
+	}
+	return out
+}
+
+// TestTopicsWarnsOfOtherLadder: LADDER_TIERS naming other tiers than the spec is pointed out.
+func TestTopicsWarnsOfOtherLadder(t *testing.T) {
+	b := laddertest.Broker(t, 1)
+	spec := filepath.Join(t.TempDir(), "topics.yaml")
+	if err := os.WriteFile(spec, []byte(provisionSpec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("LADDER_TIERS", "1s,10s")
+	var stdout, stderr bytes.Buffer
+	code := Main(context.Background(), []string{"topics", "plan", "-f", spec, "--brokers", b.Addr()}, nil, &stdout, &stderr)
+	want := `warning: LADDER_TIERS="1s,10s" LADDER_TOPIC_PREFIX="delay-" name other tiers than the spec's (delay-1s, delay-5s)`
+	if code != 0 || !strings.Contains(stderr.String(), want) || !strings.Contains(stdout.String(), "5 to create") {
+		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+}

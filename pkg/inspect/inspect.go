@@ -1,0 +1,506 @@
+// Package inspect reads the state of a ladder's tiers from the cluster, without
+// joining the forwarder group: per tier partition the pending records (end
+// offset minus the group's committed offset, read through the admin API, so a
+// paused partition's numbers are live), the head's due and release times and
+// how overdue it is, the head's age against retention (data that could expire
+// unforwarded), the group's members and the dead-letter count.
+//
+// The retention warning looks at the head, the oldest record not yet
+// forwarded, not at the oldest retained record: a tier keeps forwarded records
+// until retention deletes them, so its oldest record is always about
+// retention.ms old once the topic has run that long, and says nothing about
+// risk. The oldest retained record's age is reported for information.
+package inspect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/rs/zerolog"
+
+	"github.com/ladder/ladder/pkg/envelope"
+	"github.com/ladder/ladder/pkg/kafkaconf"
+	"github.com/ladder/ladder/pkg/tier"
+)
+
+// Config configures an Inspector.
+type Config struct {
+	// Ladder is the tier set to inspect (required).
+	Ladder *tier.Ladder
+	// Group is the forwarder group (default "ladder").
+	Group string
+	// Kafka is the connection configuration (required).
+	Kafka kafkaconf.Config
+	// RetentionWarn is the fraction of retention.ms a head may reach before
+	// a warning (default 0.8).
+	RetentionWarn float64
+	// OverdueWarn is how overdue a head may be before a warning (default 1m).
+	OverdueWarn time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Log receives diagnostics (default: discard).
+	Log zerolog.Logger
+}
+
+// Inspector reads ladder state. It is not safe for concurrent Inspect calls.
+type Inspector struct {
+	cfg      Config
+	client   sarama.Client
+	admin    sarama.ClusterAdmin
+	consumer sarama.Consumer
+}
+
+// New connects to the cluster.
+func New(cfg Config) (*Inspector, error) {
+	if cfg.Ladder == nil {
+		return nil, errors.New("invalid inspect config: no ladder")
+	}
+	if cfg.Group == "" {
+		cfg.Group = "ladder"
+	}
+	if cfg.RetentionWarn <= 0 {
+		cfg.RetentionWarn = 0.8
+	}
+	if cfg.OverdueWarn <= 0 {
+		cfg.OverdueWarn = time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	sc, err := cfg.Kafka.Base()
+	if err != nil {
+		return nil, fmt.Errorf("invalid inspect config: %w", err)
+	}
+	sc.Consumer.Return.Errors = true
+	sc.Consumer.MaxWaitTime = 100 * time.Millisecond
+	sc.Consumer.Fetch.Default = 64 << 10
+	sc.ChannelBufferSize = 1
+	brokers := cfg.Kafka.BrokerList()
+	client, err := sarama.NewClient(brokers, sc)
+	if err != nil {
+		return nil, kafkaconf.Explain(fmt.Errorf("connecting to Kafka: %w", err), brokers)
+	}
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("starting admin client: %w", err)
+	}
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		admin.Close()
+		return nil, fmt.Errorf("starting consumer: %w", err)
+	}
+	return &Inspector{cfg: cfg, client: client, admin: admin, consumer: consumer}, nil
+}
+
+// Close disconnects.
+func (i *Inspector) Close() error {
+	err := i.consumer.Close()
+	return errors.Join(err, i.admin.Close()) // closes the client too
+}
+
+// Inspect reads the state of every tier, the group and the dead-letter topic.
+func (i *Inspector) Inspect(ctx context.Context) (*Report, error) {
+	now := i.cfg.Now().UTC().Truncate(time.Millisecond)
+	r := &Report{At: now, Group: i.cfg.Group, Members: []Member{}, Warnings: []string{}}
+	l := i.cfg.Ladder
+	topics := append(l.Topics(), l.DLQTopic())
+
+	// Partitions of every topic.
+	if err := i.client.RefreshMetadata(topics...); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+		i.cfg.Log.Debug().Err(err).Msg("refreshing metadata")
+	}
+	mds, err := i.admin.DescribeTopics(topics)
+	if err != nil {
+		return nil, fmt.Errorf("describing topics: %w", err)
+	}
+	parts := map[string][]int32{}
+	for _, md := range mds {
+		if !errors.Is(md.Err, sarama.ErrNoError) {
+			continue
+		}
+		for _, p := range md.Partitions {
+			parts[md.Name] = append(parts[md.Name], p.ID)
+		}
+		slices.Sort(parts[md.Name])
+	}
+
+	// Offsets: log start and end of every partition, committed of the tiers.
+	starts, ends, err := i.offsets(parts)
+	if err != nil {
+		return nil, err
+	}
+	tierParts := map[string][]int32{}
+	for _, t := range l.Topics() {
+		if ps, ok := parts[t]; ok {
+			tierParts[t] = ps
+		}
+	}
+	committed, err := i.committed(tierParts)
+	if err != nil {
+		return nil, err
+	}
+	retention, err := i.retention(l.Topics(), parts)
+	if err != nil {
+		return nil, err
+	}
+	owners, err := i.group(r)
+	if err != nil {
+		return nil, err
+	}
+
+	// Tiers, partitions and the records to read.
+	var reads []read
+	for _, t := range l.Tiers() {
+		tr := Tier{Topic: t.Topic, DelayMS: t.Delay.Milliseconds(), RetentionMS: retention[t.Topic], Partitions: []Partition{}}
+		ps, ok := parts[t.Topic]
+		if !ok {
+			tr.Missing = true
+			r.warn("tier topic %s does not exist (provision it: ladder topics apply)", t.Topic)
+		}
+		for _, p := range ps {
+			tp := tp{t.Topic, p}
+			pr := Partition{Partition: p, LogStartOffset: starts[tp], EndOffset: ends[tp], CommittedOffset: -1, Owner: owners[tp]}
+			if c, ok := committed[tp]; ok {
+				pr.CommittedOffset = c
+			}
+			pr.NextOffset = max(pr.CommittedOffset, pr.LogStartOffset)
+			if pr.CommittedOffset >= 0 && pr.CommittedOffset < pr.LogStartOffset {
+				pr.Lost = pr.LogStartOffset - pr.CommittedOffset
+				r.warn("%s/%d: committed offset %d is below the log start %d: %d records expired before they were forwarded "+
+					"(raise retention.ms: see topics/topics.yaml maxOutage)", t.Topic, p, pr.CommittedOffset, pr.LogStartOffset, pr.Lost)
+			}
+			pr.Pending = max(0, pr.EndOffset-pr.NextOffset)
+			tr.Partitions = append(tr.Partitions, pr)
+			idx := len(tr.Partitions) - 1
+			tierIdx := len(r.Tiers)
+			if pr.Pending > 0 {
+				reads = append(reads, read{tp: tp, offset: pr.NextOffset, tier: tierIdx, part: idx, head: true})
+			}
+			if pr.EndOffset > pr.LogStartOffset && (pr.Pending == 0 || pr.NextOffset != pr.LogStartOffset) {
+				reads = append(reads, read{tp: tp, offset: pr.LogStartOffset, tier: tierIdx, part: idx})
+			}
+		}
+		r.Tiers = append(r.Tiers, tr)
+	}
+	i.readAll(ctx, reads)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	// Heads and totals.
+	for ti, t := range l.Tiers() {
+		tr := &r.Tiers[ti]
+		for pi := range tr.Partitions {
+			pr := &tr.Partitions[pi]
+			for _, rd := range reads {
+				if rd.tier == ti && rd.part == pi {
+					i.apply(r, t, tr, pr, rd)
+				}
+			}
+			tr.Pending += pr.Pending
+			if h := pr.Head; h != nil {
+				if h.OverdueMS > 0 {
+					tr.OverduePartitions++
+					tr.MaxOverdueMS = max(tr.MaxOverdueMS, h.OverdueMS)
+					if time.Duration(h.OverdueMS)*time.Millisecond > i.cfg.OverdueWarn {
+						r.warn("%s/%d: head offset %d is overdue by %s: are the forwarders running and keeping up?",
+							t.Topic, pr.Partition, h.Offset, human(time.Duration(h.OverdueMS)*time.Millisecond))
+					}
+				}
+				if tr.NextReleaseAt == nil || h.ReleaseAt.Before(*tr.NextReleaseAt) {
+					at := h.ReleaseAt
+					tr.NextReleaseAt = &at
+				}
+				tr.MaxRetentionUsed = max(tr.MaxRetentionUsed, pr.RetentionUsed)
+			}
+		}
+		r.Summary.Pending += tr.Pending
+		r.Summary.OverduePartitions += tr.OverduePartitions
+		r.Summary.MaxOverdueMS = max(r.Summary.MaxOverdueMS, tr.MaxOverdueMS)
+	}
+
+	// The dead-letter topic.
+	dlq := l.DLQTopic()
+	r.DeadLetter = Topic{Topic: dlq}
+	if ps, ok := parts[dlq]; ok {
+		for _, p := range ps {
+			r.DeadLetter.Records += max(0, ends[tp{dlq, p}]-starts[tp{dlq, p}])
+		}
+	} else {
+		r.DeadLetter.Missing = true
+		r.warn("dead-letter topic %s does not exist (provision it: ladder topics apply)", dlq)
+	}
+	if r.Summary.Pending > 0 && len(r.Members) == 0 {
+		r.warn("no forwarder is running in group %s: %d records pending", i.cfg.Group, r.Summary.Pending)
+	}
+	r.Summary.Tiers = len(r.Tiers)
+	r.Summary.Members = len(r.Members)
+	r.Summary.DeadLetterRecords = r.DeadLetter.Records
+	r.Summary.Warnings = len(r.Warnings)
+	return r, nil
+}
+
+func (r *Report) warn(format string, args ...any) {
+	r.Warnings = append(r.Warnings, fmt.Sprintf(format, args...))
+}
+
+type tp struct {
+	topic     string
+	partition int32
+}
+
+// read is a record to fetch: a head (at the next offset) or the oldest retained record.
+type read struct {
+	tp
+	offset     int64
+	tier, part int // indexes into Report.Tiers and its Partitions
+	head       bool
+	msg        *sarama.ConsumerMessage
+	err        error
+}
+
+// apply fills a partition from a record read.
+func (i *Inspector) apply(r *Report, t tier.Tier, tr *Tier, pr *Partition, rd read) {
+	now := r.At
+	if rd.err != nil {
+		pr.Error = rd.err.Error()
+		r.warn("%s/%d: reading offset %d: %v", t.Topic, pr.Partition, rd.offset, rd.err)
+		return
+	}
+	if rd.msg == nil {
+		return // not read: the context ended
+	}
+	ts := rd.msg.Timestamp.UTC().Truncate(time.Millisecond)
+	if !rd.head || rd.offset == pr.LogStartOffset {
+		pr.OldestTimestamp = &ts
+		pr.OldestAgeMS = now.Sub(ts).Milliseconds()
+	}
+	if !rd.head {
+		return
+	}
+	h := &Head{Offset: rd.msg.Offset, Timestamp: ts, AgeMS: now.Sub(ts).Milliseconds()}
+	env, err := envelope.Decode(rd.msg.Headers)
+	if err != nil {
+		h.Error = err.Error()
+		r.warn("%s/%d: head offset %d has bad ladder headers (it will be dead-lettered): %v", t.Topic, pr.Partition, h.Offset, err)
+	}
+	h.Target, h.Hops = env.Target, env.Hops
+	if !env.Due.IsZero() {
+		due := env.Due.UTC()
+		h.Due = &due
+	}
+	// A timestamp in the future counts as the moment the forwarder sees
+	// it (see pkg/forward): at most now.
+	entered := ts
+	if entered.After(now) {
+		entered = now
+	}
+	h.ReleaseAt = tier.ReleaseAt(t, entered, env.Due).UTC()
+	if h.Error != "" {
+		h.ReleaseAt = entered // dead-lettered at once
+	}
+	h.OverdueMS = now.Sub(h.ReleaseAt).Milliseconds()
+	pr.Head = h
+	if tr.RetentionMS > 0 {
+		pr.RetentionUsed = float64(h.AgeMS) / float64(tr.RetentionMS)
+		if pr.RetentionUsed > i.cfg.RetentionWarn {
+			pr.RetentionRisk = true
+			r.warn("%s/%d: the head (offset %d) is %s old, %.0f%% of retention.ms %s: it could expire before it is forwarded",
+				t.Topic, pr.Partition, h.Offset, human(time.Duration(h.AgeMS)*time.Millisecond), 100*pr.RetentionUsed,
+				tier.Label(time.Duration(tr.RetentionMS)*time.Millisecond))
+		}
+	}
+}
+
+// offsets lists the log start and end offsets of every partition.
+func (i *Inspector) offsets(parts map[string][]int32) (starts, ends map[tp]int64, err error) {
+	list := func(which int64) (map[tp]int64, error) {
+		req := map[string]map[int32]int64{}
+		for t, ps := range parts {
+			req[t] = map[int32]int64{}
+			for _, p := range ps {
+				req[t][p] = which
+			}
+		}
+		out := map[tp]int64{}
+		if len(req) == 0 {
+			return out, nil
+		}
+		res, err := i.admin.ListOffsets(req, nil)
+		if err != nil {
+			return nil, fmt.Errorf("listing offsets: %w", err)
+		}
+		for t, m := range res {
+			for p, o := range m {
+				if o.Err != nil && !errors.Is(o.Err, sarama.ErrNoError) {
+					return nil, fmt.Errorf("listing offsets of %s/%d: %w", t, p, o.Err)
+				}
+				out[tp{t, p}] = o.Offset
+			}
+		}
+		return out, nil
+	}
+	if starts, err = list(sarama.OffsetOldest); err != nil {
+		return nil, nil, err
+	}
+	if ends, err = list(sarama.OffsetNewest); err != nil {
+		return nil, nil, err
+	}
+	return starts, ends, nil
+}
+
+// committed reads the group's committed offsets. A group that never
+// committed has none: Kafka answers -1 per partition, the embedded broker
+// (kfake) GROUP_ID_NOT_FOUND for the whole request; both mean "no commits yet".
+func (i *Inspector) committed(parts map[string][]int32) (map[tp]int64, error) {
+	out := map[tp]int64{}
+	if len(parts) == 0 {
+		return out, nil
+	}
+	res, err := i.admin.ListConsumerGroupOffsets(i.cfg.Group, parts)
+	if errors.Is(err, sarama.ErrGroupIDNotFound) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading committed offsets of group %s: %w", i.cfg.Group, err)
+	}
+	for t, ps := range parts {
+		for _, p := range ps {
+			b := res.GetBlock(t, p)
+			if b == nil || b.Offset < 0 {
+				continue
+			}
+			if !errors.Is(b.Err, sarama.ErrNoError) {
+				return nil, fmt.Errorf("reading committed offset of group %s on %s/%d: %w", i.cfg.Group, t, p, b.Err)
+			}
+			out[tp{t, p}] = b.Offset
+		}
+	}
+	return out, nil
+}
+
+// retention reads retention.ms of the topics that exist.
+func (i *Inspector) retention(topics []string, parts map[string][]int32) (map[string]int64, error) {
+	var res []*sarama.ConfigResource
+	for _, t := range topics {
+		if _, ok := parts[t]; ok {
+			res = append(res, &sarama.ConfigResource{Type: sarama.TopicResource, Name: t, ConfigNames: []string{"retention.ms"}})
+		}
+	}
+	out := map[string]int64{}
+	if len(res) == 0 {
+		return out, nil
+	}
+	results, err := i.admin.DescribeConfigs(res, sarama.DescribeConfigsOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("describing topic configs: %w", err)
+	}
+	for _, r := range results {
+		for _, c := range r.Configs {
+			if c.Name == "retention.ms" {
+				if v, err := strconv.ParseInt(c.Value, 10, 64); err == nil {
+					out[r.Name] = v
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// group describes the forwarder group into r and returns the owner of each partition.
+func (i *Inspector) group(r *Report) (map[tp]string, error) {
+	owners := map[tp]string{}
+	gs, err := i.admin.DescribeConsumerGroups([]string{i.cfg.Group})
+	if err != nil {
+		return nil, fmt.Errorf("describing group %s: %w", i.cfg.Group, err)
+	}
+	for _, g := range gs {
+		if g.GroupId != i.cfg.Group {
+			continue
+		}
+		if !errors.Is(g.Err, sarama.ErrNoError) && !errors.Is(g.Err, sarama.ErrGroupIDNotFound) {
+			return nil, fmt.Errorf("describing group %s: %w", i.cfg.Group, g.Err)
+		}
+		r.GroupState = g.State
+		for _, id := range slices.Sorted(maps.Keys(g.Members)) {
+			m := g.Members[id]
+			mem := Member{MemberID: m.MemberId, ClientID: m.ClientId, Host: m.ClientHost, Assigned: map[string][]int32{}}
+			a, err := m.GetMemberAssignment()
+			if err != nil {
+				i.cfg.Log.Warn().Err(err).Str("member", id).Msg("cannot decode the member's assignment")
+			}
+			if a != nil {
+				for t, ps := range a.Topics {
+					ps = slices.Clone(ps)
+					slices.Sort(ps)
+					mem.Assigned[t] = ps
+					for _, p := range ps {
+						owners[tp{t, p}] = m.MemberId
+					}
+				}
+			}
+			r.Members = append(r.Members, mem)
+		}
+	}
+	return owners, nil
+}
+
+// readAll fetches the records of reads, a few partitions at a time. The
+// reads of one partition run one after the other: a sarama consumer takes
+// one partition consumer per partition at a time.
+func (i *Inspector) readAll(ctx context.Context, reads []read) {
+	byTP := map[tp][]int{}
+	var order []tp
+	for k, rd := range reads {
+		if _, ok := byTP[rd.tp]; !ok {
+			order = append(order, rd.tp)
+		}
+		byTP[rd.tp] = append(byTP[rd.tp], k)
+	}
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for _, at := range order {
+		wg.Go(func() {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-sem }()
+			for _, k := range byTP[at] {
+				reads[k].msg, reads[k].err = i.readOne(ctx, at, reads[k].offset)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// readOne reads the first record at or after offset with a plain consumer
+// (no group: the forwarders' group is never joined, nor rebalanced).
+func (i *Inspector) readOne(ctx context.Context, at tp, offset int64) (*sarama.ConsumerMessage, error) {
+	pc, err := i.consumer.ConsumePartition(at.topic, at.partition, offset)
+	if err != nil {
+		return nil, err
+	}
+	defer pc.Close()
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	select {
+	case m := <-pc.Messages():
+		return m, nil
+	case err := <-pc.Errors():
+		return nil, err
+	case <-timeout.C:
+		return nil, fmt.Errorf("no record within 10s")
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}

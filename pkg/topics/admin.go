@@ -1,0 +1,217 @@
+package topics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/rs/zerolog"
+
+	"github.com/ladder/ladder/pkg/kafkaconf"
+)
+
+// Admin compares specs with a cluster and applies them, through sarama's
+// ClusterAdmin.
+type Admin struct {
+	admin       sarama.ClusterAdmin
+	incremental bool // IncrementalAlterConfigs (Kafka 2.3+), else AlterConfigs with the full set
+	log         zerolog.Logger
+	// Settle bounds how long Apply waits for the cluster to report what it
+	// did (default 30s).
+	Settle time.Duration
+}
+
+// NewAdmin connects to the cluster of k.
+func NewAdmin(k kafkaconf.Config, log zerolog.Logger) (*Admin, error) {
+	sc, err := k.Base()
+	if err != nil {
+		return nil, err
+	}
+	sc.Admin.Timeout = 30 * time.Second
+	admin, err := sarama.NewClusterAdmin(k.BrokerList(), sc)
+	if err != nil {
+		return nil, kafkaconf.Explain(fmt.Errorf("connecting admin client: %w", err), k.BrokerList())
+	}
+	return &Admin{admin: admin, incremental: sc.Version.IsAtLeast(sarama.V2_3_0_0), log: log, Settle: 30 * time.Second}, nil
+}
+
+// Close disconnects.
+func (a *Admin) Close() error { return a.admin.Close() }
+
+// Plan compares the spec with the cluster.
+func (a *Admin) Plan(ctx context.Context, s *Spec) (*Plan, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	all, err := a.admin.DescribeTopics(nil)
+	if err != nil {
+		return nil, fmt.Errorf("listing topics: %w", err)
+	}
+	byName := map[string]*sarama.TopicMetadata{}
+	var existing []string
+	for _, md := range all {
+		if md.Err != sarama.ErrNoError || md.IsInternal {
+			continue
+		}
+		byName[md.Name] = md
+		existing = append(existing, md.Name)
+	}
+	observed := map[string]Observed{}
+	var resources []*sarama.ConfigResource
+	for _, t := range s.Topics() {
+		md, ok := byName[t.Name]
+		if !ok {
+			continue
+		}
+		o := Observed{Name: t.Name, Partitions: int32(len(md.Partitions)), Configs: map[string]string{}, Effective: map[string]string{}}
+		for _, p := range md.Partitions {
+			o.ReplicationFactor = max(o.ReplicationFactor, int16(len(p.Replicas)))
+		}
+		observed[t.Name] = o
+		resources = append(resources, &sarama.ConfigResource{Type: sarama.TopicResource, Name: t.Name})
+	}
+	if len(resources) > 0 {
+		results, err := a.admin.DescribeConfigs(resources, sarama.DescribeConfigsOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("describing topic configs: %w", err)
+		}
+		for _, r := range results {
+			if !errors.Is(r.ErrorCode, sarama.ErrNoError) {
+				return nil, fmt.Errorf("describing configs of topic %s: %w %s", r.Name, r.ErrorCode, r.ErrorMsg)
+			}
+			o, ok := observed[r.Name]
+			if !ok {
+				continue
+			}
+			for _, c := range r.Configs {
+				if c.Sensitive {
+					continue
+				}
+				o.Effective[c.Name] = c.Value
+				if c.Source == sarama.SourceTopic {
+					o.Configs[c.Name] = c.Value
+				}
+			}
+		}
+	}
+	p := Diff(s, observed, existing)
+	p.observed = observed
+	return p, nil
+}
+
+// Apply makes the changes of p (from Plan): it creates the missing topics,
+// raises partition counts and sets configs. It never deletes a topic,
+// shrinks one or removes a config. Then it waits (up to Settle) until the
+// cluster reports every change, and returns the plan it sees then, whose
+// WillNot lists what is left to the operator.
+func (a *Admin) Apply(ctx context.Context, s *Spec, p *Plan) (*Plan, error) {
+	var errs []error
+	for _, t := range p.Create {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		entries := map[string]*string{}
+		for k, v := range t.Configs {
+			entries[k] = &v
+		}
+		err := a.admin.CreateTopic(t.Name, &sarama.TopicDetail{
+			NumPartitions: t.Partitions, ReplicationFactor: t.ReplicationFactor, ConfigEntries: entries}, false)
+		switch {
+		case errors.Is(err, sarama.ErrTopicAlreadyExists):
+			// Created meanwhile (another provisioning job): the next plan compares it.
+			a.log.Warn().Str("topic", t.Name).Msg("topic was created by someone else meanwhile")
+		case err != nil:
+			errs = append(errs, fmt.Errorf("creating topic %s (%d partitions, replication factor %d): %w",
+				t.Name, t.Partitions, t.ReplicationFactor, err))
+		default:
+			a.log.Info().Str("topic", t.Name).Int32("partitions", t.Partitions).
+				Int16("replication_factor", t.ReplicationFactor).Msg("created topic")
+		}
+	}
+	for _, c := range p.Partitions {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := a.admin.CreatePartitions(c.Topic, c.To, nil, false); err != nil {
+			errs = append(errs, fmt.Errorf("raising partitions of %s from %d to %d: %w", c.Topic, c.From, c.To, err))
+			continue
+		}
+		a.log.Info().Str("topic", c.Topic).Int32("from", c.From).Int32("to", c.To).Msg("added partitions")
+	}
+	byTopic := map[string][]ConfigChange{}
+	for _, c := range p.Configs {
+		byTopic[c.Topic] = append(byTopic[c.Topic], c)
+	}
+	for _, topic := range slices.Sorted(maps.Keys(byTopic)) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := a.setConfigs(topic, byTopic[topic], p.observed[topic]); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, c := range byTopic[topic] {
+			a.log.Info().Str("topic", topic).Str("config", c.Name).Str("from", c.From).Str("to", c.To).Msg("set config")
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return a.settle(ctx, s)
+}
+
+// setConfigs sets changes on topic. Without IncrementalAlterConfigs, the
+// whole set of topic-level configs is sent (AlterConfigs replaces it), the
+// ones already set included, so none is lost.
+func (a *Admin) setConfigs(topic string, changes []ConfigChange, o Observed) error {
+	if a.incremental {
+		entries := map[string]sarama.IncrementalAlterConfigsEntry{}
+		for _, c := range changes {
+			v := c.To
+			entries[c.Name] = sarama.IncrementalAlterConfigsEntry{Operation: sarama.IncrementalAlterConfigsOperationSet, Value: &v}
+		}
+		if err := a.admin.IncrementalAlterConfig(sarama.TopicResource, topic, entries, false); err != nil {
+			return fmt.Errorf("setting configs of %s: %w", topic, err)
+		}
+		return nil
+	}
+	full := map[string]*string{}
+	for k, v := range o.Configs {
+		full[k] = &v
+	}
+	for _, c := range changes {
+		v := c.To
+		full[c.Name] = &v
+	}
+	if err := a.admin.AlterConfig(sarama.TopicResource, topic, full, false); err != nil {
+		return fmt.Errorf("setting configs of %s: %w", topic, err)
+	}
+	return nil
+}
+
+// settle re-plans until the cluster reports no change left to make, or
+// Settle passes (metadata can take a moment to show new topics and partitions).
+func (a *Admin) settle(ctx context.Context, s *Spec) (*Plan, error) {
+	deadline := time.Now().Add(a.Settle)
+	for {
+		p, err := a.Plan(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		if p.Changes() == 0 {
+			return p, nil
+		}
+		if time.Now().After(deadline) {
+			return p, fmt.Errorf("after %s the cluster still differs from the spec: %v", a.Settle, p.Drift())
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
