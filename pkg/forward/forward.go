@@ -314,7 +314,7 @@ func (f *Forwarder) connect(ctx context.Context, brokers []string, pc, cc *saram
 func (f *Forwarder) dial(brokers []string, pc, cc *sarama.Config) error {
 	var p sarama.AsyncProducer
 	var err error
-	closeProducer := func() {}
+	var closeProducer func()
 	if f.txn != nil {
 		if err := f.txn.start(); err != nil {
 			return err

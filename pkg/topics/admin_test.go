@@ -91,11 +91,11 @@ func TestApplyCreatesThenNothing(t *testing.T) {
 	for _, tp := range first.Create {
 		created = append(created, tp.Name)
 	}
-	if strings.Join(created, " ") != "delay-1s delay-5s delay-dlq work" || first.Changes() != 4 {
+	if strings.Join(created, " ") != "delay-1s delay-5s delay-dlq delay-control work" || first.Changes() != 5 {
 		t.Fatalf("first plan creates %v (%d changes)", created, first.Changes())
 	}
 	after := apply(t, a, s)
-	if after.Changes() != 0 || len(after.WillNot) != 0 || len(after.InSync) != 4 {
+	if after.Changes() != 0 || len(after.WillNot) != 0 || len(after.InSync) != 5 {
 		t.Fatalf("after apply: %v, in sync %v", after.Drift(), after.InSync)
 	}
 
@@ -124,7 +124,7 @@ func TestApplyCreatesThenNothing(t *testing.T) {
 	if again.Changes() != 0 || len(again.WillNot) != 0 {
 		t.Fatalf("second plan is not empty: %v", again.Drift())
 	}
-	if again.Summary() != "nothing to change: 4 topics match the spec" {
+	if again.Summary() != "nothing to change: 5 topics match the spec" {
 		t.Errorf("summary %q", again.Summary())
 	}
 }

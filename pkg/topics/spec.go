@@ -37,6 +37,9 @@ const Headroom = 0.10
 const (
 	DefaultDeadLetterRetention = 14 * 24 * time.Hour
 	DefaultLaneRetention       = 7 * 24 * time.Hour
+	// DefaultControlRetention keeps `ladder drain` commands, which expire
+	// within hours, for a day.
+	DefaultControlRetention = 24 * time.Hour
 )
 
 // Roles of the topics of a spec.
@@ -44,6 +47,7 @@ const (
 	RoleTier       = "tier"
 	RoleDeadLetter = "dead-letter"
 	RoleLane       = "lane"
+	RoleControl    = "control" // one partition: commands to every forwarder (ladder drain)
 )
 
 // Spec is the decoded topics file. Every field is documented in
@@ -225,7 +229,8 @@ func (s *Spec) resolve() error {
 	for _, t := range s.ladder.Tiers() {
 		topics = append(topics, Topic{Name: t.Topic, Role: RoleTier, Delay: t.Delay})
 	}
-	topics = append(topics, Topic{Name: s.ladder.DLQTopic(), Role: RoleDeadLetter})
+	topics = append(topics, Topic{Name: s.ladder.DLQTopic(), Role: RoleDeadLetter},
+		Topic{Name: s.ladder.ControlTopic(), Role: RoleControl})
 	seen := map[string]bool{}
 	for _, t := range topics {
 		seen[t.Name] = true
@@ -260,6 +265,9 @@ func (s *Spec) resolve() error {
 func (s *Spec) resolveTopic(t *Topic) []error {
 	d, o := s.Defaults, s.Overrides[t.Name]
 	t.Partitions, t.ReplicationFactor = d.Partitions, d.ReplicationFactor
+	if t.Role == RoleControl {
+		t.Partitions = 1 // every forwarder reads it whole, in order
+	}
 	minISR := d.MinInsyncReplicas
 	if o.Partitions != nil {
 		t.Partitions = *o.Partitions
@@ -303,6 +311,8 @@ func (s *Spec) resolveTopic(t *Topic) []error {
 		retention = ceilSecond(required + time.Duration(float64(required)*Headroom))
 	case t.Role == RoleDeadLetter:
 		retention = time.Duration(s.DeadLetter.Retention)
+	case t.Role == RoleControl:
+		retention = DefaultControlRetention
 	default:
 		retention = time.Duration(s.Lanes.Retention)
 	}

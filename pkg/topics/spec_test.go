@@ -31,9 +31,12 @@ func TestRepositorySpec(t *testing.T) {
 		got[tp.Name] = tp
 		names = append(names, tp.Name)
 	}
-	want := "delay-1m delay-15m delay-1h delay-6h delay-dlq work-fast work-slow"
+	want := "delay-1m delay-15m delay-1h delay-6h delay-dlq delay-control work-fast work-slow"
 	if strings.Join(names, " ") != want {
 		t.Fatalf("topics %v, want %s", names, want)
+	}
+	if c := got["delay-control"]; c.Partitions != 1 || c.Retention() != 24*time.Hour {
+		t.Errorf("control topic: %d partitions, retention %s; want 1 and 24h", c.Partitions, c.Retention())
 	}
 	six := got["delay-6h"]
 	// (6h + 3d) + 10% = 85h48m
