@@ -593,7 +593,7 @@ func checkNotes(t *testing.T, notes, brokers, security string) {
 		"headers %h",
 		"for t in delay-1m delay-15m delay-1h delay-6h; do",
 		`kc -C -t "$t" -o beginning -e -q -f '\n' | wc -l`,
-		"kc -C -t delay-dlq -o end",
+		"kc -C -t delay-dlq -o end -q",
 		"exec deploy/" + fullname + " -- ladder inspect",
 	} {
 		if !strings.Contains(notes, want) {
