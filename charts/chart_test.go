@@ -692,6 +692,32 @@ func TestSchemaRejects(t *testing.T) {
 	}
 }
 
+// TestSchemaAccepts checks values the schema must not refuse.
+func TestSchemaAccepts(t *testing.T) {
+	c := loadChart(t)
+	for _, v := range []string{
+		`global: {imageRegistry: registry.example.com}`, // set by a parent chart
+		`podDisruptionBudget: {maxUnavailable: 50%}`,
+		`ladder: {tiers: [30s, 5m, 2d], statsInterval: "0"}`,
+		`kafka: {sasl: {mechanism: PLAIN, existingSecret: creds}, tls: {enabled: true}}`,
+		`kafka: {tls: {enabled: true, existingSecret: ca, caKey: ca.pem}}`,
+		`topics: {provision: false}`,
+		`replicaCount: 0`,
+	} {
+		if _, err := decodeValues(c, values(t, "", v)); err != nil {
+			t.Errorf("values %q: %v", v, err)
+		}
+	}
+}
+
+func decodeValues(c *chart.Chart, vals map[string]any) (rendered, error) {
+	files, err := render(c, vals)
+	if err != nil {
+		return rendered{}, err
+	}
+	return decode(files)
+}
+
 // TestWrongTypeInValuesFile is the acceptance check: a values file with a
 // wrong type fails as `helm install -f` would fail, before any template runs.
 func TestWrongTypeInValuesFile(t *testing.T) {
@@ -804,5 +830,65 @@ func TestLint(t *testing.T) {
 				t.Logf("lint %s: %s", file, m)
 			}
 		}
+	}
+}
+
+// TestSecurityVariants checks the environment and volumes of the ways to
+// reach a secured cluster.
+func TestSecurityVariants(t *testing.T) {
+	for _, tc := range []struct {
+		name, values string
+		env          map[string]string // "" = must be absent
+		items        []string          // files of the TLS volume; nil = no volume
+	}{
+		{"SASL/PLAIN without TLS", `kafka: {sasl: {mechanism: PLAIN, existingSecret: creds}}`,
+			map[string]string{"LADDER_SASL_MECHANISM": "PLAIN", "LADDER_TLS_ENABLED": "", "LADDER_TLS_CA_FILE": ""}, nil},
+		{"TLS with the system CAs", `kafka: {tls: {enabled: true}}`,
+			map[string]string{"LADDER_TLS_ENABLED": "true", "LADDER_TLS_CA_FILE": "", "LADDER_SASL_MECHANISM": ""}, nil},
+		{"TLS with a private CA", `kafka: {tls: {enabled: true, existingSecret: ca, caKey: ca.pem}}`,
+			map[string]string{"LADDER_TLS_CA_FILE": tlsMountPath + "/ca.crt", "LADDER_TLS_CERT_FILE": ""}, []string{"ca.pem=ca.crt"}},
+		{"mutual TLS with the system CAs", `kafka: {tls: {enabled: true, existingSecret: c, caKey: "", certKey: crt, keyKey: key}}`,
+			map[string]string{"LADDER_TLS_CA_FILE": "", "LADDER_TLS_CERT_FILE": tlsMountPath + "/tls.crt", "LADDER_TLS_KEY_FILE": tlsMountPath + "/tls.key"},
+			[]string{"crt=tls.crt", "key=tls.key"}},
+		{"TLS Secret while TLS is off", `kafka: {tls: {enabled: false, existingSecret: ca}}`,
+			map[string]string{"LADDER_TLS_ENABLED": "", "LADDER_TLS_CA_FILE": ""}, nil},
+		{"insecure", `kafka: {tls: {enabled: true, insecureSkipVerify: true}}`,
+			map[string]string{"LADDER_TLS_INSECURE_SKIP_VERIFY": "true"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := mustRender(t, values(t, "", tc.values))
+			d := get[*appsv1.Deployment](t, r, "Deployment", fullname)
+			job := get[*batchv1.Job](t, r, "Job", topicsJobName)
+			for _, pod := range []corev1.PodSpec{d.Spec.Template.Spec, job.Spec.Template.Spec} {
+				c := pod.Containers[0]
+				env := envMap(c.Env)
+				for name, want := range tc.env {
+					e, ok := env[name]
+					if want == "" && ok {
+						t.Errorf("%s: %s = %+v, want it unset", c.Name, name, e)
+					} else if want != "" && e.Value != want {
+						t.Errorf("%s: %s = %q, want %q", c.Name, name, e.Value, want)
+					}
+				}
+				var items []string
+				for _, v := range pod.Volumes {
+					if v.Secret != nil {
+						for _, it := range v.Secret.Items {
+							items = append(items, it.Key+"="+it.Path)
+						}
+					}
+				}
+				if !slices.Equal(items, tc.items) {
+					t.Errorf("%s: TLS volume files %v, want %v", c.Name, items, tc.items)
+				}
+				var mounted bool
+				for _, m := range c.VolumeMounts {
+					mounted = mounted || m.MountPath == tlsMountPath
+				}
+				if mounted != (tc.items != nil) {
+					t.Errorf("%s: TLS mounted = %v with volume files %v", c.Name, mounted, tc.items)
+				}
+			}
+		})
 	}
 }
