@@ -321,7 +321,7 @@ func TestProductionValues(t *testing.T) {
 
 	cm := get[*corev1.ConfigMap](t, r, "ConfigMap", topicsJobName)
 	checkHook(t, cm.ObjectMeta, "-10")
-	if spec := cm.Data["topics.yaml"]; !strings.Contains(spec, "min.insync.replicas:") || !strings.Contains(spec, "work-fast") {
+	if spec := cm.Data["topics.yaml"]; !strings.Contains(spec, "minInsyncReplicas: 2") || !strings.Contains(spec, "- work-fast") {
 		t.Errorf("topic spec not passed verbatim:\n%s", spec)
 	}
 	var cmVolume bool
