@@ -29,7 +29,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "ladder.labels" -}}
 helm.sh/chart: {{ include "ladder.chart" . }}
 {{ include "ladder.selectorLabels" . }}
-app.kubernetes.io/version: {{ (default .Chart.AppVersion .Values.image.tag) | trunc 63 | quote }}
+app.kubernetes.io/version: {{ (default .Chart.AppVersion .Values.image.tag) | replace "+" "_" | trunc 63 | trimSuffix "-" | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: ladder
 {{- end }}
