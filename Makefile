@@ -8,7 +8,7 @@ DEMO_DIR  ?= $(shell mktemp -d -t ladder-demo-XXXXXX)
 # The demo runs its own short ladder so messages come back within two minutes.
 DEMO_TIERS ?= 2s,10s,30s,2m
 
-.PHONY: all build build-prod test test-short demo lint fmt vet staticcheck tidy-check fuzz clean
+.PHONY: all build build-prod test test-short demo lint fmt vet staticcheck tidy-check fuzz clean chart-test chart-lint
 
 all: build
 
@@ -20,9 +20,23 @@ build:
 build-prod:
 	CGO_ENABLED=0 $(GO) build -tags nodev -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ladder
 
-## test: every test, with the race detector, against the embedded broker over TCP
+## test: every test, with the race detector, against the embedded broker over TCP; then the chart checks
 test:
 	$(GO) test -race -timeout 15m ./...
+	$(MAKE) --no-print-directory chart-test
+
+## chart-test: render charts/ladder with the helm SDK, enforce values.schema.json, decode every manifest strictly
+## (its own Go module, so helm and Kubernetes stay out of go.mod; about 3-5 minutes from a cold build cache)
+chart-test:
+	cd charts && $(GO) test -timeout 10m ./...
+
+## chart-lint: the charts module's go.mod tidiness, and `helm lint --strict` when a helm binary is on PATH
+## (go install helm.sh/helm/v3/cmd/helm@v3.22.0 takes about nine minutes, so CI does not; chart-test runs the same lint rules)
+chart-lint:
+	cd charts && $(GO) mod tidy -diff
+	@if command -v helm >/dev/null 2>&1; then \
+		helm lint --strict charts/ladder && helm lint --strict -f charts/ladder/ci/production-values.yaml charts/ladder; \
+	else echo "chart-lint: no helm binary on PATH, helm lint skipped (chart-test runs the same lint rules through the SDK)"; fi
 
 ## test-short: unit tests only (no broker)
 test-short:
@@ -32,8 +46,8 @@ test-short:
 demo: build
 	./$(BIN) dev --demo --tiers $(DEMO_TIERS) --data-dir $(DEMO_DIR) --log-level warn
 
-## lint: gofmt, go vet, staticcheck, go.mod tidiness
-lint: fmt vet staticcheck tidy-check
+## lint: gofmt, go vet, staticcheck, go.mod tidiness, chart-lint
+lint: fmt vet staticcheck tidy-check chart-lint
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
