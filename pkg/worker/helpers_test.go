@@ -238,3 +238,7 @@ func committed(t testing.TB, addr, group, topic string) map[int32]int64 {
 	}
 	return out
 }
+
+func saramaMessage(topic, key, value string) *sarama.ProducerMessage {
+	return &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(key), Value: sarama.StringEncoder(value)}
+}
