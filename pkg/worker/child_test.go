@@ -40,7 +40,11 @@ func (s childSettings) env() []string {
 
 // childMain runs a worker until SIGTERM or SIGINT and returns the exit code.
 func childMain() int {
-	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Timestamp().Int("pid", os.Getpid()).Logger()
+	level := zerolog.WarnLevel
+	if os.Getenv("LADDER_TEST_DEBUG") != "" {
+		level = zerolog.DebugLevel
+	}
+	log := zerolog.New(os.Stderr).Level(level).With().Timestamp().Int("pid", os.Getpid()).Logger()
 	l, err := tier.Parse(os.Getenv("CHILD_TIERS"), tier.DefaultPrefix)
 	if err != nil {
 		log.Error().Err(err).Msg("child tiers")
