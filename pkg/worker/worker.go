@@ -61,7 +61,10 @@ type Lane struct {
 	// broker's acknowledgement. It is shared by the lane's partitions.
 	Concurrency int
 	// KeyOrdered runs records with the same non-null key one at a time, in
-	// offset order. Records without a key are not ordered.
+	// offset order (a record waits, holding a place in the budget, while an
+	// earlier one of its key runs). Records without a key are not ordered. A
+	// record that is rescheduled or retried leaves the order: it comes back
+	// through the ladder, after later records of its key.
 	KeyOrdered bool
 	// MaxAttempts is how many times a message is handled before a Retry
 	// sends it to the dead-letter topic instead (default 5).
@@ -97,7 +100,10 @@ type Config struct {
 	// ShutdownTimeout bounds how long a stopping worker or a revoked
 	// partition waits for its running handlers to finish and their results
 	// to be acknowledged (default 30s). Then the handlers' ctx is cancelled
-	// and their records are left uncommitted, for the next owner.
+	// and their records are left uncommitted, for the next owner; their
+	// places in the budget are given back at once, so a handler that ignores
+	// its ctx briefly runs beside the new ones. Keep it below the consumer
+	// group's rebalance timeout (sarama's default: 60s).
 	ShutdownTimeout time.Duration
 	// Log receives the worker's events (default: discard).
 	Log zerolog.Logger

@@ -181,12 +181,13 @@ func TestKeyOrder(t *testing.T) {
 // TestFailingHandlerDeadLetters: a handler that always fails is retried
 // through the ladder (ladder-attempt counting up) and ends on the
 // dead-letter topic after MaxAttempts with ladder-error and ladder-attempt;
-// a panicking handler does the same; DeadLetter goes there at once.
+// a panicking handler does the same; DeadLetter goes there at once, and so
+// does a reschedule the ladder refuses (a tier as target would loop).
 func TestFailingHandlerDeadLetters(t *testing.T) {
 	e := setup(t, 2, "work")
 	e.forwarder(t)
 	dlq := laddertest.Collect(t, e.addr, e.ladder.DLQTopic())
-	keys := []string{"fail", "panic", "bad", "ok"}
+	keys := []string{"fail", "panic", "bad", "loop", "ok"}
 	seed(t, e.addr, "work", len(keys), func(i int) string { return keys[i] })
 
 	var (
@@ -204,6 +205,8 @@ func TestFailingHandlerDeadLetters(t *testing.T) {
 			panic("handler bug")
 		case "bad":
 			return worker.DeadLetter("bad input")
+		case "loop":
+			return worker.Reschedule(time.Second).To(e.ladder.Smallest().Topic)
 		}
 		return worker.Done()
 	}
@@ -211,9 +214,9 @@ func TestFailingHandlerDeadLetters(t *testing.T) {
 	w, _ := e.start(t, e.config(t), worker.Lane{Topics: []string{"work"}, Handler: h, MaxAttempts: attempts,
 		Backoff: func(int) time.Duration { return 300 * time.Millisecond }})
 
-	recs, ok := dlq.WaitFor(60*time.Second, func(rs []laddertest.Received) bool { return len(rs) >= 3 })
+	recs, ok := dlq.WaitFor(60*time.Second, func(rs []laddertest.Received) bool { return len(rs) >= 4 })
 	if !ok {
-		t.Fatalf("dead-letter topic has %d records, want 3", len(recs))
+		t.Fatalf("dead-letter topic has %d records, want 4", len(recs))
 	}
 	want := map[string]struct {
 		errPart string
@@ -222,6 +225,7 @@ func TestFailingHandlerDeadLetters(t *testing.T) {
 		"fail":  {"3 attempts failed; last: boom", "3"},
 		"panic": {"handler panicked: handler bug", "3"},
 		"bad":   {"bad input", "1"},
+		"loop":  {"cannot reschedule: invalid message: target delay-1s is a topic of the ladder itself", "1"},
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -265,8 +269,8 @@ func TestFailingHandlerDeadLetters(t *testing.T) {
 		t.Errorf("%s never reached the dead-letter topic", k)
 	}
 	st := w.Stats()[0]
-	if st.Panics != attempts || st.DeadLettered != 3 || st.Retried != 2*(attempts-1) || st.Done != 1 {
-		t.Errorf("stats %+v: want %d panics, 3 dead letters, %d retries, 1 done", st, attempts, 2*(attempts-1))
+	if st.Panics != attempts || st.DeadLettered != 4 || st.Retried != 2*(attempts-1) || st.Done != 1 {
+		t.Errorf("stats %+v: want %d panics, 4 dead letters, %d retries, 1 done", st, attempts, 2*(attempts-1))
 	}
 }
 
