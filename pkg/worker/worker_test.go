@@ -417,3 +417,45 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 	t.Logf("killed after %d of %d relayed (committed offsets of the lane then: %v); all %d arrived, %d duplicates",
 		killedAt, n, offsets, n, len(recs)-n)
 }
+
+// TestRebalanceHandsOverCleanly starts a second worker in the same group
+// mid-backlog: the first one's partitions are revoked, their running
+// handlers finish and are committed before the new owner starts, so every
+// message is handled exactly once, and both workers take part.
+func TestRebalanceHandsOverCleanly(t *testing.T) {
+	e := setup(t, 6, "work")
+	const n = 2000
+	seed(t, e.addr, "work", n, func(i int) string { return fmt.Sprintf("r%04d", i) })
+	var (
+		mu      sync.Mutex
+		handled = map[string]int{}
+	)
+	h := func(ctx context.Context, m worker.Message) worker.Result {
+		time.Sleep(50 * time.Millisecond)
+		mu.Lock()
+		handled[string(m.Key)]++
+		mu.Unlock()
+		return worker.Done()
+	}
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(handled) }
+	lane := worker.Lane{Topics: []string{"work"}, Group: "workers-rebalance", Concurrency: 16, Handler: h}
+
+	a, _ := e.start(t, e.config(t), lane)
+	waitFor(t, 60*time.Second, func() bool { return count() >= n/8 }, func() string { return fmt.Sprintf("A handled %d", count()) })
+	b, _ := e.start(t, e.config(t), lane)
+	waitFor(t, 90*time.Second, func() bool { return count() >= n }, func() string {
+		return fmt.Sprintf("handled %d of %d; A %+v, B %+v", count(), n, a.Stats()[0], b.Stats()[0])
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for k, c := range handled {
+		if c != 1 {
+			t.Errorf("%s handled %d times", k, c)
+		}
+	}
+	sa, sb := a.Stats()[0], b.Stats()[0]
+	if sb.Handled == 0 {
+		t.Errorf("B joined but handled nothing (A %+v, B %+v)", sa, sb)
+	}
+	t.Logf("A handled %d, B %d; each message once", sa.Handled, sb.Handled)
+}
