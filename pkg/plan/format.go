@@ -44,7 +44,7 @@ func WriteTable(w io.Writer, p *Plan) error {
 		"worst %s (smallest tier %s + lag %s); %d tier partitions + %d target\n",
 		fmtCount(tt.DeliveryRate), tt.MeanHops, tt.MaxHops, tt.WriteAmplification, fmtBytes(tt.WriteBytesPerSecond),
 		wl.Replication, fmtCount(tt.StoredRecords), fmtBytes(tt.StoredBytes), fmtSeconds(tt.Lateness.MeanSeconds),
-		fmtSeconds(tt.Lateness.P99Seconds), fmtSeconds(tt.WorstLatenessSeconds), fmtSeconds(p.PerTier[0].DelaySeconds),
+		fmtSeconds(tt.Lateness.P99Seconds), fmtSeconds(tt.WorstLatenessSeconds), p.PerTier[0].Tier,
 		fmtSeconds(wl.LagSeconds), tt.Partitions, p.Target.Partitions)
 	return err
 }

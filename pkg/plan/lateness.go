@@ -31,10 +31,9 @@ type hol struct {
 	integ []float64 // ∫ from edge k to T of (1 - G)
 }
 
-// newHOL builds the model for short pieces, fullVisits records per message
-// that stay the full delay, and perPartition messages per second scheduled
-// per partition of the smallest tier.
-func newHOL(t0 time.Duration, pieces []piece, fullVisits, perPartition float64) *hol {
+// newHOL bins the short pieces of the smallest tier t0; solve then gives
+// the model its arrival rate.
+func newHOL(t0 time.Duration, pieces []piece) *hol {
 	T := ms(t0)
 	n := int(math.Min(math.Ceil(T), 1<<18))
 	m := &hol{t0: T, h: T / float64(n), mass: make([]float64, n), g: make([]float64, n+1), integ: make([]float64, n+1)}
@@ -64,8 +63,16 @@ func newHOL(t0 time.Duration, pieces []piece, fullVisits, perPartition float64) 
 			m.short += m.mass[j]
 		}
 	}
+	return m
+}
+
+// solve computes G for fullVisits records per message that stay the full
+// delay and perPartition messages per second scheduled per partition of the
+// smallest tier.
+func (m *hol) solve(fullVisits, perPartition float64) {
 	// A(m) = rate × (fullVisits·(T - m) + Σ_{c_j > m} mass_j·(c_j - m)),
 	// bin centres c_j = (j + ½)h, from suffix sums.
+	n, T := len(m.mass), m.t0
 	rate := perPartition / 1000 // per ms
 	var sm, sw float64
 	for k := n; k >= 0; k-- {
@@ -79,7 +86,6 @@ func newHOL(t0 time.Duration, pieces []piece, fullVisits, perPartition float64) 
 			m.integ[k] = m.integ[k+1] + m.h*(2-m.g[k]-m.g[k+1])/2
 		}
 	}
-	return m
 }
 
 // gAt is G(x), x in ms, interpolated; 1 from T on.

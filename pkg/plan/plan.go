@@ -203,11 +203,11 @@ func assemble(l *tier.Ladder, w Workload, walk *paths) *Plan {
 	// λ = N / (D + lag + mean lateness); the lateness depends on the
 	// arrivals per partition of the smallest tier, which depend on λ.
 	lambda := float64(w.Pending) / (meanDelay + lag)
-	var m *hol
+	m := newHOL(ts[0].Delay, walk.pieces)
 	var shortLate float64 // mean lateness of a short hop, seconds
 	for range 20 {
 		p0 := partitions(lambda * walk.visits[0])
-		m = newHOL(ts[0].Delay, walk.pieces, walk.visits[0]-walk.shortShare, lambda/float64(p0))
+		m.solve(walk.visits[0]-walk.shortShare, lambda/float64(p0))
 		shortLate = m.meanShort() / 1000
 		next := float64(w.Pending) / (meanDelay + lag + walk.shortShare*shortLate)
 		if math.Abs(next-lambda) <= 1e-12*lambda {
