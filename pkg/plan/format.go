@@ -68,10 +68,10 @@ func lateCell(t TierPlan, v float64) string {
 func WriteComparison(w io.Writer, c *Comparison) error {
 	s := c.Simulation
 	perSec := func(n float64) string { return fmtCount(n/s.WallSeconds) + "/s" }
-	fmt.Fprintf(w, "simulation: %s pending, %s measured after the warm-up, %s messages delivered in it; "+
-		"%s events in %.1fs (%s events, %s messages delivered); early: %d\n\n",
-		groupThousands(int64(s.Pending)), fmtSeconds(s.WindowSeconds), groupThousands(s.Delivered),
-		fmtCount(float64(s.Events)), s.WallSeconds, perSec(float64(s.Events)), perSec(float64(s.Delivered)), s.Early)
+	fmt.Fprintf(w, "simulation: %s pending, %s measured after the warm-up, %s messages delivered in it, none early: %v; "+
+		"%s of simulated time, %s events (records released or scheduled) in %.1fs (%s events, %s messages delivered)\n\n",
+		groupThousands(int64(s.Pending)), fmtSeconds(s.WindowSeconds), groupThousands(s.Delivered), s.Early == 0,
+		fmtSeconds(s.SimulatedSeconds), fmtCount(float64(s.Events)), s.WallSeconds, perSec(float64(s.Events)), perSec(float64(s.Delivered)))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "tier\tmetric\tcomputed\tsimulated\terror\t\n")
 	for _, r := range c.Rows {

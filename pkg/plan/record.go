@@ -51,11 +51,6 @@ type recordSizes [20]float64
 // newRecordSizes sizes the records of a message of valueBytes bytes with a
 // key of keyBytes (0: a null key), sent to target, in batches of batch records.
 func newRecordSizes(valueBytes, keyBytes int, target string, batch int) recordSizes {
-	var offsetDelta float64
-	for i := range batch {
-		offsetDelta += float64(varintLen(int64(i)))
-	}
-	offsetDelta /= float64(batch)
 	key := varintLen(-1)
 	if keyBytes > 0 {
 		key = varintLen(int64(keyBytes)) + keyBytes
@@ -67,8 +62,15 @@ func newRecordSizes(valueBytes, keyBytes int, target string, batch int) recordSi
 			headerLen(envelope.Due, millisDigits) +
 			headerLen(envelope.Scheduled, millisDigits) +
 			headerLen(envelope.Hops, digits)
-		body := 1 + timestampDeltaBytes + key + varintLen(int64(valueBytes)) + valueBytes + headers
-		s[digits] = float64(varintLen(int64(body))+body) + offsetDelta + batchHeaderBytes/float64(batch)
+		// everything after the length, but the offset delta (the index
+		// in the batch)
+		base := 1 + timestampDeltaBytes + key + varintLen(int64(valueBytes)) + valueBytes + headers
+		var total int
+		for i := range batch {
+			body := base + varintLen(int64(i))
+			total += varintLen(int64(body)) + body
+		}
+		s[digits] = (float64(total) + batchHeaderBytes) / float64(batch)
 	}
 	return s
 }

@@ -22,6 +22,8 @@ func TestRecordSizeMatchesKafkaEncoding(t *testing.T) {
 		{value: 100, batch: 1, hops: 0, target: "work"},
 		{value: 10, key: 16, batch: 500, hops: 12, target: "orders.retry"},
 		{value: 4000, key: 36, batch: 20, hops: 123, target: "w"},
+		// the record length crosses 8191 (a 3-byte varint) inside the batch
+		{value: 8095, batch: 100, hops: 5, target: "work"},
 	} {
 		t.Run(strconv.Itoa(tc.value)+"/"+strconv.Itoa(tc.batch), func(t *testing.T) {
 			headers := []kmsg.Header{

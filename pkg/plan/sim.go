@@ -50,8 +50,12 @@ type SimResult struct {
 	Lateness      Lateness  `json:"lateness"`
 	PerTier       []SimTier `json:"per_tier"`
 	// Events is every record released or scheduled in the whole run, warm-up included.
-	Events      int64   `json:"events"`
-	WallSeconds float64 `json:"wall_seconds"`
+	Events int64 `json:"events"`
+	// SimulatedSeconds is the simulated time of the whole run: the history
+	// of the initial messages (up to the longest delay), the warm-up and
+	// the window.
+	SimulatedSeconds float64 `json:"simulated_seconds"`
+	WallSeconds      float64 `json:"wall_seconds"`
 }
 
 // SimTier is what the simulation measured in one tier.
@@ -456,7 +460,8 @@ func (s *sim) result(cfg SimConfig) *SimResult {
 		delivered += n
 	}
 	r := &SimResult{Pending: s.initN - int(s.dropped), WindowSeconds: window, Delivered: delivered,
-		DeliveryRate: float64(delivered) / window, MaxHops: s.maxHops, Early: s.early, Events: s.events}
+		DeliveryRate: float64(delivered) / window, MaxHops: s.maxHops, Early: s.early, Events: s.events,
+		SimulatedSeconds: float64(s.end) / 1000}
 	if delivered > 0 {
 		r.MeanHops = float64(s.hopsSum) / float64(delivered)
 	}
