@@ -59,7 +59,7 @@ func planCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	f.IntVar(&w.Partitions, "partitions", 0, "partitions of every tier topic; 0 sizes each from --partition-rate")
 	f.DurationVar(&w.Lag, "lag", 0, "forwarder lag: from a record's release to its target receiving it")
 	f.BoolVar(&simulate, "simulate", false, "check the plan against a discrete-event simulation of the same workload")
-	f.Int64Var(&simPending, "sim-pending", 0, "pending messages in the simulation (default --pending; 10 bytes of memory each)")
+	f.Int64Var(&simPending, "sim-pending", 0, "pending messages in the simulation (default --pending; about 12 bytes of memory each)")
 	f.DurationVar(&simWindow, "sim-window", 0, "simulated time measured (default: the mean delay)")
 	f.Uint64Var(&seed, "seed", 1, "random seed of the simulation")
 	f.BoolVar(&suggest, "suggest", false, "search for the tier set with the fewest hops within --max-lateness and --max-tiers")
