@@ -23,9 +23,12 @@ func init() {
 type planReport struct {
 	// Plan is the plan of --tiers, or of the best suggestion with --suggest.
 	Plan *plan.Plan `json:"plan"`
-	// Simulation and Comparison are there with --simulate.
-	Simulation *plan.SimResult   `json:"simulation,omitempty"`
-	Comparison []plan.CompareRow `json:"comparison,omitempty"`
+	// Simulation and Comparison are there with --simulate. When the
+	// simulation carries fewer messages than Plan (--sim-pending), it is
+	// compared with SimulatedPlan, the plan of what it simulates.
+	Simulation    *plan.SimResult   `json:"simulation,omitempty"`
+	SimulatedPlan *plan.Plan        `json:"simulated_plan,omitempty"`
+	Comparison    []plan.CompareRow `json:"comparison,omitempty"`
 	// Suggestion is there with --suggest (its best plan is Plan).
 	Suggestion *plan.Suggestion `json:"suggestion,omitempty"`
 }
@@ -111,10 +114,17 @@ func planCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	if simulate {
 		fmt.Fprintf(stderr, "simulating %d pending messages on %s...\n", simPending, l)
 		sc := plan.SimConfigFor(l, w, rep.Plan, int(simPending), simWindow, seed)
+		against := rep.Plan
+		if simPending != w.Pending {
+			if rep.SimulatedPlan, err = plan.PlanOf(sc, w); err != nil {
+				return err
+			}
+			against = rep.SimulatedPlan
+		}
 		if rep.Simulation, err = plan.Simulate(ctx, sc); err != nil {
 			return err
 		}
-		cmp = plan.Compare(rep.Plan, rep.Simulation)
+		cmp = plan.Compare(against, rep.Simulation)
 		rep.Comparison = cmp.Rows
 	}
 
@@ -134,6 +144,10 @@ func planCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	}
 	if cmp != nil {
 		fmt.Fprintln(stdout)
+		if rep.SimulatedPlan != nil {
+			fmt.Fprintf(stdout, "compared with the plan of the %d simulated messages (partitions scaled with the number of messages)\n",
+				simPending)
+		}
 		return plan.WriteComparison(stdout, cmp)
 	}
 	return nil

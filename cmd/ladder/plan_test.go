@@ -56,6 +56,11 @@ func TestPlanSimulateJSON(t *testing.T) {
 			Delivered int64 `json:"delivered"`
 			Early     int64 `json:"early"`
 		} `json:"simulation"`
+		SimulatedPlan struct {
+			Workload struct {
+				Pending int64 `json:"pending"`
+			} `json:"workload"`
+		} `json:"simulated_plan"`
 		Comparison []struct {
 			Tier          string   `json:"tier"`
 			Metric        string   `json:"metric"`
@@ -69,10 +74,22 @@ func TestPlanSimulateJSON(t *testing.T) {
 		rep.Simulation.Delivered == 0 || rep.Simulation.Early != 0 || len(rep.Comparison) == 0 {
 		t.Fatalf("report: %+v", rep)
 	}
+	// The simulation is smaller than the plan: it is compared with the
+	// plan of what it simulates, lateness included.
+	if rep.SimulatedPlan.Workload.Pending != 100_000 {
+		t.Errorf("simulated plan for %d pending, want 100000", rep.SimulatedPlan.Workload.Pending)
+	}
+	checked := 0
 	for _, r := range rep.Comparison {
-		if r.Tier == "total" && r.Metric == "mean_hops" && (r.RelativeError == nil || *r.RelativeError > 0.02 || *r.RelativeError < -0.02) {
-			t.Errorf("mean hops: simulated and computed apart by %v", r.RelativeError)
+		if r.Tier == "total" && (r.Metric == "mean_hops" || r.Metric == "delivery_rate" || r.Metric == "lateness_mean") {
+			checked++
+			if r.RelativeError == nil || *r.RelativeError > 0.02 || *r.RelativeError < -0.02 {
+				t.Errorf("%s: simulated and computed apart by %v", r.Metric, r.RelativeError)
+			}
 		}
+	}
+	if checked != 3 {
+		t.Errorf("comparison rows: %+v", rep.Comparison)
 	}
 	if !strings.Contains(errOut, "simulating 100000 pending messages") {
 		t.Errorf("no progress note on stderr: %q", errOut)

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"math"
 	"time"
 
 	"github.com/ladder/ladder/pkg/tier"
@@ -30,14 +31,29 @@ type CompareRow struct {
 	RelativeError *float64 `json:"relative_error,omitempty"`
 }
 
-// SimConfigFor is the simulation of plan p's workload on ladder l: the
-// partitions p computed, the delays and lag of w.
+// SimConfigFor is the simulation of plan p's workload on ladder l with
+// pending messages: the delays and lag of w, the partitions p computed,
+// scaled with the number of messages when it differs from the plan's so
+// that a partition carries about the same records per second.
 func SimConfigFor(l *tier.Ladder, w Workload, p *Plan, pending int, window time.Duration, seed uint64) SimConfig {
+	scale := float64(pending) / float64(p.Workload.Pending)
 	parts := make([]int, len(p.PerTier))
 	for i, t := range p.PerTier {
 		parts[i] = t.Partitions
+		if pending != int(p.Workload.Pending) {
+			parts[i] = max(1, int(math.Round(float64(t.Partitions)*scale)))
+		}
 	}
 	return SimConfig{Tiers: l, Partitions: parts, Pending: pending, Delays: w.Delays, Window: window, Lag: w.Lag, Seed: seed}
+}
+
+// PlanOf is the plan of exactly what cfg simulates: w with cfg's pending
+// messages and partitions. Compare a simulation with it when the simulation
+// is smaller than the plan it checks.
+func PlanOf(cfg SimConfig, w Workload) (*Plan, error) {
+	w.Pending = int64(cfg.Pending)
+	w.TierPartitions = cfg.Partitions
+	return Compute(cfg.Tiers, w)
 }
 
 // Compare lines up plan p with simulation s.

@@ -44,6 +44,9 @@ type Workload struct {
 	// Partitions, when > 0, is the partition count of every tier topic
 	// instead of the one PartitionRate asks for.
 	Partitions int
+	// TierPartitions, when set, is the partition count of each tier topic,
+	// smallest tier first: it overrides Partitions and PartitionRate there.
+	TierPartitions []int
 	// Lag is the forwarder's delay between releasing a record and its
 	// target receiving it, added to every lateness (default 0).
 	Lag time.Duration
@@ -194,8 +197,11 @@ func assemble(l *tier.Ladder, w Workload, walk *paths) *Plan {
 	ts := l.Tiers()
 	meanDelay := float64(w.Delays.Mean()) / 1e9
 	lag := w.Lag.Seconds()
-	partitions := func(rate float64) int {
-		if w.Partitions > 0 {
+	partitions := func(tier int, rate float64) int {
+		switch {
+		case tier < len(w.TierPartitions) && w.TierPartitions[tier] > 0:
+			return w.TierPartitions[tier]
+		case w.Partitions > 0:
 			return w.Partitions
 		}
 		return max(1, int(math.Ceil(rate/w.PartitionRate-1e-9)))
@@ -206,7 +212,7 @@ func assemble(l *tier.Ladder, w Workload, walk *paths) *Plan {
 	m := newHOL(ts[0].Delay, walk.pieces)
 	var shortLate float64 // mean lateness of a short hop, seconds
 	for range 20 {
-		p0 := partitions(lambda * walk.visits[0])
+		p0 := partitions(0, lambda*walk.visits[0])
 		m.solve(walk.visits[0]-walk.shortShare, lambda/float64(p0))
 		shortLate = m.meanShort() / 1000
 		next := float64(w.Pending) / (meanDelay + lag + walk.shortShare*shortLate)
@@ -266,7 +272,7 @@ func assemble(l *tier.Ladder, w Workload, walk *paths) *Plan {
 		tp.WriteAmplification = walk.bytes[i] / msgBytes
 		tp.WriteBytesPerSecond = lambda * walk.bytes[i] * rf
 		tp.Lateness = lateness(zero, short)
-		tp.Partitions = partitions(tp.ArrivalRate)
+		tp.Partitions = partitions(i, tp.ArrivalRate)
 		exactAll += walk.exact[i]
 		p.PerTier = append(p.PerTier, tp)
 

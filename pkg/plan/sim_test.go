@@ -210,3 +210,39 @@ func TestSimulationStops(t *testing.T) {
 		t.Fatalf("Simulate with a cancelled context: %v, want context.Canceled", err)
 	}
 }
+
+// TestSmallerSimulation: a simulation smaller than its plan gets partitions
+// scaled with it and is checked against the plan of what it simulates.
+func TestSmallerSimulation(t *testing.T) {
+	l := defaultLadder(t)
+	w := Workload{Pending: 50_000_000, ValueBytes: 100, Delays: mustDelays(t, "3m-7m:0.5,20m-40m:0.3,90m-150m:0.2")}
+	p, err := Compute(l, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := int(400_000 * simTestScale)
+	cfg := SimConfigFor(l, w, p, n, 0, 3)
+	if want := max(1, int(math.Round(float64(p.PerTier[0].Partitions)*float64(n)/5e7))); cfg.Partitions[0] != want {
+		t.Errorf("smallest tier: %d partitions simulated, want %d", cfg.Partitions[0], want)
+	}
+	small, err := PlanOf(cfg, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tp := range small.PerTier {
+		if tp.Partitions != cfg.Partitions[i] {
+			t.Errorf("tier %s: planned with %d partitions, simulated with %d", tp.Tier, tp.Partitions, cfg.Partitions[i])
+		}
+	}
+	s, err := Simulate(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Compare(small, s)
+	for _, m := range []string{"delivery_rate", "mean_hops", "lateness_mean", "lateness_p99"} {
+		r, ok := c.Row("total", m)
+		if !ok || r.RelativeError == nil || math.Abs(*r.RelativeError) > 0.02 {
+			t.Errorf("total %s: %+v", m, r)
+		}
+	}
+}
