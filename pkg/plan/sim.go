@@ -100,17 +100,17 @@ type sim struct {
 	dist   *Distribution
 
 	lag           uint32
-	mStart, end   uint32
-	tick, nextTic uint32
+	mStart, end   uint32 // the measured window
+	tick, nextTic uint32 // stored records are sampled every tick within it
 
 	// initial schedules still to come
 	initLeft int
 	initN    int
-	initAge  uint32 // of the next initial message
-	bound    uint32 // smallest tier + lag: the most a message is late
-	zero     uint32 // the start of the steady state
-	flat     float64
-	dropped  int64
+	initAge  uint32  // of the next initial message
+	bound    uint32  // smallest tier + lag: the most a message is late
+	zero     uint32  // the start of the steady state
+	flat     float64 // share of initial ages in [0, bound)
+	dropped  int64   // initial messages delivered before zero
 
 	occ, occSum []int64
 	samples     int64
