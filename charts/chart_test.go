@@ -217,7 +217,7 @@ func TestDefaultValues(t *testing.T) {
 		"LADDER_GROUP":            "ladder",
 		"LADDER_MAX_IN_FLIGHT":    "1024",
 		"LADDER_MAX_HOPS":         "10000",
-		"LADDER_SHUTDOWN_TIMEOUT": "30s",
+		"LADDER_SHUTDOWN_TIMEOUT": "15s",
 		"LADDER_LOG_FORMAT":       "json",
 		"LADDER_HTTP_ADDR":        ":8080",
 		"LADDER_EXACTLY_ONCE":     "false",
@@ -231,8 +231,8 @@ func TestDefaultValues(t *testing.T) {
 			t.Errorf("%s set without SASL, TLS or work-ahead configured", name)
 		}
 	}
-	if got := *d.Spec.Template.Spec.TerminationGracePeriodSeconds; got != 45 {
-		t.Errorf("terminationGracePeriodSeconds = %d, want 45 (shutdown timeout 30s + 15)", got)
+	if got := *d.Spec.Template.Spec.TerminationGracePeriodSeconds; got != 30 {
+		t.Errorf("terminationGracePeriodSeconds = %d, want 30 (shutdown timeout 15s + 15)", got)
 	}
 	if len(d.Spec.Template.Spec.Volumes) != 0 || len(fwd.VolumeMounts) != 0 {
 		t.Errorf("volumes without TLS files: %v %v", d.Spec.Template.Spec.Volumes, fwd.VolumeMounts)
@@ -270,8 +270,8 @@ func TestProductionValues(t *testing.T) {
 	if got := fwd.Resources.Requests.Cpu().String(); got != "250m" {
 		t.Errorf("cpu request = %s, want 250m", got)
 	}
-	if got := *pod.TerminationGracePeriodSeconds; got != 75 {
-		t.Errorf("terminationGracePeriodSeconds = %d, want 75", got)
+	if got := *pod.TerminationGracePeriodSeconds; got != 40 {
+		t.Errorf("terminationGracePeriodSeconds = %d, want 40", got)
 	}
 	if len(pod.ImagePullSecrets) != 1 || pod.ImagePullSecrets[0].Name != "registry-credentials" {
 		t.Errorf("imagePullSecrets = %v", pod.ImagePullSecrets)
@@ -282,7 +282,7 @@ func TestProductionValues(t *testing.T) {
 		"LADDER_BROKERS":                  "kafka-0.kafka.svc:9093,kafka-1.kafka.svc:9093,kafka-2.kafka.svc:9093",
 		"LADDER_KAFKA_VERSION":            "3.6.0",
 		"LADDER_CLIENT_ID":                "ladder-prod",
-		"LADDER_SHUTDOWN_TIMEOUT":         "45s",
+		"LADDER_SHUTDOWN_TIMEOUT":         "18s",
 		"LADDER_EXACTLY_ONCE":             "true",
 		"LADDER_WORKAHEAD_ENABLED":        "true",
 		"LADDER_WORKAHEAD_LAG_THRESHOLD":  "100",
@@ -734,14 +734,14 @@ func TestWrongTypeInValuesFile(t *testing.T) {
 // TestTemplateRejects covers what the schema cannot say: relations between values.
 func TestTemplateRejects(t *testing.T) {
 	c := loadChart(t)
-	_, err := render(c, values(t, "", `ladder: {shutdownTimeoutSeconds: 60}`, `terminationGracePeriodSeconds: 60`))
+	_, err := render(c, values(t, "", `ladder: {shutdownTimeoutSeconds: 18}`, `terminationGracePeriodSeconds: 18`))
 	if err == nil || !strings.Contains(err.Error(), "must exceed ladder.shutdownTimeoutSeconds") {
 		t.Fatalf("grace period equal to the shutdown timeout: want a render error, got %v", err)
 	}
-	r := mustRender(t, values(t, "", `ladder: {shutdownTimeoutSeconds: 60}`))
+	r := mustRender(t, values(t, "", `ladder: {shutdownTimeoutSeconds: 10}`))
 	d := get[*appsv1.Deployment](t, r, "Deployment", fullname)
-	if got := *d.Spec.Template.Spec.TerminationGracePeriodSeconds; got != 75 {
-		t.Errorf("terminationGracePeriodSeconds = %d, want 75 (60 + 15)", got)
+	if got := *d.Spec.Template.Spec.TerminationGracePeriodSeconds; got != 25 {
+		t.Errorf("terminationGracePeriodSeconds = %d, want 25 (10 + 15)", got)
 	}
 }
 

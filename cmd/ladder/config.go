@@ -32,8 +32,13 @@ type Config struct {
 	MaxInFlight     int           `split_words:"true" default:"1024" desc:"records per partition handed to the producer and not yet acknowledged"`
 	ResumeLead      time.Duration `split_words:"true" default:"500ms" desc:"resume fetching a held partition this long before its head is due"`
 	MaxHops         int           `split_words:"true" default:"10000" desc:"dead-letter a record after this many hops (a routing loop)"`
-	ShutdownTimeout time.Duration `split_words:"true" default:"30s" desc:"on stop or revoke, wait this long for in-flight records to be acknowledged"`
+	ShutdownTimeout time.Duration `split_words:"true" default:"15s" desc:"on stop or revoke, wait this long for in-flight records to be acknowledged"`
 	StatsInterval   time.Duration `split_words:"true" default:"30s" desc:"log forwarding totals this often; 0 turns it off"`
+
+	ExactlyOnce         bool          `split_words:"true" default:"false" desc:"forward and commit each record in a Kafka transaction; readers of the targets must use read_committed"`
+	TransactionalID     string        `split_words:"true" desc:"exactly-once: transactional.id, unique per forwarder (default: group, host and pid); a stable one per instance aborts a crashed predecessor's transaction at once"`
+	TransactionInterval time.Duration `split_words:"true" default:"100ms" desc:"exactly-once: the longest a transaction collects records"`
+	TransactionTimeout  time.Duration `split_words:"true" default:"10s" desc:"exactly-once: the broker aborts a transaction a crashed forwarder left open after this"`
 
 	HTTPAddr string `split_words:"true" default:":8080" desc:"address of /metrics, /healthz and /readyz; empty turns them off"`
 
@@ -106,8 +111,13 @@ func (c Config) validateForwarder() error {
 		return &kafkaconf.FieldError{Var: "LADDER_RESUME_LEAD", Value: c.ResumeLead.String(), Accept: "a duration of 0 or more"}
 	case c.MaxHops < 1:
 		return &kafkaconf.FieldError{Var: "LADDER_MAX_HOPS", Value: fmt.Sprint(c.MaxHops), Accept: "a whole number of 1 or more"}
-	case c.ShutdownTimeout <= 0:
-		return &kafkaconf.FieldError{Var: "LADDER_SHUTDOWN_TIMEOUT", Value: c.ShutdownTimeout.String(), Accept: "a positive duration such as 30s"}
+	case c.ShutdownTimeout <= 0 || c.ShutdownTimeout > 18*time.Second:
+		return &kafkaconf.FieldError{Var: "LADDER_SHUTDOWN_TIMEOUT", Value: c.ShutdownTimeout.String(),
+			Accept: "a positive duration up to 18s (a revoked partition must finish within the 20s rebalance timeout)"}
+	case c.TransactionInterval <= 0:
+		return &kafkaconf.FieldError{Var: "LADDER_TRANSACTION_INTERVAL", Value: c.TransactionInterval.String(), Accept: "a positive duration such as 100ms"}
+	case c.TransactionTimeout < time.Second:
+		return &kafkaconf.FieldError{Var: "LADDER_TRANSACTION_TIMEOUT", Value: c.TransactionTimeout.String(), Accept: "a duration of 1s or more (at most the broker's transaction.max.timeout.ms)"}
 	case c.StatsInterval < 0:
 		return &kafkaconf.FieldError{Var: "LADDER_STATS_INTERVAL", Value: c.StatsInterval.String(), Accept: "a duration of 0 (off) or more"}
 	}
@@ -217,6 +227,10 @@ func (f *flags) forwarder(c *Config) {
 	f.dur(&c.ShutdownTimeout, "shutdown-timeout", "LADDER_SHUTDOWN_TIMEOUT", "wait this long for in-flight records on stop")
 	f.dur(&c.StatsInterval, "stats-interval", "LADDER_STATS_INTERVAL", "log forwarding totals this often; 0 is off")
 	f.str(&c.HTTPAddr, "http-addr", "LADDER_HTTP_ADDR", "address of /metrics, /healthz and /readyz; empty is off")
+	f.BoolVar(&c.ExactlyOnce, "exactly-once", c.ExactlyOnce, "forward and commit each record in a Kafka transaction"+f.env("exactly-once", "LADDER_EXACTLY_ONCE"))
+	f.str(&c.TransactionalID, "transactional-id", "LADDER_TRANSACTIONAL_ID", "exactly-once: transactional.id of this forwarder")
+	f.dur(&c.TransactionInterval, "transaction-interval", "LADDER_TRANSACTION_INTERVAL", "exactly-once: the longest a transaction collects records")
+	f.dur(&c.TransactionTimeout, "transaction-timeout", "LADDER_TRANSACTION_TIMEOUT", "exactly-once: transaction timeout")
 	f.BoolVar(&c.WorkaheadEnabled, "workahead", c.WorkaheadEnabled, "release held heads early while a lane's workers are idle"+f.env("workahead", "LADDER_WORKAHEAD_ENABLED"))
 	f.str(&c.WorkaheadLanes, "workahead-lanes", "LADDER_WORKAHEAD_LANES", "lanes to watch: target=workergroup, comma-separated")
 	f.Int64Var(&c.WorkaheadLagThreshold, "workahead-lag-threshold", c.WorkaheadLagThreshold, "a lane is idle below this lag"+f.env("workahead-lag-threshold", "LADDER_WORKAHEAD_LAG_THRESHOLD"))

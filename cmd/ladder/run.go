@@ -125,6 +125,10 @@ func forwarderConfig(cfg Config, l *tier.Ladder, log zerolog.Logger) forward.Con
 		MaxHops:         cfg.MaxHops,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		StatsInterval:   cfg.StatsInterval,
+		ExactlyOnce:     cfg.ExactlyOnce,
+		TransactionalID: cfg.TransactionalID,
+		TxnInterval:     cfg.TransactionInterval,
+		TxnTimeout:      cfg.TransactionTimeout,
 		Log:             log,
 	}
 }

@@ -53,7 +53,7 @@ type Config struct {
 	// this, which only a routing loop produces (default 10000).
 	MaxHops int
 	// ShutdownTimeout bounds how long a stopping or revoked partition waits
-	// for its in-flight records to be acknowledged (default 30s). Records
+	// for its in-flight records to be acknowledged (default 15s, below the 20s rebalance timeout). Records
 	// still unacknowledged then are not marked and are forwarded again by the
 	// next owner: a duplicate, never a loss.
 	ShutdownTimeout time.Duration
@@ -97,7 +97,7 @@ func (c *Config) setDefaults() {
 		c.MaxHops = 10_000
 	}
 	if c.ShutdownTimeout <= 0 {
-		c.ShutdownTimeout = 30 * time.Second
+		c.ShutdownTimeout = 15 * time.Second
 	}
 	if c.TxnInterval <= 0 {
 		c.TxnInterval = 100 * time.Millisecond

@@ -125,6 +125,15 @@ func (c Config) Consumer() (*sarama.Config, error) {
 	sc.Consumer.Return.Errors = true
 	sc.Consumer.MaxWaitTime = 250 * time.Millisecond
 	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
+	// A JoinGroup answer can take up to the rebalance timeout, but sarama
+	// waits only Net.ReadTimeout for it (the Java client extends its request
+	// timeout). With a rebalance timeout above the read timeout, members
+	// time out, rejoin, restart the broker's rebalance timer and the group
+	// never settles while a dead member is still listed: keep it below.
+	sc.Consumer.Group.Rebalance.Timeout = 20 * time.Second
+	if sc.Net.ReadTimeout <= sc.Consumer.Group.Rebalance.Timeout {
+		sc.Net.ReadTimeout = sc.Consumer.Group.Rebalance.Timeout + 10*time.Second
+	}
 	return sc, nil
 }
 

@@ -89,8 +89,21 @@ type Collector struct {
 // Collect starts reading topics at addr until the test ends.
 func Collect(tb testing.TB, addr string, topics ...string) *Collector {
 	tb.Helper()
+	return collect(tb, addr, sarama.ReadUncommitted, topics)
+}
+
+// CollectCommitted is Collect with read_committed isolation: records of
+// aborted transactions are never seen.
+func CollectCommitted(tb testing.TB, addr string, topics ...string) *Collector {
+	tb.Helper()
+	return collect(tb, addr, sarama.ReadCommitted, topics)
+}
+
+func collect(tb testing.TB, addr string, isolation sarama.IsolationLevel, topics []string) *Collector {
+	tb.Helper()
 	sc := sarama.NewConfig()
 	sc.Version = sarama.V3_0_0_0
+	sc.Consumer.IsolationLevel = isolation
 	sc.Consumer.MaxWaitTime = 50 * time.Millisecond
 	consumer, err := sarama.NewConsumer([]string{addr}, sc)
 	if err != nil {

@@ -99,7 +99,7 @@ type Config struct {
 	Ladder *tier.Ladder
 	// ShutdownTimeout bounds how long a stopping worker or a revoked
 	// partition waits for its running handlers to finish and their results
-	// to be acknowledged (default 30s). Then the handlers' ctx is cancelled
+	// to be acknowledged (default 15s, below the 20s rebalance timeout). Then the handlers' ctx is cancelled
 	// and their records are left uncommitted, for the next owner; their
 	// places in the budget are given back at once, so a handler that ignores
 	// its ctx briefly runs beside the new ones. Keep it below the consumer
@@ -208,7 +208,7 @@ func New(cfg Config, lanes ...Lane) (*Worker, error) {
 		return nil, fmt.Errorf("invalid worker config: %w", err)
 	}
 	if cfg.ShutdownTimeout <= 0 {
-		cfg.ShutdownTimeout = 30 * time.Second
+		cfg.ShutdownTimeout = 15 * time.Second
 	}
 	if len(lanes) == 0 {
 		return nil, errors.New("invalid worker config: no lanes")
