@@ -59,11 +59,13 @@ func Kafka(addr string) kafkaconf.Config {
 // Logger writes warnings and errors to the test log (all levels with LADDER_TEST_DEBUG=1).
 func Logger(tb testing.TB) zerolog.Logger {
 	level := zerolog.WarnLevel
-	if os.Getenv("LADDER_TEST_DEBUG") != "" {
+	if testDebug() {
 		level = zerolog.DebugLevel
 	}
 	return zerolog.New(zerolog.NewTestWriter(tb)).Level(level).With().Timestamp().Logger()
 }
+
+func testDebug() bool { return os.Getenv("LADDER_TEST_DEBUG") != "" }
 
 // Received is a record read from a topic and when it was read.
 type Received struct {
@@ -91,8 +93,24 @@ func Collect(tb testing.TB, addr string, topics ...string) *Collector {
 	tb.Helper()
 	sc := sarama.NewConfig()
 	sc.Version = sarama.V3_0_0_0
+	return collect(tb, []string{addr}, sc, topics)
+}
+
+// CollectWith starts reading topics with the connection settings of k
+// (SASL, TLS) until the test ends.
+func CollectWith(tb testing.TB, k kafkaconf.Config, topics ...string) *Collector {
+	tb.Helper()
+	sc, err := k.Base()
+	if err != nil {
+		tb.Fatalf("collector configuration: %v", err)
+	}
+	return collect(tb, k.BrokerList(), sc, topics)
+}
+
+func collect(tb testing.TB, brokers []string, sc *sarama.Config, topics []string) *Collector {
+	tb.Helper()
 	sc.Consumer.MaxWaitTime = 50 * time.Millisecond
-	consumer, err := sarama.NewConsumer([]string{addr}, sc)
+	consumer, err := sarama.NewConsumer(brokers, sc)
 	if err != nil {
 		tb.Fatalf("starting collector: %v", err)
 	}
