@@ -109,13 +109,17 @@ func TestValidateSecurity(t *testing.T) {
 		{"password missing", "LADDER_SASL_PASSWORD", "non-empty password",
 			func(c *Config) { c.SASL = SASL{Mechanism: "SCRAM-SHA-256", Username: "u"} }},
 		{"password and file", "LADDER_SASL_PASSWORD_FILE", "not both",
-			func(c *Config) { c.SASL = SASL{Mechanism: "PLAIN", Username: "u", Password: testPassword, PasswordFile: pwFile} }},
+			func(c *Config) {
+				c.SASL = SASL{Mechanism: "PLAIN", Username: "u", Password: testPassword, PasswordFile: pwFile}
+			}},
 		{"password file missing", "LADDER_SASL_PASSWORD_FILE", "no such file",
 			func(c *Config) { c.SASL = SASL{Mechanism: "PLAIN", Username: "u", PasswordFile: missing} }},
 		{"password file empty", "LADDER_SASL_PASSWORD_FILE", "non-empty",
 			func(c *Config) { c.SASL = SASL{Mechanism: "PLAIN", Username: "u", PasswordFile: emptyPW} }},
 		{"password SASLprep refuses", "LADDER_SASL_PASSWORD", "SASLprep",
-			func(c *Config) { c.SASL = SASL{Mechanism: "SCRAM-SHA-512", Username: "u", Password: testPassword + "\u0007"} }},
+			func(c *Config) {
+				c.SASL = SASL{Mechanism: "SCRAM-SHA-512", Username: "u", Password: testPassword + "\u0007"}
+			}},
 		{"CA file without TLS", "LADDER_TLS_ENABLED", "LADDER_TLS_CA_FILE",
 			func(c *Config) { c.TLS = TLS{CAFile: ca} }},
 		{"insecure without TLS", "LADDER_TLS_ENABLED", "LADDER_TLS_INSECURE_SKIP_VERIFY",
