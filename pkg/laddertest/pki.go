@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -94,6 +95,24 @@ func NewPKI(tb testing.TB) *PKI {
 		[]string{"localhost", p.ServerName}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback})
 	p.ClientCertFile, p.ClientKeyFile, _ = issue("client", x509.ExtKeyUsageClientAuth, nil, nil)
 	return p
+}
+
+// Secrets returns the private keys' PEM bodies, line by line: what a
+// secret scan looks for besides passwords.
+func (p *PKI) Secrets() []string {
+	var out []string
+	for _, f := range []string{p.ServerKeyFile, p.ClientKeyFile} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if line != "" && !strings.HasPrefix(line, "-----") {
+				out = append(out, line)
+			}
+		}
+	}
+	return out
 }
 
 // ServerTLS is the broker's TLS configuration; with mutual, clients must

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/ladder/ladder/pkg/devbroker"
 	"github.com/ladder/ladder/pkg/kafkaconf"
@@ -25,6 +26,8 @@ type Secure struct {
 	// LogTo also receives the broker's log (besides the test log), for
 	// tests that search what was logged.
 	LogTo io.Writer
+	// Opts are extra kfake options (a counting listener, fault injection).
+	Opts []kfake.Opt
 }
 
 // SecureBroker starts an in-memory embedded broker that requires sec, with
@@ -32,7 +35,7 @@ type Secure struct {
 // configuration that satisfies it. The broker closes when the test ends.
 func SecureBroker(tb testing.TB, sec Secure, partitions int32, topics ...string) (*devbroker.Broker, kafkaconf.Config) {
 	tb.Helper()
-	cfg := devbroker.Config{Addr: "127.0.0.1:0", Partitions: partitions, Log: Logger(tb), Users: sec.Users}
+	cfg := devbroker.Config{Addr: "127.0.0.1:0", Partitions: partitions, Log: Logger(tb), Users: sec.Users, Opts: sec.Opts}
 	if sec.LogTo != nil {
 		cfg.Log = LoggerTo(tb, sec.LogTo)
 	}
