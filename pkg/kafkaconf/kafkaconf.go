@@ -9,9 +9,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -220,7 +222,7 @@ func (c Config) Explain(err error) error {
 		}
 		return fmt.Errorf("%w with %s (trusting %s, %s): does that CA sign the brokers' certificates, for this host name (LADDER_TLS_SERVER_NAME), and does the broker accept this client?: %w",
 			ErrTLS, brokers, ca, cert, err)
-	case mech != "":
+	case mech != "" && isAuthFailure(err):
 		return fmt.Errorf("%w: SASL authentication failed for user %q with mechanism %s, or TLS/SASL settings do not match the broker (tried %s, TLS %s): %w",
 			ErrAuth, c.SASL.Username, mech, brokers, onOff(c.TLS.Enabled), err)
 	case c.TLS.Enabled:
@@ -234,6 +236,16 @@ func (c Config) Explain(err error) error {
 // ErrTLS is returned (wrapped, with sarama's error) when the TLS handshake
 // with the brokers failed.
 var ErrTLS = errors.New("TLS handshake failed")
+
+// isAuthFailure reports whether err, with SASL configured, is a failed
+// login: the broker said so (Kafka), or closed the connection during the
+// handshake (kfake, and Kafka before KIP-152), which sarama reports as EOF.
+// A broker that refused the connection or did not answer is not one.
+func isAuthFailure(err error) bool {
+	return errors.Is(err, sarama.ErrSASLAuthenticationFailed) || errors.Is(err, sarama.ErrUnsupportedSASLMechanism) ||
+		errors.Is(err, sarama.ErrIllegalSASLState) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET)
+}
 
 // isTLSFailure reports whether err comes from a failed TLS handshake: a
 // certificate the client does not trust, or an alert from the broker (a

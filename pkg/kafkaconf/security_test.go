@@ -278,6 +278,14 @@ func TestExplain(t *testing.T) {
 	if err := plain.Explain(eof); !errors.Is(err, ErrNoBrokers) || errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), "127.0.0.1:9092") {
 		t.Errorf("no security: %v", err)
 	}
+	refused := sarama.Wrap(sarama.ErrOutOfBrokers, &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connect: connection refused")})
+	if err := sasl.Explain(refused); !errors.Is(err, ErrNoBrokers) || errors.Is(err, ErrAuth) {
+		t.Errorf("SASL configured, connection refused: %v", err)
+	}
+	kafkaSays := sarama.Wrap(sarama.ErrOutOfBrokers, sarama.ErrSASLAuthenticationFailed)
+	if err := sasl.Explain(kafkaSays); !errors.Is(err, ErrAuth) {
+		t.Errorf("SASL_AUTHENTICATION_FAILED from Kafka: %v", err)
+	}
 	other := errors.New("something else")
 	if err := sasl.Explain(other); err != other {
 		t.Errorf("unrelated error changed: %v", err)
