@@ -26,6 +26,7 @@ import (
 	"github.com/ladder/ladder/pkg/schedule"
 	"github.com/ladder/ladder/pkg/tier"
 	"github.com/ladder/ladder/pkg/topics"
+	"github.com/ladder/ladder/pkg/worker"
 )
 
 var mechanisms = []string{kafkaconf.MechanismPlain, kafkaconf.MechanismSCRAMSHA256, kafkaconf.MechanismSCRAMSHA512}
@@ -173,7 +174,7 @@ func indexOf(mech string) int {
 // TestTLS: a broker that speaks TLS only, with server verification against
 // the CA file, with mutual TLS, and with SCRAM over mutual TLS (what a
 // production cluster runs): the right settings carry a message through the
-// ladder; an unknown CA, a wrong server name, a missing or foreign client
+// ladder (and through a worker of the SDK); an unknown CA, a wrong server name, a missing or foreign client
 // certificate and a plaintext client fail with a clear error.
 func TestTLS(t *testing.T) {
 	pki := laddertest.NewPKI(t)
@@ -234,6 +235,7 @@ func TestTLS(t *testing.T) {
 		_, k := laddertest.SecureBroker(t, laddertest.Secure{PKI: pki, Mutual: true, LogTo: scan,
 			Users: []devbroker.User{{Mechanism: kafkaconf.MechanismSCRAMSHA512, Name: "svc-ladder", Password: right}}}, 2, ladderTopics(l)...)
 		roundTrip(t, k, l, scan, "via-sasl-ssl")
+		workerRoundTrip(t, k, l, scan)
 
 		bad := k
 		bad.SASL.Password = kafkaconf.Secret(wrong)
@@ -242,6 +244,43 @@ func TestTLS(t *testing.T) {
 		noTLS.TLS = kafkaconf.TLS{}
 		wantErr(t, scan, "SASL without TLS", connect(noTLS), kafkaconf.ErrAuth, "TLS off")
 	})
+}
+
+// workerRoundTrip runs a worker (the SDK) configured by k on the work
+// topic: it reschedules the message it finds there once, through the
+// ladder, and sees it again.
+func workerRoundTrip(t *testing.T, k kafkaconf.Config, l *tier.Ladder, scan *laddertest.SecretScan) {
+	t.Helper()
+	var deliveries atomic.Int64
+	again := make(chan struct{})
+	w, err := worker.New(worker.Config{Kafka: k, Ladder: l, ShutdownTimeout: 5 * time.Second, Log: scan.Logger(t)},
+		worker.Lane{Topics: []string{"work"}, Group: "secure-workers", Handler: func(context.Context, worker.Message) worker.Result {
+			switch deliveries.Add(1) {
+			case 1:
+				return worker.Reschedule(time.Second)
+			case 2:
+				close(again)
+			}
+			return worker.Done()
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	}()
+	select {
+	case <-again:
+		scan.Printf("worker: rescheduled through the secured ladder and handled again")
+	case <-time.After(30 * time.Second):
+		t.Fatalf("worker handled %d deliveries in 30s, want the message back after its reschedule", deliveries.Load())
+	}
 }
 
 // countingListener counts the connections the broker accepted.
