@@ -29,6 +29,13 @@ import (
 	"github.com/ladder/ladder/pkg/worker"
 )
 
+// skipShort skips a test that needs a broker under -short (make test-short).
+func skipShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the embedded broker; -short runs unit tests only")
+	}
+}
+
 var mechanisms = []string{kafkaconf.MechanismPlain, kafkaconf.MechanismSCRAMSHA256, kafkaconf.MechanismSCRAMSHA512}
 
 func secureLadder(t *testing.T) *tier.Ladder {
@@ -126,6 +133,7 @@ func wantErr(t *testing.T, scan *laddertest.SecretScan, what string, err, target
 // unknown user and another mechanism fail at once with the clear error in
 // every one-shot client (schedule, inspect, topics).
 func TestSASL(t *testing.T) {
+	skipShort(t)
 	for _, mech := range mechanisms {
 		t.Run(mech, func(t *testing.T) {
 			right, wrong := "pw-"+mech+"-Right-Q8z2", "pw-"+mech+"-Wrong-K4v7"
@@ -177,6 +185,7 @@ func indexOf(mech string) int {
 // ladder (and through a worker of the SDK); an unknown CA, a wrong server name, a missing or foreign client
 // certificate and a plaintext client fail with a clear error.
 func TestTLS(t *testing.T) {
+	skipShort(t)
 	pki := laddertest.NewPKI(t)
 	foreign := laddertest.NewPKI(t)
 
@@ -302,6 +311,7 @@ func (l countingListener) Accept() (net.Conn, error) {
 // connection back-off doubles from 1s), opens a bounded number of
 // connections, reports not ready with the reason, and stops cleanly.
 func TestWrongCredentialsNoRetryStorm(t *testing.T) {
+	skipShort(t)
 	right, wrong := "pw-storm-Right-Hx5n", "pw-storm-Wrong-Jr8d"
 	scan := laddertest.ScanForSecrets(t, right, wrong)
 	var conns atomic.Int64
