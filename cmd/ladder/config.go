@@ -51,10 +51,12 @@ type Config struct {
 	LogLevel  string `split_words:"true" default:"info" desc:"log level: trace, debug, info, warn, error"`
 	LogFormat string `split_words:"true" default:"auto" desc:"log format: json, console, or auto (console on a terminal)"`
 
-	DevAddr       string   `split_words:"true" default:"127.0.0.1:9092" desc:"ladder dev: address of the embedded broker"`
-	DevDataDir    string   `split_words:"true" desc:"ladder dev: data directory of the embedded broker (default $XDG_STATE_HOME/ladder/dev or ~/.local/state/ladder/dev)"`
-	DevPartitions int      `split_words:"true" default:"6" desc:"ladder dev: partitions of the topics it creates"`
-	DevTopics     []string `split_words:"true" default:"work" desc:"ladder dev: work topics to create, comma-separated"`
+	DevAddr        string   `split_words:"true" default:"127.0.0.1:9092" desc:"ladder dev: address of the embedded broker"`
+	DevDataDir     string   `split_words:"true" desc:"ladder dev: data directory of the embedded broker (default $XDG_STATE_HOME/ladder/dev or ~/.local/state/ladder/dev)"`
+	DevPartitions  int      `split_words:"true" default:"6" desc:"ladder dev: partitions of the topics it creates"`
+	DevTopics      []string `split_words:"true" default:"work" desc:"ladder dev: work topics to create, comma-separated"`
+	DevTLSCertFile string   `split_words:"true" desc:"ladder dev: PEM server certificate: the embedded broker speaks TLS only (clients: LADDER_TLS_*)"`
+	DevTLSKeyFile  string   `split_words:"true" desc:"ladder dev: PEM private key of that certificate"`
 }
 
 var logLevels = []string{"trace", "debug", "info", "warn", "error"}
@@ -135,7 +137,9 @@ func (c Config) validateLog() error {
 }
 
 // logger builds the process logger: JSON, one event per line, or a console
-// rendering when asked or when stderr is a terminal.
+// rendering when asked or when stderr is a terminal. It warns about
+// connection settings that weaken security (insecure-skip-verify, PLAIN
+// without TLS).
 func (c Config) logger(w io.Writer) zerolog.Logger {
 	level, err := zerolog.ParseLevel(c.LogLevel)
 	if err != nil {
@@ -144,7 +148,11 @@ func (c Config) logger(w io.Writer) zerolog.Logger {
 	if c.LogFormat == "console" || c.LogFormat == "auto" && isTerminal(w) {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
 	}
-	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+	log := zerolog.New(w).Level(level).With().Timestamp().Logger()
+	for _, warning := range c.Config.Warnings() {
+		log.Warn().Msg(warning)
+	}
+	return log
 }
 
 func isTerminal(w io.Writer) bool {
@@ -187,6 +195,10 @@ func (f *flags) str(p *string, name, env, usage string) {
 	f.StringVar(p, name, *p, usage+f.env(name, env))
 }
 
+func (f *flags) bool(p *bool, name, env, usage string) {
+	f.BoolVar(p, name, *p, usage+f.env(name, env))
+}
+
 func (f *flags) int(p *int, name, env, usage string) {
 	f.IntVar(p, name, *p, usage+f.env(name, env))
 }
@@ -199,11 +211,21 @@ func (f *flags) list(p *[]string, name, env, usage string) {
 	f.Var((*listValue)(p), name, usage+f.env(name, env))
 }
 
-// kafka binds the connection flags.
+// kafka binds the connection flags, SASL and TLS included. The password
+// has no flag (a command line shows in ps): LADDER_SASL_PASSWORD or a file.
 func (f *flags) kafka(c *kafkaconf.Config) {
 	f.list(&c.Brokers, "brokers", "LADDER_BROKERS", "Kafka bootstrap brokers, comma-separated host:port")
 	f.str(&c.KafkaVersion, "kafka-version", "LADDER_KAFKA_VERSION", "lowest Kafka version of the cluster")
 	f.str(&c.ClientID, "client-id", "LADDER_CLIENT_ID", "Kafka client.id")
+	f.str(&c.SASL.Mechanism, "sasl-mechanism", "LADDER_SASL_MECHANISM", "SASL mechanism: "+strings.Join(kafkaconf.Mechanisms, ", ")+"; empty is off")
+	f.str(&c.SASL.Username, "sasl-username", "LADDER_SASL_USERNAME", "SASL user name")
+	f.str(&c.SASL.PasswordFile, "sasl-password-file", "LADDER_SASL_PASSWORD_FILE", "file holding the SASL password (or set LADDER_SASL_PASSWORD)")
+	f.bool(&c.TLS.Enabled, "tls", "LADDER_TLS_ENABLED", "connect to the brokers with TLS")
+	f.str(&c.TLS.CAFile, "tls-ca-file", "LADDER_TLS_CA_FILE", "PEM file of the CAs that sign the brokers' certificates")
+	f.str(&c.TLS.CertFile, "tls-cert-file", "LADDER_TLS_CERT_FILE", "PEM client certificate for mutual TLS")
+	f.str(&c.TLS.KeyFile, "tls-key-file", "LADDER_TLS_KEY_FILE", "PEM private key of the client certificate")
+	f.str(&c.TLS.ServerName, "tls-server-name", "LADDER_TLS_SERVER_NAME", "name expected in the brokers' certificates")
+	f.bool(&c.TLS.InsecureSkipVerify, "tls-insecure-skip-verify", "LADDER_TLS_INSECURE_SKIP_VERIFY", "do not verify the brokers' certificates (tests only)")
 }
 
 // ladder binds the tier flags.

@@ -45,6 +45,9 @@ func configCmd(_ context.Context, args []string, _ io.Reader, stdout, stderr io.
 	if err := envconfig.CheckDisallowed("ladder", &cfg); err != nil {
 		fmt.Fprintf(stderr, "warning: %v\n", err)
 	}
+	for _, w := range cfg.Config.Warnings() {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	if err := envconfig.Usagef("ladder", &cfg, tw, "{{range .}}{{usage_key .}}\t{{.Field}}\n{{end}}"); err != nil {
 		return err

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"os"
@@ -29,6 +30,8 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		f.str(&c.DevDataDir, "data-dir", "LADDER_DEV_DATA_DIR", "data directory of the embedded broker")
 		f.int(&c.DevPartitions, "partitions", "LADDER_DEV_PARTITIONS", "partitions of the created topics")
 		f.list(&c.DevTopics, "topics", "LADDER_DEV_TOPICS", "work topics to create, comma-separated")
+		f.str(&c.DevTLSCertFile, "broker-tls-cert", "LADDER_DEV_TLS_CERT_FILE", "server certificate of the embedded broker: it speaks TLS only")
+		f.str(&c.DevTLSKeyFile, "broker-tls-key", "LADDER_DEV_TLS_KEY_FILE", "private key of that certificate")
 		f.BoolVar(&forwarders, "forwarders", true, "run the forwarders (false: the broker alone, for a separate `ladder run`)")
 		f.BoolVar(&demo, "demo", false, "schedule sample messages and print them as they come back")
 	})
@@ -65,16 +68,25 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	if dataDir == "" {
 		dataDir = devbroker.DefaultDataDir()
 	}
+	bc := devbroker.Config{Addr: cfg.DevAddr, DataDir: dataDir, Partitions: int32(cfg.DevPartitions), Log: log}
+	security, err := devSecurity(cfg, &bc)
+	if err != nil {
+		return usageError{f.explain(err)}
+	}
 
-	b, err := devbroker.Start(devbroker.Config{Addr: cfg.DevAddr, DataDir: dataDir, Partitions: int32(cfg.DevPartitions), Log: log})
+	b, err := devbroker.Start(bc)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	if err := b.EnsureLadder(ctx, nil, l, 0, cfg.DevTopics...); err != nil {
-		return err
-	}
 	cfg.Brokers = []string{b.Addr()}
+	sc, err := cfg.Config.Base()
+	if err != nil {
+		return usageError{f.explain(err)}
+	}
+	if err := b.EnsureLadder(ctx, sc, l, 0, cfg.DevTopics...); err != nil {
+		return kafkaconf.Explain(err, cfg.BrokerList())
+	}
 
 	work := cfg.DevTopics[0]
 	fmt.Fprintf(stdout, `ladder dev: embedded Kafka broker on %[1]s (data in %[2]s)
@@ -83,6 +95,7 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
   work topics   %[5]s
   forwarders    %[6]s
   work-ahead    %[10]s
+  security      %[11]s
 
   watch %[7]s:     kcat -C -b %[1]s -t %[7]s -f '%%T %%k %%h %%s\n'
   schedule (90s): ladder schedule --brokers %[1]s --tiers %[8]s --topic %[7]s --delay 90s hello
@@ -91,7 +104,7 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 `, b.Addr(), dataDir, strings.Join(l.Topics(), " "), l.DLQTopic(), strings.Join(cfg.DevTopics, " "),
 		map[bool]string{true: "running (group " + cfg.Group + ")", false: "off: start `ladder run --brokers " + b.Addr() + "`"}[forwarders],
 		work, l.String(), l.Smallest().Topic,
-		map[bool]string{true: "on, lanes " + cfg.WorkaheadLanes, false: "off"}[cfg.WorkaheadEnabled])
+		map[bool]string{true: "on, lanes " + cfg.WorkaheadLanes, false: "off"}[cfg.WorkaheadEnabled], security)
 
 	var wg sync.WaitGroup
 	if forwarders {
@@ -112,4 +125,44 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	fmt.Fprintln(stdout, "ladder dev: stopping")
 	wg.Wait()
 	return nil
+}
+
+// devSecurity makes the embedded broker require what the clients are
+// configured with: the LADDER_SASL_* user, and TLS with the
+// LADDER_DEV_TLS_* certificate when LADDER_TLS_ENABLED is true. It returns
+// a description for the banner.
+func devSecurity(cfg Config, bc *devbroker.Config) (string, error) {
+	if err := cfg.Config.Validate(); err != nil {
+		return "", err
+	}
+	var parts []string
+	switch {
+	case (cfg.DevTLSCertFile == "") != (cfg.DevTLSKeyFile == ""):
+		return "", &kafkaconf.FieldError{Var: "LADDER_DEV_TLS_KEY_FILE", Value: cfg.DevTLSKeyFile, Accept: "a PEM key together with LADDER_DEV_TLS_CERT_FILE (both or neither)"}
+	case cfg.DevTLSCertFile != "" && !cfg.TLS.Enabled:
+		return "", &kafkaconf.FieldError{Var: "LADDER_TLS_ENABLED", Value: "false", Accept: "true with LADDER_DEV_TLS_CERT_FILE, and LADDER_TLS_CA_FILE naming the CA of that certificate, so the forwarders connect"}
+	case cfg.DevTLSCertFile == "" && cfg.TLS.Enabled:
+		return "", &kafkaconf.FieldError{Var: "LADDER_DEV_TLS_CERT_FILE", Accept: "a PEM server certificate for the embedded broker when LADDER_TLS_ENABLED=true"}
+	case cfg.DevTLSCertFile != "":
+		cert, err := tls.LoadX509KeyPair(cfg.DevTLSCertFile, cfg.DevTLSKeyFile)
+		if err != nil {
+			return "", &kafkaconf.FieldError{Var: "LADDER_DEV_TLS_CERT_FILE", Value: cfg.DevTLSCertFile,
+				Accept: "a readable PEM certificate matching the key in " + cfg.DevTLSKeyFile + " (" + err.Error() + ")"}
+		}
+		bc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		parts = append(parts, "TLS only")
+	}
+	if cfg.SASL.Mechanism != "" {
+		sc, err := cfg.Config.Base()
+		if err != nil {
+			return "", err
+		}
+		s := sc.Net.SASL
+		bc.Users = []devbroker.User{{Mechanism: string(s.Mechanism), Name: s.User, Password: s.Password}}
+		parts = append(parts, fmt.Sprintf("SASL %s, user %s (from LADDER_SASL_*)", s.Mechanism, s.User))
+	}
+	if len(parts) == 0 {
+		return "none (plaintext, no SASL)", nil
+	}
+	return strings.Join(parts, ", "), nil
 }

@@ -51,6 +51,9 @@ func drainCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if err := cfg.Config.Validate(); err != nil {
 		return usageError{f.explain(err)}
 	}
+	for _, w := range cfg.Config.Warnings() {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
 	l, err := cfg.ladder()
 	if err != nil {
 		return usageError{f.explain(err)}

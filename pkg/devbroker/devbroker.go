@@ -15,11 +15,13 @@ package devbroker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -41,9 +43,25 @@ type Config struct {
 	Partitions int32
 	// Log receives the broker's warnings and errors.
 	Log zerolog.Logger
-	// Opts are extra kfake options (SASL users, TLS, fault injection in tests).
+	// Users, when any, turn SASL on: clients must log in as one of them.
+	// Each is a superuser (kfake enforces no ACLs on superusers).
+	Users []User
+	// TLS, when set, makes the broker speak TLS only, with this server
+	// configuration (certificate; ClientAuth and ClientCAs for mutual TLS).
+	TLS *tls.Config
+	// Opts are extra kfake options (fault injection in tests).
 	Opts []kfake.Opt
 }
+
+// User is a SASL login of the embedded broker.
+type User struct {
+	Mechanism string // PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+	Name      string
+	Password  string
+}
+
+// saslMechanisms are the mechanisms kfake serves.
+var saslMechanisms = []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
 
 // Broker is a running embedded broker.
 type Broker struct {
@@ -93,6 +111,21 @@ func Start(cfg Config) (*Broker, error) {
 			return nil, fmt.Errorf("creating data directory: %w", err)
 		}
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
+	}
+	if len(cfg.Users) > 0 {
+		opts = append(opts, kfake.EnableSASL())
+		for _, u := range cfg.Users {
+			if !slices.Contains(saslMechanisms, u.Mechanism) || u.Name == "" || u.Password == "" {
+				return nil, fmt.Errorf("embedded broker SASL user %q: want a mechanism of %v, a name and a password", u.Name, saslMechanisms)
+			}
+			opts = append(opts, kfake.Superuser(u.Mechanism, u.Name, u.Password))
+		}
+	}
+	if cfg.TLS != nil {
+		if len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetCertificate == nil {
+			return nil, errors.New("embedded broker TLS: the configuration has no server certificate")
+		}
+		opts = append(opts, kfake.TLS(cfg.TLS))
 	}
 	opts = append(opts, cfg.Opts...)
 	c, err := kfake.NewCluster(opts...)

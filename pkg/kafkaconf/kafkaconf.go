@@ -1,17 +1,23 @@
 // Package kafkaconf builds sarama configurations from ladder's environment:
-// brokers, protocol version and client identity, with producer and consumer
-// settings that keep the ladder's invariants (acks=all, idempotence, start
-// from the oldest offset, commit only what was marked).
+// brokers, protocol version, client identity, SASL and TLS, with producer and
+// consumer settings that keep the ladder's invariants (acks=all, idempotence,
+// start from the oldest offset, commit only what was marked).
 package kafkaconf
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/rs/zerolog"
 )
 
 // Config is the connection part of every command's configuration, read from
@@ -23,6 +29,10 @@ type Config struct {
 	KafkaVersion string `split_words:"true" default:"3.0.0" desc:"lowest Kafka version of the cluster (sarama protocol version), e.g. 3.6.0"`
 	// ClientID is sent to the brokers and shows in their logs and quotas.
 	ClientID string `split_words:"true" default:"ladder" desc:"Kafka client.id"`
+	// SASL authenticates to the brokers (LADDER_SASL_*); off by default.
+	SASL SASL `split_words:"true"`
+	// TLS encrypts and verifies the connections (LADDER_TLS_*); off by default.
+	TLS TLS `split_words:"true"`
 }
 
 // FieldError names a configuration variable and says what it accepts.
@@ -52,6 +62,12 @@ func (c Config) Validate() error {
 	if c.ClientID == "" {
 		return &FieldError{Var: "LADDER_CLIENT_ID", Accept: "a non-empty client id"}
 	}
+	if _, err := c.SASL.validate(); err != nil {
+		return err
+	}
+	if _, err := c.TLS.config(); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -66,7 +82,9 @@ func (c Config) BrokerList() []string {
 	return out
 }
 
-// Base returns a sarama configuration with the connection settings only.
+// Base returns a sarama configuration with the connection settings only:
+// brokers' protocol version, client id, and SASL and TLS when configured.
+// Every client ladder makes starts from it.
 func (c Config) Base() (*sarama.Config, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -79,6 +97,9 @@ func (c Config) Base() (*sarama.Config, error) {
 	sc.Metadata.RefreshFrequency = time.Minute
 	// Leave the broker to create topics: the ladder never creates one by writing to it.
 	sc.Metadata.AllowAutoTopicCreation = false
+	if err := c.applySecurity(sc); err != nil {
+		return nil, err
+	}
 	return sc, nil
 }
 
@@ -137,18 +158,150 @@ func (c Config) Consumer() (*sarama.Config, error) {
 	return sc, nil
 }
 
+// String describes the configuration for logs and errors; the password is
+// never part of it.
+func (c Config) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "brokers=%s version=%s client.id=%s", strings.Join(c.BrokerList(), ","), c.KafkaVersion, c.ClientID)
+	if m := c.SASL.mechanism(); m != "" {
+		fmt.Fprintf(&b, " sasl=%s user=%s password=%s", m, c.SASL.Username, c.SASL.Password)
+		if c.SASL.PasswordFile != "" {
+			fmt.Fprintf(&b, " password-file=%s", c.SASL.PasswordFile)
+		}
+	}
+	if c.TLS.Enabled {
+		b.WriteString(" tls=on")
+		for _, kv := range [][2]string{{"ca", c.TLS.CAFile}, {"cert", c.TLS.CertFile}, {"key", c.TLS.KeyFile}, {"server-name", c.TLS.ServerName}} {
+			if kv[1] != "" {
+				fmt.Fprintf(&b, " %s=%s", kv[0], kv[1])
+			}
+		}
+		if c.TLS.InsecureSkipVerify {
+			b.WriteString(" insecure-skip-verify=true")
+		}
+	}
+	return b.String()
+}
+
+// MarshalZerologObject logs the configuration with the password redacted:
+// log.Info().Object("kafka", cfg).
+func (c Config) MarshalZerologObject(e *zerolog.Event) {
+	e.Strs("brokers", c.BrokerList()).Str("kafka_version", c.KafkaVersion).Str("client_id", c.ClientID)
+	if m := c.SASL.mechanism(); m != "" {
+		e.Str("sasl_mechanism", m).Str("sasl_username", c.SASL.Username).Stringer("sasl_password", c.SASL.Password)
+	}
+	if c.TLS.Enabled {
+		e.Bool("tls", true).Str("tls_ca_file", c.TLS.CAFile).Str("tls_cert_file", c.TLS.CertFile).
+			Str("tls_server_name", c.TLS.ServerName).Bool("tls_insecure_skip_verify", c.TLS.InsecureSkipVerify)
+	}
+}
+
 // ErrNoBrokers is returned when none of the brokers could be reached.
 var ErrNoBrokers = errors.New("no Kafka broker reachable")
 
+// ErrAuth is returned (wrapped, with sarama's error) when no broker could be
+// reached while SASL is configured: a failed login shows in sarama only as
+// "client has run out of available brokers to talk to: EOF", because the
+// broker closes the connection.
+var ErrAuth = errors.New("cannot connect to Kafka with SASL")
+
 // Explain turns sarama's terse connection errors into a message that says
-// what was tried. The original error stays in the chain for errors.Is.
+// what was tried: a failed TLS handshake names the TLS settings; with SASL, a
+// connection the broker closed names the user and mechanism that failed to
+// log in. The original error stays in the chain for errors.Is. It never
+// includes the password.
+func (c Config) Explain(err error) error {
+	if err == nil || !errors.Is(err, sarama.ErrOutOfBrokers) {
+		return err
+	}
+	if errors.Is(err, ErrNoBrokers) || errors.Is(err, ErrAuth) || errors.Is(err, ErrTLS) {
+		return err // explained already
+	}
+	brokers := strings.Join(c.BrokerList(), ",")
+	mech := c.SASL.mechanism()
+	switch {
+	case isTLSFailure(err):
+		ca := "the system's CAs"
+		if c.TLS.CAFile != "" {
+			ca = "LADDER_TLS_CA_FILE=" + c.TLS.CAFile
+		}
+		cert := "no client certificate"
+		if c.TLS.CertFile != "" {
+			cert = "client certificate LADDER_TLS_CERT_FILE=" + c.TLS.CertFile
+		}
+		return fmt.Errorf("%w with %s (trusting %s, %s): does that CA sign the brokers' certificates, for this host name (LADDER_TLS_SERVER_NAME), and does the broker accept this client?: %w",
+			ErrTLS, brokers, ca, cert, err)
+	case mech != "" && isAuthFailure(err):
+		return fmt.Errorf("%w: SASL authentication failed for user %q with mechanism %s, or TLS/SASL settings do not match the broker (tried %s, TLS %s): %w",
+			ErrAuth, c.SASL.Username, mech, brokers, onOff(c.TLS.Enabled), err)
+	case c.TLS.Enabled:
+		return fmt.Errorf("%w (tried %s with TLS: is the address right, is the broker up, does it speak TLS on this port, does it want SASL?): %w",
+			ErrNoBrokers, brokers, err)
+	}
+	return fmt.Errorf("%w (tried %s: is the address right, is the broker up, do SASL/TLS settings match?): %w",
+		ErrNoBrokers, brokers, err)
+}
+
+// ErrTLS is returned (wrapped, with sarama's error) when the TLS handshake
+// with the brokers failed.
+var ErrTLS = errors.New("TLS handshake failed")
+
+// isAuthFailure reports whether err, with SASL configured, is a failed
+// login: the broker said so (Kafka), or closed the connection during the
+// handshake (kfake, and Kafka before KIP-152), which sarama reports as EOF.
+// A broker that refused the connection or did not answer is not one.
+func isAuthFailure(err error) bool {
+	return errors.Is(err, sarama.ErrSASLAuthenticationFailed) || errors.Is(err, sarama.ErrUnsupportedSASLMechanism) ||
+		errors.Is(err, sarama.ErrIllegalSASLState) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET)
+}
+
+// isTLSFailure reports whether err comes from a failed TLS handshake: a
+// certificate the client does not trust, or an alert from the broker (a
+// client certificate it wants or does not accept).
+func isTLSFailure(err error) bool {
+	var (
+		verify *tls.CertificateVerificationError
+		header tls.RecordHeaderError
+		ua     x509.UnknownAuthorityError
+		host   x509.HostnameError
+		inv    x509.CertificateInvalidError
+		op     *net.OpError
+	)
+	if errors.As(err, &verify) || errors.As(err, &header) || errors.As(err, &ua) || errors.As(err, &host) || errors.As(err, &inv) {
+		return true
+	}
+	// crypto/tls reports an alert from the peer as a net.OpError "remote error".
+	return errors.As(err, &op) && op.Op == "remote error"
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+// remembered holds, per bootstrap list, the last configuration Base built
+// with SASL or TLS, so that Explain(err, brokers) (which has no Config) can
+// name the SASL user and mechanism. It holds no password.
+var remembered sync.Map // strings.Join(brokers, ",") → Config
+
+func remember(c Config) {
+	c.SASL.Password, c.SASL.PasswordFile = "", ""
+	remembered.Store(strings.Join(c.BrokerList(), ","), c)
+}
+
+// Explain is Config.Explain for callers that have only the broker list: it
+// uses the security settings of the last configuration built by Base for
+// these brokers.
 func Explain(err error, brokers []string) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, sarama.ErrOutOfBrokers) {
-		return fmt.Errorf("%w (tried %s: is the address right, is the broker up, do SASL/TLS settings match?): %w",
-			ErrNoBrokers, strings.Join(brokers, ","), err)
+	c := Config{Brokers: brokers}
+	if r, ok := remembered.Load(strings.Join(c.BrokerList(), ",")); ok {
+		c = r.(Config)
 	}
-	return err
+	return c.Explain(err)
 }

@@ -59,11 +59,13 @@ func Kafka(addr string) kafkaconf.Config {
 // Logger writes warnings and errors to the test log (all levels with LADDER_TEST_DEBUG=1).
 func Logger(tb testing.TB) zerolog.Logger {
 	level := zerolog.WarnLevel
-	if os.Getenv("LADDER_TEST_DEBUG") != "" {
+	if testDebug() {
 		level = zerolog.DebugLevel
 	}
 	return zerolog.New(zerolog.NewTestWriter(tb)).Level(level).With().Timestamp().Logger()
 }
+
+func testDebug() bool { return os.Getenv("LADDER_TEST_DEBUG") != "" }
 
 // Received is a record read from a topic and when it was read.
 type Received struct {
@@ -89,23 +91,38 @@ type Collector struct {
 // Collect starts reading topics at addr until the test ends.
 func Collect(tb testing.TB, addr string, topics ...string) *Collector {
 	tb.Helper()
-	return collect(tb, addr, sarama.ReadUncommitted, topics)
+	return collect(tb, []string{addr}, plainConfig(sarama.ReadUncommitted), topics)
 }
 
 // CollectCommitted is Collect with read_committed isolation: records of
 // aborted transactions are never seen.
 func CollectCommitted(tb testing.TB, addr string, topics ...string) *Collector {
 	tb.Helper()
-	return collect(tb, addr, sarama.ReadCommitted, topics)
+	return collect(tb, []string{addr}, plainConfig(sarama.ReadCommitted), topics)
 }
 
-func collect(tb testing.TB, addr string, isolation sarama.IsolationLevel, topics []string) *Collector {
-	tb.Helper()
+func plainConfig(isolation sarama.IsolationLevel) *sarama.Config {
 	sc := sarama.NewConfig()
 	sc.Version = sarama.V3_0_0_0
 	sc.Consumer.IsolationLevel = isolation
+	return sc
+}
+
+// CollectWith starts reading topics with the connection settings of k
+// (SASL, TLS) until the test ends.
+func CollectWith(tb testing.TB, k kafkaconf.Config, topics ...string) *Collector {
+	tb.Helper()
+	sc, err := k.Base()
+	if err != nil {
+		tb.Fatalf("collector configuration: %v", err)
+	}
+	return collect(tb, k.BrokerList(), sc, topics)
+}
+
+func collect(tb testing.TB, brokers []string, sc *sarama.Config, topics []string) *Collector {
+	tb.Helper()
 	sc.Consumer.MaxWaitTime = 50 * time.Millisecond
-	consumer, err := sarama.NewConsumer([]string{addr}, sc)
+	consumer, err := sarama.NewConsumer(brokers, sc)
 	if err != nil {
 		tb.Fatalf("starting collector: %v", err)
 	}
