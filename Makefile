@@ -63,10 +63,12 @@ staticcheck:
 tidy-check:
 	$(GO) mod tidy -diff
 
-## fuzz: run the header decoder fuzzer for FUZZTIME (default 30s)
+## fuzz: run the header decoder and routing fuzzers for FUZZTIME each (default 30s);
+## new interesting inputs land in the Go cache: copy them to pkg/*/testdata/fuzz to keep them
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./pkg/envelope -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/tier -run '^$$' -fuzz FuzzRoute -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin/

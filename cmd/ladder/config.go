@@ -32,6 +32,7 @@ type Config struct {
 	MaxInFlight     int           `split_words:"true" default:"1024" desc:"records per partition handed to the producer and not yet acknowledged"`
 	ResumeLead      time.Duration `split_words:"true" default:"500ms" desc:"resume fetching a held partition this long before its head is due"`
 	MaxHops         int           `split_words:"true" default:"10000" desc:"dead-letter a record after this many hops (a routing loop)"`
+	MaxDelay        string        `split_words:"true" default:"365d" desc:"dead-letter a record due further ahead than this (units s, m, h, d)"`
 	ShutdownTimeout time.Duration `split_words:"true" default:"15s" desc:"on stop or revoke, wait this long for in-flight records to be acknowledged"`
 	StatsInterval   time.Duration `split_words:"true" default:"30s" desc:"log forwarding totals this often; 0 turns it off"`
 
@@ -111,6 +112,8 @@ func (c Config) validateForwarder() error {
 		return &kafkaconf.FieldError{Var: "LADDER_MAX_IN_FLIGHT", Value: fmt.Sprint(c.MaxInFlight), Accept: "a whole number from 1 to 1048576"}
 	case c.ResumeLead < 0:
 		return &kafkaconf.FieldError{Var: "LADDER_RESUME_LEAD", Value: c.ResumeLead.String(), Accept: "a duration of 0 or more"}
+	case c.maxDelay() <= 0:
+		return &kafkaconf.FieldError{Var: "LADDER_MAX_DELAY", Value: c.MaxDelay, Accept: "a positive delay such as 30d or 8760h"}
 	case c.MaxHops < 1:
 		return &kafkaconf.FieldError{Var: "LADDER_MAX_HOPS", Value: fmt.Sprint(c.MaxHops), Accept: "a whole number of 1 or more"}
 	case c.ShutdownTimeout <= 0 || c.ShutdownTimeout > 18*time.Second:
@@ -124,6 +127,15 @@ func (c Config) validateForwarder() error {
 		return &kafkaconf.FieldError{Var: "LADDER_STATS_INTERVAL", Value: c.StatsInterval.String(), Accept: "a duration of 0 (off) or more"}
 	}
 	return nil
+}
+
+// maxDelay parses MaxDelay (days allowed); 0 when it does not parse.
+func (c Config) maxDelay() time.Duration {
+	d, err := tier.ParseDuration(c.MaxDelay)
+	if err != nil {
+		return 0
+	}
+	return d
 }
 
 func (c Config) validateLog() error {
@@ -246,6 +258,7 @@ func (f *flags) forwarder(c *Config) {
 	f.int(&c.MaxInFlight, "max-in-flight", "LADDER_MAX_IN_FLIGHT", "unacknowledged records per partition")
 	f.dur(&c.ResumeLead, "resume-lead", "LADDER_RESUME_LEAD", "resume a held partition this long before its head is due")
 	f.int(&c.MaxHops, "max-hops", "LADDER_MAX_HOPS", "dead-letter a record after this many hops")
+	f.str(&c.MaxDelay, "max-delay", "LADDER_MAX_DELAY", "dead-letter a record due further ahead than this")
 	f.dur(&c.ShutdownTimeout, "shutdown-timeout", "LADDER_SHUTDOWN_TIMEOUT", "wait this long for in-flight records on stop")
 	f.dur(&c.StatsInterval, "stats-interval", "LADDER_STATS_INTERVAL", "log forwarding totals this often; 0 is off")
 	f.str(&c.HTTPAddr, "http-addr", "LADDER_HTTP_ADDR", "address of /metrics, /healthz and /readyz; empty is off")

@@ -123,6 +123,7 @@ func forwarderConfig(cfg Config, l *tier.Ladder, log zerolog.Logger) forward.Con
 		MaxInFlight:     cfg.MaxInFlight,
 		ResumeLead:      cfg.ResumeLead,
 		MaxHops:         cfg.MaxHops,
+		MaxDelay:        cfg.maxDelay(),
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		StatsInterval:   cfg.StatsInterval,
 		ExactlyOnce:     cfg.ExactlyOnce,

@@ -46,6 +46,10 @@ type Config struct {
 	// Users, when any, turn SASL on: clients must log in as one of them.
 	// Each is a superuser (kfake enforces no ACLs on superusers).
 	Users []User
+	// Advertise, when set, is the host:port the broker tells clients to
+	// connect to instead of its own address (tests put a TCP proxy there to
+	// cut or slow the connection).
+	Advertise string
 	// TLS, when set, makes the broker speak TLS only, with this server
 	// configuration (certificate; ClientAuth and ClientCAs for mutual TLS).
 	TLS *tls.Config
@@ -65,9 +69,10 @@ var saslMechanisms = []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
 
 // Broker is a running embedded broker.
 type Broker struct {
-	cluster *kfake.Cluster
-	addr    string
-	cfg     Config
+	cluster    *kfake.Cluster
+	addr       string
+	listenAddr string
+	cfg        Config
 }
 
 // DefaultDataDir is the per-user directory `ladder dev` keeps its data in:
@@ -95,8 +100,21 @@ func Start(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("embedded broker address %q: %w", cfg.Addr, err)
 	}
 	// kfake listens on 127.0.0.1:<port>; listen where we were asked instead.
+	var listenAddr string
 	listen := func(network, _ string) (net.Listener, error) {
-		return net.Listen(network, net.JoinHostPort(host, port))
+		ln, err := net.Listen(network, net.JoinHostPort(host, port))
+		if err == nil {
+			listenAddr = ln.Addr().String()
+		}
+		if err != nil || cfg.Advertise == "" {
+			return ln, err
+		}
+		adv, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("advertised address %q: %w", cfg.Advertise, err)
+		}
+		return advertised{ln, adv}, nil
 	}
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
@@ -137,8 +155,12 @@ func Start(cfg Config) (*Broker, error) {
 		c.Close()
 		return nil, fmt.Errorf("embedded broker listens on %d addresses, want 1", len(addrs))
 	}
-	return &Broker{cluster: c, addr: addrs[0], cfg: cfg}, nil
+	return &Broker{cluster: c, addr: addrs[0], listenAddr: listenAddr, cfg: cfg}, nil
 }
+
+// ListenAddr is where the broker really listens (differs from Addr when
+// Config.Advertise is set).
+func (b *Broker) ListenAddr() string { return b.listenAddr }
 
 // Addr is the bootstrap address, host:port.
 func (b *Broker) Addr() string { return b.addr }
@@ -218,6 +240,15 @@ func waitForTopics(ctx context.Context, admin sarama.ClusterAdmin, topics []stri
 		}
 	}
 }
+
+// advertised is a listener that reports another address: kfake tells its
+// clients to connect to the address its listener reports.
+type advertised struct {
+	net.Listener
+	addr net.Addr
+}
+
+func (a advertised) Addr() net.Addr { return a.addr }
 
 type logger struct{ log zerolog.Logger }
 

@@ -62,6 +62,12 @@ const (
 	ReasonInvalidHops     Reason = "invalid_hops"
 	ReasonInvalidHeader   Reason = "invalid_header"
 	ReasonDuplicateHeader Reason = "duplicate_header"
+	// ReasonDueTooFar: ladder-due is further ahead than the forwarder's
+	// maximum delay (LADDER_MAX_DELAY).
+	ReasonDueTooFar Reason = "due_too_far"
+	// ReasonRejected: the target refused the record for good (too large,
+	// invalid): retrying cannot help.
+	ReasonRejected Reason = "rejected_by_target"
 )
 
 // HeaderError is returned by Decode for a record whose ladder headers cannot

@@ -9,6 +9,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/ladder/ladder/pkg/envelope"
+	"github.com/ladder/ladder/pkg/forward"
 	"github.com/ladder/ladder/pkg/laddertest"
 )
 
@@ -37,6 +38,9 @@ func TestMalformedRecordsAreDeadLettered(t *testing.T) {
 		{"bad-target", []sarama.RecordHeader{header(envelope.Target, "no spaces allowed"), header(envelope.Due, dueMs)}, "ladder-target: topic name"},
 		{"loop-target", []sarama.RecordHeader{header(envelope.Target, "delay-5s"), header(envelope.Due, dueMs)}, "would loop"},
 		{"hop-loop", []sarama.RecordHeader{header(envelope.Target, "work"), header(envelope.Hops, "10000")}, "routing loop"},
+		{"year-3000", []sarama.RecordHeader{header(envelope.Target, "work"), header(envelope.Due, "32503680000000")}, "beyond the maximum delay"},
+		{"negative-due", []sarama.RecordHeader{header(envelope.Target, "work"), header(envelope.Due, "-5")}, "not a non-negative decimal"},
+		{"empty-target", []sarama.RecordHeader{header(envelope.Target, ""), header(envelope.Due, dueMs)}, "ladder-target: is empty"},
 	}
 	for _, b := range bad {
 		send(t, p, "delay-1s", b.key, b.headers)
@@ -107,4 +111,75 @@ func send(t *testing.T, p sarama.SyncProducer, topic, key string, headers []sara
 		Value: sarama.StringEncoder("v-" + key), Headers: headers}); err != nil {
 		t.Fatalf("producing %s: %v", key, err)
 	}
+}
+
+// TestFutureTimestampIsClamped: a record whose timestamp is an hour ahead
+// (a producer with a skewed clock) does not hold its partition for an hour:
+// it counts as entering the tier when the forwarder first sees it.
+func TestFutureTimestampIsClamped(t *testing.T) {
+	e := setup(t, 1)
+	e.startForwarder(t)
+	p := laddertest.Producer(t, e.addr)
+	due := time.Now().Add(1500 * time.Millisecond)
+	if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: "delay-1s", Key: sarama.StringEncoder("skewed"),
+		Timestamp: time.Now().Add(time.Hour), Headers: []sarama.RecordHeader{header(envelope.Target, "work"),
+			header(envelope.Due, strconv.FormatInt(due.UnixMilli(), 10))}}); err != nil {
+		t.Fatal(err)
+	}
+	r := e.work.WaitDistinct(t, 1, 15*time.Second)[0]
+	if r.At.Before(due.Truncate(time.Millisecond)) || r.At.Sub(due) > 2*time.Second {
+		t.Errorf("skewed record arrived %s after its due time", r.At.Sub(due))
+	}
+}
+
+// TestOversizeRecordIsDeadLettered: a target whose max.message.bytes is
+// smaller than the record refuses it for good; after a few attempts it goes
+// to the dead-letter topic with the reason, and the partition moves on.
+func TestOversizeRecordIsDeadLettered(t *testing.T) {
+	for _, eos := range []bool{false, true} {
+		t.Run(map[bool]string{false: "at-least-once", true: "exactly-once"}[eos], func(t *testing.T) {
+			e := setup(t, 1)
+			admin, err := sarama.NewClusterAdmin([]string{e.addr}, laddertestConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer admin.Close()
+			limit := "2000"
+			if err := admin.CreateTopic("small", &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1,
+				ConfigEntries: map[string]*string{"max.message.bytes": &limit}}, false); err != nil {
+				t.Fatal(err)
+			}
+			small := laddertest.CollectCommitted(t, e.addr, "small")
+			e.startForwarder(t, func(c *forward.Config) { c.ExactlyOnce = eos })
+			p := laddertest.Producer(t, e.addr)
+			due := strconv.FormatInt(time.Now().Add(300*time.Millisecond).UnixMilli(), 10)
+			big := make([]byte, 8000)
+			for _, m := range []*sarama.ProducerMessage{
+				{Topic: "delay-1s", Key: sarama.StringEncoder("big"), Value: sarama.ByteEncoder(big)},
+				{Topic: "delay-1s", Key: sarama.StringEncoder("fits"), Value: sarama.StringEncoder("small")},
+			} {
+				m.Headers = []sarama.RecordHeader{header(envelope.Target, "small"), header(envelope.Due, due)}
+				if _, _, err := p.SendMessage(m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			dl, ok := e.dlq.WaitFor(60*time.Second, func(rs []laddertest.Received) bool { return len(rs) >= 1 })
+			if !ok {
+				t.Fatal("the oversize record was not dead-lettered")
+			}
+			if string(dl[0].Key) != "big" || !strings.Contains(dl[0].Headers[envelope.Error], "refused the record") || len(dl[0].Value) != len(big) {
+				t.Errorf("dead letter %q with ladder-error %q (%d bytes)", dl[0].Key, dl[0].Headers[envelope.Error], len(dl[0].Value))
+			}
+			got := small.WaitDistinct(t, 1, 30*time.Second)
+			if string(got[0].Key) != "fits" || len(got) != 1 {
+				t.Errorf("target got %d records, first %q", len(got), got[0].Key)
+			}
+		})
+	}
+}
+
+func laddertestConfig() *sarama.Config {
+	sc := sarama.NewConfig()
+	sc.Version = sarama.V3_0_0_0
+	return sc
 }

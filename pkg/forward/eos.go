@@ -70,6 +70,9 @@ func (t *txnLoop) start() error {
 		for pe := range p.Errors() {
 			err := fmt.Errorf("producing to %s: %w", pe.Msg.Topic, pe.Err)
 			t.failed.CompareAndSwap(nil, &err)
+			if fl, ok := pe.Msg.Metadata.(*flight); ok && permanent(pe.Err) && !fl.dlq {
+				t.f.markPoison(poisonKey{fl.p.claim.Topic(), fl.p.claim.Partition(), fl.offset}, err)
+			}
 		}
 	})
 	return nil

@@ -49,6 +49,12 @@ type Config struct {
 	// fetching, so the records behind it are at hand when it is released
 	// (default 500ms).
 	ResumeLead time.Duration
+	// MaxDelay dead-letters a record due further ahead than this: a due in
+	// the year 3000 is a bug upstream, not a delay (default 365 days).
+	MaxDelay time.Duration
+	// HealthInterval is how often end offsets are read for the pending gauge
+	// and the broker health check (default 10s).
+	HealthInterval time.Duration
 	// MaxHops dead-letters a record that has passed through more tiers than
 	// this, which only a routing loop produces (default 10000).
 	MaxHops int
@@ -92,6 +98,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.ResumeLead <= 0 {
 		c.ResumeLead = 500 * time.Millisecond
+	}
+	if c.MaxDelay <= 0 {
+		c.MaxDelay = 365 * 24 * time.Hour
+	}
+	if c.HealthInterval <= 0 {
+		c.HealthInterval = 10 * time.Second
 	}
 	if c.MaxHops <= 0 {
 		c.MaxHops = 10_000
@@ -139,7 +151,10 @@ type Forwarder struct {
 
 	control *control.State
 	health  health
-	stats   Stats
+
+	poisonMu sync.Mutex
+	poison   map[poisonKey]poisonEntry // records a target refused (exactly-once mode)
+	stats    Stats
 }
 
 // Stats are running totals since the forwarder started. Read them with Snapshot.
@@ -171,7 +186,7 @@ func New(cfg Config) (*Forwarder, error) {
 		return nil, fmt.Errorf("invalid forwarder config: %w", err)
 	}
 	f := &Forwarder{cfg: cfg, log: cfg.Log.With().Str("group", cfg.Group).Logger(), topics: cfg.Ladder.Topics(),
-		metrics: newMetrics(), parts: map[*partition]struct{}{}, control: control.NewState()}
+		metrics: newMetrics(), parts: map[*partition]struct{}{}, control: control.NewState(), poison: map[poisonKey]poisonEntry{}}
 	if cfg.Registerer != nil {
 		for _, c := range append(f.metrics.collectors(), f) {
 			if err := cfg.Registerer.Register(c); err != nil {
@@ -300,7 +315,7 @@ func (f *Forwarder) connect(ctx context.Context, brokers []string, pc, cc *saram
 		if err == nil {
 			return true
 		}
-		f.health.setBrokers(err)
+		f.health.setBrokers(kafkaconf.Explain(err, brokers))
 		d := b.next()
 		f.log.Error().Err(kafkaconf.Explain(err, brokers)).Dur("retry_in", d).Msg("cannot connect to Kafka")
 		select {
@@ -426,6 +441,51 @@ func (f *Forwarder) track(p *partition, claimed bool) {
 		delete(f.parts, p)
 		f.stats.Claimed.Add(-1)
 	}
+}
+
+// permanent reports whether a produce error will recur however often the
+// record is sent: the target refuses this record itself.
+func permanent(err error) bool {
+	for _, k := range []sarama.KError{sarama.ErrMessageSizeTooLarge, sarama.ErrMessageSetSizeTooLarge,
+		sarama.ErrInvalidMessage, sarama.ErrInvalidRecord} {
+		if errors.Is(err, k) {
+			return true
+		}
+	}
+	return false
+}
+
+type poisonEntry struct {
+	err   error
+	count int
+}
+
+type poisonKey struct {
+	topic     string
+	partition int32
+	offset    int64
+}
+
+// markPoison remembers a tier record the target refused for good, so that
+// when its aborted transaction makes it come round again it is dead-lettered
+// instead of aborting transaction after transaction.
+func (f *Forwarder) markPoison(k poisonKey, err error) {
+	f.poisonMu.Lock()
+	defer f.poisonMu.Unlock()
+	if len(f.poison) > 10_000 {
+		clear(f.poison) // bounded; a forgotten one is found again by its next abort
+	}
+	f.poison[k] = poisonEntry{err: err, count: f.poison[k].count + 1}
+}
+
+// poisoned returns the refusal of a record refused permanentAfter times.
+func (f *Forwarder) poisoned(k poisonKey) error {
+	f.poisonMu.Lock()
+	defer f.poisonMu.Unlock()
+	if e := f.poison[k]; e.count >= permanentAfter {
+		return e.err
+	}
+	return nil
 }
 
 // backoff is a capped exponential back-off.

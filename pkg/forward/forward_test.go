@@ -12,6 +12,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/ladder/ladder/pkg/devbroker"
 	"github.com/ladder/ladder/pkg/envelope"
 	"github.com/ladder/ladder/pkg/forward"
 	"github.com/ladder/ladder/pkg/laddertest"
@@ -22,6 +23,7 @@ import (
 const testTiers = "1s,5s,15s"
 
 type env struct {
+	broker *devbroker.Broker
 	addr   string
 	ladder *tier.Ladder
 	work   *laddertest.Collector
@@ -36,6 +38,7 @@ func setup(t *testing.T, partitions int32) *env {
 	}
 	b := laddertest.Ladder(t, l, partitions, "work")
 	return &env{
+		broker: b,
 		addr:   b.Addr(),
 		ladder: l,
 		work:   laddertest.Collect(t, b.Addr(), "work"),

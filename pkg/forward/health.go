@@ -24,13 +24,17 @@ type health struct {
 	produceErrAt   time.Time // first failure since the last success
 }
 
-// Grace periods before readiness turns false: a rebalance or one failed
-// request is routine.
+// Grace periods before readiness turns false, in HealthIntervals (10s by
+// default): a rebalance or one failed request is routine.
 const (
-	rebalanceGrace = 30 * time.Second
-	brokerStale    = 45 * time.Second
-	produceGrace   = 15 * time.Second
+	rebalanceGrace = 3   // out of a group session for 30s
+	brokerStale    = 4.5 // no broker answer for 45s
+	produceGrace   = 1.5 // producing failing for 15s
 )
+
+func grace(interval time.Duration, n float64) time.Duration {
+	return time.Duration(float64(interval) * n)
+}
 
 func (h *health) setSession(in bool) {
 	h.mu.Lock()
@@ -74,32 +78,29 @@ func (f *Forwarder) Ready() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := time.Now()
+	iv := f.cfg.HealthInterval
 	switch {
 	case h.brokersChecked.IsZero():
 		return fmt.Errorf("%w: not connected to Kafka yet", ErrNotReady)
 	case h.brokersErr != nil:
 		return fmt.Errorf("%w: brokers not answering: %w", ErrNotReady, h.brokersErr)
-	case now.Sub(h.brokersChecked) > brokerStale:
+	case now.Sub(h.brokersChecked) > grace(iv, brokerStale):
 		return fmt.Errorf("%w: no answer from the brokers for %s", ErrNotReady, now.Sub(h.brokersChecked).Round(time.Second))
 	case !h.joinedOnce:
 		return fmt.Errorf("%w: not joined to consumer group %s yet", ErrNotReady, f.cfg.Group)
-	case !h.inSession && now.Sub(h.sessionEnded) > rebalanceGrace:
+	case !h.inSession && now.Sub(h.sessionEnded) > grace(iv, rebalanceGrace):
 		return fmt.Errorf("%w: out of consumer group %s for %s", ErrNotReady, f.cfg.Group, now.Sub(h.sessionEnded).Round(time.Second))
-	case h.produceErr != nil && now.Sub(h.produceErrAt) > produceGrace:
+	case h.produceErr != nil && now.Sub(h.produceErrAt) > grace(iv, produceGrace):
 		return fmt.Errorf("%w: producing fails since %s: %w", ErrNotReady, now.Sub(h.produceErrAt).Round(time.Second), h.produceErr)
 	}
 	return nil
 }
 
-// refreshInterval is how often end offsets are read for the pending gauge
-// and the broker health check.
-const refreshInterval = 10 * time.Second
-
 // refreshOffsets reads the end offset of every claimed partition
 // periodically: a paused partition does not fetch, so its high-water mark
 // would be frozen. It doubles as the brokers' health check.
 func (f *Forwarder) refreshOffsets(ctx context.Context) {
-	t := time.NewTicker(refreshInterval)
+	t := time.NewTicker(f.cfg.HealthInterval)
 	defer t.Stop()
 	for {
 		f.health.setBrokers(f.readEndOffsets())

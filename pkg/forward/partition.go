@@ -126,7 +126,11 @@ func (p *partition) process(ctx context.Context, m *sarama.ConsumerMessage) bool
 	}
 	env, err := envelope.Decode(m.Headers)
 	if err == nil {
-		err = p.check(env)
+		err = p.check(env, time.Now())
+	}
+	if perr := p.f.poisoned(poisonKey{m.Topic, m.Partition, m.Offset}); err == nil && perr != nil {
+		err = &envelope.HeaderError{Header: envelope.Target, Reason: envelope.ReasonRejected,
+			Detail: fmt.Sprintf("%s refused the record for good: %v", env.Target, perr)}
 	}
 	if err != nil {
 		return p.send(ctx, p.deadLetter(m, err))
@@ -182,8 +186,13 @@ func (p *partition) releaseAt(m *sarama.ConsumerMessage, env envelope.Envelope) 
 }
 
 // check refuses envelopes that decode but cannot be routed.
-func (p *partition) check(env envelope.Envelope) error {
+func (p *partition) check(env envelope.Envelope, now time.Time) error {
 	l := p.f.cfg.Ladder
+	if !env.Due.IsZero() && env.Due.Sub(now) > p.f.cfg.MaxDelay {
+		return &envelope.HeaderError{Header: envelope.Due, Reason: envelope.ReasonDueTooFar,
+			Detail: fmt.Sprintf("%s is %s ahead, beyond the maximum delay %s", env.Due.UTC().Format(time.RFC3339),
+				env.Due.Sub(now).Round(time.Hour), p.f.cfg.MaxDelay)}
+	}
 	if l.Internal(env.Target) {
 		return &envelope.HeaderError{Header: envelope.Target, Reason: envelope.ReasonInvalidTarget,
 			Detail: fmt.Sprintf("%s is a topic of the ladder itself, which would loop", env.Target)}
@@ -289,8 +298,12 @@ func (p *partition) handle(ctx context.Context, ev event) {
 		p.aborted = true // the session restarts from the committed offsets
 	case ev.err != nil:
 		fl.attempts++
-		p.f.stats.Retried.Add(1)
 		p.m.produceErrors.Inc()
+		if permanent(ev.err) && !fl.dlq && fl.attempts >= permanentAfter {
+			p.rejected(ctx, fl, ev.err)
+			return
+		}
+		p.f.stats.Retried.Add(1)
 		p.f.health.produced(ev.err)
 		d := retryDelay(fl.attempts)
 		p.log.Warn().Err(ev.err).Int64("offset", fl.offset).Str("to", fl.msg.Topic).Int("attempt", fl.attempts).
@@ -317,6 +330,25 @@ func (p *partition) handle(ctx context.Context, ev event) {
 			p.sess.MarkOffset(p.claim.Topic(), p.claim.Partition(), commit, "")
 			p.nextOffset.Store(commit)
 		}
+	}
+}
+
+// permanentAfter is how many times a record must be refused as too large or
+// invalid before it is dead-lettered: a refusal of a whole batch (a target
+// whose max.message.bytes is below the producer's batch size) can pass once
+// the record travels in a smaller batch.
+const permanentAfter = 3
+
+// rejected dead-letters fl, which its target refuses for good.
+func (p *partition) rejected(ctx context.Context, fl *flight, cause error) {
+	reason := &envelope.HeaderError{Header: envelope.Target, Reason: envelope.ReasonRejected,
+		Detail: fmt.Sprintf("%s refused the record %d times: %v", fl.msg.Topic, fl.attempts, cause)}
+	dl := p.deadLetter(fl.src, reason)
+	fl.dlq, fl.reason, fl.msg = true, dl.reason, dl.msg
+	fl.msg.Metadata = fl
+	select {
+	case p.f.producer.Input() <- fl.msg:
+	case <-ctx.Done():
 	}
 }
 

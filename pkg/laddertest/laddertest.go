@@ -51,6 +51,26 @@ func Ladder(tb testing.TB, l *tier.Ladder, partitions int32, work ...string) *de
 	return b
 }
 
+// ProxiedLadder is Ladder with the broker behind a Proxy: clients bootstrap
+// from and are told to connect to the proxy's address, so cutting the proxy
+// makes the broker unreachable for every client.
+func ProxiedLadder(tb testing.TB, l *tier.Ladder, partitions int32, work ...string) (*devbroker.Broker, *Proxy) {
+	tb.Helper()
+	p := NewProxy(tb)
+	b, err := devbroker.Start(devbroker.Config{Addr: "127.0.0.1:0", Advertise: p.Addr(), Partitions: partitions, Log: Logger(tb)})
+	if err != nil {
+		tb.Fatalf("starting embedded broker: %v", err)
+	}
+	tb.Cleanup(b.Close)
+	p.SetTarget(b.ListenAddr())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := b.EnsureLadder(ctx, nil, l, partitions, work...); err != nil {
+		tb.Fatalf("creating the ladder's topics: %v", err)
+	}
+	return b, p
+}
+
 // Kafka is the connection configuration for a broker at addr.
 func Kafka(addr string) kafkaconf.Config {
 	return kafkaconf.Config{Brokers: []string{addr}, KafkaVersion: "3.0.0", ClientID: "ladder-test"}

@@ -306,3 +306,44 @@ func simulate(t *testing.T, l *Ladder, r *rand.Rand, n int, maxDelay time.Durati
 	}
 	return maxLate
 }
+
+// FuzzRoute checks the routing rule on arbitrary ladders and times: a
+// message goes to its target only when due, otherwise to a tier that fits
+// the remaining time (or the smallest), and its release from that tier is
+// never after its due time when the tier fits, never before it when not.
+func FuzzRoute(f *testing.F) {
+	f.Add(uint32(60), uint32(900), uint32(3600), int64(1_700_000_000_000), int64(90_000))
+	f.Add(uint32(1), uint32(5), uint32(15), int64(0), int64(-1))
+	f.Add(uint32(7), uint32(7), uint32(8), int64(1), int64(6_999))
+	f.Fuzz(func(t *testing.T, a, b, c uint32, nowMs, remainingMs int64) {
+		var delays []time.Duration
+		for _, s := range []uint32{a, b, c} {
+			if s%100_000 > 0 {
+				delays = append(delays, time.Duration(s%100_000)*time.Second)
+			}
+		}
+		l, err := New(delays, DefaultPrefix)
+		if err != nil {
+			return // duplicates or none: refused, fine
+		}
+		now := time.UnixMilli(nowMs % (1 << 50))
+		due := now.Add(time.Duration(remainingMs%(1<<40)) * time.Millisecond)
+		next, ok := l.Route(now, due)
+		remaining := due.Sub(now)
+		switch {
+		case !ok && remaining > 0:
+			t.Fatalf("delivered %s early", remaining)
+		case ok && remaining <= 0:
+			t.Fatalf("routed to %s although due", next.Topic)
+		case ok && next.Delay > remaining && next != l.Smallest():
+			t.Fatalf("routed to %s with only %s left", next.Topic, remaining)
+		case ok:
+			if _, known := l.Lookup(next.Topic); !known {
+				t.Fatalf("routed to unknown topic %s", next.Topic)
+			}
+			if rel := ReleaseAt(next, now, due); rel.After(due) || rel.Before(now) {
+				t.Fatalf("released at %s, due %s, entered %s", rel, due, now)
+			}
+		}
+	})
+}
