@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -408,4 +409,21 @@ func TestExactlyOnceSurvivesKills(t *testing.T) {
 		t.Errorf("read_committed saw %d duplicates across %d kills", dups, kills)
 	}
 	t.Logf("exactly-once: %d messages, %d SIGKILLs, %d records seen by read_committed, 0 lost", n, kills, len(recs))
+}
+
+// TestSoakCommand runs `ladder soak` briefly: its own broker, two
+// forwarders, a SIGKILL every few seconds; it must prove nothing lost.
+func TestSoakCommand(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "soak", "--duration", "8s", "--rate", "50", "--max-delay", "4s",
+		"--kill-every", "4s", "--json", "--log-level", "warn")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ladder soak: %v\n%s", err, out)
+	}
+	var res struct{ Messages, Lost, Early, Kills int }
+	if err := json.Unmarshal(out, &res); err != nil || res.Messages < 300 || res.Lost != 0 || res.Early != 0 || res.Kills < 1 {
+		t.Fatalf("soak result %+v (%v):\n%s", res, err, out)
+	}
 }
