@@ -10,8 +10,11 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ladder/ladder/pkg/devbroker"
+	"github.com/ladder/ladder/pkg/forward"
+	"github.com/ladder/ladder/pkg/ops"
 	"github.com/ladder/ladder/pkg/kafkaconf"
 	"github.com/ladder/ladder/pkg/tier"
 )
@@ -33,10 +36,15 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		f.str(&c.DevTLSCertFile, "broker-tls-cert", "LADDER_DEV_TLS_CERT_FILE", "server certificate of the embedded broker: it speaks TLS only")
 		f.str(&c.DevTLSKeyFile, "broker-tls-key", "LADDER_DEV_TLS_KEY_FILE", "private key of that certificate")
 		f.BoolVar(&forwarders, "forwarders", true, "run the forwarders (false: the broker alone, for a separate `ladder run`)")
-		f.BoolVar(&demo, "demo", false, "schedule sample messages and print them as they come back")
+		f.BoolVar(&demo, "demo", false, "run demo workers on two lanes (work-fast, work-slow) with seeded messages and print a live status")
 	})
 	if err != nil {
 		return err
+	}
+	if demo && !flagSet(f, "topics") {
+		if _, set := os.LookupEnv("LADDER_DEV_TOPICS"); !set {
+			cfg.DevTopics = demoLanes
+		}
 	}
 	// Work-ahead is on in dev unless set, watching each work topic T with group T-workers.
 	if _, set := os.LookupEnv("LADDER_WORKAHEAD_ENABLED"); !set && !flagSet(f, "workahead") {
@@ -107,16 +115,19 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		map[bool]string{true: "on, lanes " + cfg.WorkaheadLanes, false: "off"}[cfg.WorkaheadEnabled], security)
 
 	var wg sync.WaitGroup
+	reg := ops.NewRegistry(version)
 	if forwarders {
 		wg.Go(func() {
-			if err := runForwarder(ctx, cfg, l, log); err != nil {
+			// Refresh pending counts often: a developer watches them.
+			fast := func(c *forward.Config) { c.HealthInterval = 2 * time.Second }
+			if err := runForwarder(ctx, cfg, l, log, reg, fast); err != nil {
 				log.Error().Err(err).Msg("forwarder stopped")
 			}
 		})
 	}
 	if demo {
 		wg.Go(func() {
-			if err := runDemo(ctx, cfg, l, work, stdout); err != nil && ctx.Err() == nil {
+			if err := runDemo(ctx, cfg, l, reg, stdout, log); err != nil && ctx.Err() == nil {
 				log.Error().Err(err).Msg("demo stopped")
 			}
 		})

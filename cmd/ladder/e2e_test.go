@@ -427,3 +427,22 @@ func TestSoakCommand(t *testing.T) {
 		t.Fatalf("soak result %+v (%v):\n%s", res, err, out)
 	}
 }
+
+// TestDemo runs `ladder dev --demo` (what `make demo` runs): within seconds
+// its status shows both lanes handling messages that came back through the
+// ladder; SIGINT stops it cleanly.
+func TestDemo(t *testing.T) {
+	p := start(t, []string{"LADDER_LOG_LEVEL=warn"}, "dev", "--demo", "--tiers", "2s,10s,30s", "--addr", "127.0.0.1:0",
+		"--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0")
+	handled := regexp.MustCompile(`(?m)^  (work-fast|work-slow) +[0-9.]+ +([1-9][0-9]*) `)
+	laddertest.Eventually(t, 60*time.Second, func() bool {
+		lanes := map[string]bool{}
+		for _, m := range handled.FindAllStringSubmatch(p.out.String(), -1) {
+			lanes[m[1]] = true
+		}
+		return len(lanes) == 2
+	}, "the demo status never showed both lanes handling messages:\n%s", p.out)
+	if err := p.stop(t, syscall.SIGINT, 40*time.Second); err != nil {
+		t.Errorf("ladder dev --demo exited with %v after SIGINT\n%s", err, p.out)
+	}
+}

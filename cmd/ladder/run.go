@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/kelseyhightower/envconfig"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/ladder/ladder/pkg/forward"
@@ -33,16 +34,18 @@ func runCmd(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	return runForwarder(ctx, cfg, l, log)
+	return runForwarder(ctx, cfg, l, log, ops.NewRegistry(version))
 }
 
 // runForwarder runs a forwarder and, when LADDER_HTTP_ADDR is set, its
 // metrics and health endpoints, until ctx is done. The forwarder stops first
 // (commit, leave the group, flush), then the HTTP server.
-func runForwarder(ctx context.Context, cfg Config, l *tier.Ladder, log zerolog.Logger) error {
-	reg := ops.NewRegistry(version)
+func runForwarder(ctx context.Context, cfg Config, l *tier.Ladder, log zerolog.Logger, reg *prometheus.Registry, tune ...func(*forward.Config)) error {
 	fc := forwarderConfig(cfg, l, log)
 	fc.Registerer = reg
+	for _, t := range tune {
+		t(&fc)
+	}
 	wa, err := cfg.workahead(reg, log)
 	if err != nil {
 		return usageError{err}
