@@ -14,8 +14,8 @@ import (
 
 	"github.com/ladder/ladder/pkg/devbroker"
 	"github.com/ladder/ladder/pkg/forward"
-	"github.com/ladder/ladder/pkg/ops"
 	"github.com/ladder/ladder/pkg/kafkaconf"
+	"github.com/ladder/ladder/pkg/ops"
 	"github.com/ladder/ladder/pkg/tier"
 )
 
