@@ -181,6 +181,18 @@ func headerIndex(key []byte) int {
 
 var prefix = []byte("ladder-")
 
+// Header keys as byte slices, shared by every record written (sarama never
+// modifies them): no allocation per record.
+var (
+	targetKey    = []byte(Target)
+	dueKey       = []byte(Due)
+	scheduledKey = []byte(Scheduled)
+	hopsKey      = []byte(Hops)
+	earlyKey     = []byte(Early)
+	errorKey     = []byte(Error)
+	zeroHops     = []byte("0")
+)
+
 // parseUint parses a non-negative decimal: ASCII digits only, no sign, no space.
 func parseUint(header string, v []byte, reason Reason) (int64, error) {
 	if len(v) == 0 || len(v) > 18 {
@@ -219,12 +231,12 @@ func New(target string, due, scheduled time.Time, own []sarama.RecordHeader) []s
 			out = append(out, h)
 		}
 	}
-	out = append(out, sarama.RecordHeader{Key: []byte(Target), Value: []byte(target)})
+	out = append(out, sarama.RecordHeader{Key: targetKey, Value: []byte(target)})
 	if !due.IsZero() {
-		out = append(out, sarama.RecordHeader{Key: []byte(Due), Value: Millis(due)})
+		out = append(out, sarama.RecordHeader{Key: dueKey, Value: Millis(due)})
 	}
-	out = append(out, sarama.RecordHeader{Key: []byte(Scheduled), Value: Millis(scheduled)},
-		sarama.RecordHeader{Key: []byte(Hops), Value: []byte("0")})
+	out = append(out, sarama.RecordHeader{Key: scheduledKey, Value: Millis(scheduled)},
+		sarama.RecordHeader{Key: hopsKey, Value: zeroHops})
 	return out
 }
 
@@ -247,9 +259,9 @@ func Next(in []*sarama.RecordHeader, hops int, early time.Duration) []sarama.Rec
 		}
 		out = append(out, sarama.RecordHeader{Key: h.Key, Value: h.Value})
 	}
-	out = append(out, sarama.RecordHeader{Key: []byte(Hops), Value: strconv.AppendInt(nil, int64(hops+1), 10)})
+	out = append(out, sarama.RecordHeader{Key: hopsKey, Value: strconv.AppendInt(nil, int64(hops+1), 10)})
 	if early > 0 {
-		out = append(out, sarama.RecordHeader{Key: []byte(Early), Value: strconv.AppendInt(nil, early.Milliseconds(), 10)})
+		out = append(out, sarama.RecordHeader{Key: earlyKey, Value: strconv.AppendInt(nil, early.Milliseconds(), 10)})
 	}
 	return out
 }
@@ -265,5 +277,5 @@ func DeadLetter(in []*sarama.RecordHeader, reason string) []sarama.RecordHeader 
 		}
 		out = append(out, sarama.RecordHeader{Key: h.Key, Value: h.Value})
 	}
-	return append(out, sarama.RecordHeader{Key: []byte(Error), Value: []byte(reason)})
+	return append(out, sarama.RecordHeader{Key: errorKey, Value: []byte(reason)})
 }

@@ -174,8 +174,12 @@ collect:
 	for p, off := range last {
 		p.nextOffset.Store(off + 1)
 	}
+	byPartition := map[*partition][]*flight{}
 	for _, fl := range batch {
-		fl.p.events <- event{f: fl}
+		byPartition[fl.p] = append(byPartition[fl.p], fl)
+	}
+	for p, fls := range byPartition {
+		p.events <- event{acks: fls}
 	}
 	return leftover
 }

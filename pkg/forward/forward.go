@@ -390,8 +390,21 @@ func (f *Forwarder) dispatchAcks() {
 				successes = nil
 				continue
 			}
-			fl := m.Metadata.(*flight)
-			fl.p.events <- event{f: fl}
+			// Hand over the acknowledgements that are already waiting as
+			// one event per partition: one wake-up for many records.
+			batch := map[*partition][]*flight{}
+			for n := 0; ok && n < 1024; n++ {
+				fl := m.Metadata.(*flight)
+				batch[fl.p] = append(batch[fl.p], fl)
+				select {
+				case m, ok = <-successes:
+				default:
+					ok = false
+				}
+			}
+			for p, fls := range batch {
+				p.events <- event{acks: fls}
+			}
 		case pe, ok := <-errs:
 			if !ok {
 				errs = nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ladder/ladder/pkg/offsets"
@@ -13,6 +14,7 @@ import (
 // health tracks what readiness depends on: a group session, brokers that
 // answer, and produce requests that succeed.
 type health struct {
+	failing        atomic.Bool // produceErr != nil: lets the success path skip the lock
 	mu             sync.Mutex
 	inSession      bool
 	sessionEnded   time.Time
@@ -54,9 +56,13 @@ func (h *health) setBrokers(err error) {
 }
 
 func (h *health) produced(err error) {
+	if err == nil && !h.failing.Load() {
+		return // nothing to clear: the success path takes no lock
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := time.Now()
+	h.failing.Store(err != nil)
 	if err == nil {
 		h.produceOK, h.produceErr = now, nil
 		return

@@ -32,6 +32,7 @@ type flight struct {
 // event is a producer result for a flight, or the end of its back-off.
 type event struct {
 	f      *flight
+	acks   []*flight // acknowledged records of this partition, in order
 	err    error
 	resend bool
 }
@@ -48,9 +49,21 @@ type partition struct {
 	win    window
 	paused bool
 	timer  *time.Timer
-	log    zerolog.Logger
-	m      *tierMetrics
-	epoch  uint64 // the consumer group session this claim belongs to
+
+	// queue holds records read from the claim behind the head. sarama
+	// fetches every partition of a broker in lockstep and waits until each
+	// partition's share of a fetch was taken; reading the claim at all times
+	// into this queue keeps one slow partition from holding up the others.
+	// The partition is paused while the queue is long, so it stays bounded.
+	queue      []*sarama.ConsumerMessage
+	queueHead  int
+	queueFull  bool // paused for a long queue, until it is down to half
+	msgs       <-chan *sarama.ConsumerMessage
+	msgsClosed bool
+	headFar    bool // the head is further from due than ResumeLead
+	log        zerolog.Logger
+	m          *tierMetrics
+	epoch      uint64 // the consumer group session this claim belongs to
 	// aborted is set when an exactly-once transaction with this partition's
 	// records failed: the session restarts and its window cannot complete.
 	aborted bool
@@ -102,19 +115,71 @@ func (p *partition) run() {
 	p.f.group.Resume(p.tp)
 	defer p.finish()
 	ctx := p.sess.Context()
-	msgs := p.claim.Messages()
+	p.msgs = p.claim.Messages()
 	for {
+		if m := p.dequeue(); m != nil {
+			if !p.process(ctx, m) {
+				return
+			}
+			continue
+		}
+		if p.msgsClosed {
+			return
+		}
 		select {
 		case ev := <-p.events:
 			p.handle(ctx, ev)
 		case <-ctx.Done():
 			return
-		case m, ok := <-msgs:
-			if !ok || !p.process(ctx, m) {
-				return
-			}
+		case m, ok := <-p.msgs:
+			p.enqueue(m, ok)
 		}
 	}
+}
+
+// queueLimit pauses a partition that has this many records waiting behind
+// its head; it resumes at half.
+const queueLimit = 256
+
+// enqueue takes a record read from the claim (ok=false: the claim closed).
+func (p *partition) enqueue(m *sarama.ConsumerMessage, ok bool) {
+	if !ok {
+		p.msgsClosed, p.msgs = true, nil
+		return
+	}
+	p.queue = append(p.queue, m)
+	p.updatePause()
+}
+
+// dequeue returns the next head, or nil when none is queued.
+func (p *partition) dequeue() *sarama.ConsumerMessage {
+	if p.queueHead == len(p.queue) {
+		return nil
+	}
+	m := p.queue[p.queueHead]
+	p.queue[p.queueHead] = nil
+	p.queueHead++
+	if p.queueHead == len(p.queue) {
+		p.queue, p.queueHead = p.queue[:0], 0
+	} else if p.queueHead > 1024 && p.queueHead*2 > len(p.queue) {
+		n := copy(p.queue, p.queue[p.queueHead:])
+		clear(p.queue[n:])
+		p.queue, p.queueHead = p.queue[:n], 0
+	}
+	p.updatePause()
+	return m
+}
+
+// updatePause pauses the partition while its head is far from due or its
+// queue is long.
+func (p *partition) updatePause() {
+	switch n := len(p.queue) - p.queueHead; {
+	case n >= queueLimit:
+		p.queueFull = true
+	case n < queueLimit/2:
+		p.queueFull = false
+	}
+	p.setPaused(p.headFar || p.queueFull)
 }
 
 // process holds m, the partition head, until it is due and sends it on.
@@ -124,9 +189,10 @@ func (p *partition) process(ctx context.Context, m *sarama.ConsumerMessage) bool
 	if p.nextOffset.Load() < 0 {
 		p.nextOffset.Store(m.Offset)
 	}
+	now := time.Now() // the record is the head from now on
 	env, err := envelope.Decode(m.Headers)
 	if err == nil {
-		err = p.check(env, time.Now())
+		err = p.check(env, now)
 	}
 	if perr := p.f.poisoned(poisonKey{m.Topic, m.Partition, m.Offset}); err == nil && perr != nil {
 		err = &envelope.HeaderError{Header: envelope.Target, Reason: envelope.ReasonRejected,
@@ -135,7 +201,7 @@ func (p *partition) process(ctx context.Context, m *sarama.ConsumerMessage) bool
 	if err != nil {
 		return p.send(ctx, p.deadLetter(m, err))
 	}
-	release := p.releaseAt(m, env)
+	release := p.releaseAt(m, env, now)
 	p.releaseNanos.Store(release.UnixNano())
 	defer p.releaseNanos.Store(0)
 	due := env.Due
@@ -143,13 +209,13 @@ func (p *partition) process(ctx context.Context, m *sarama.ConsumerMessage) bool
 		due = release
 	}
 	var early <-chan struct{}
-	if wa := p.f.cfg.WorkAhead; wa != nil && time.Now().Before(release) {
+	if wa := p.f.cfg.WorkAhead; wa != nil && now.Before(release) {
 		if h := wa.Hold(env.Target, due); h != nil {
 			defer wa.Drop(h)
 			early = h.Released()
 		}
 	}
-	released, isEarly := p.waitUntil(ctx, m.Offset, release, early)
+	at, released, isEarly := p.waitUntil(ctx, m.Offset, release, early, now)
 	if !released {
 		return false
 	}
@@ -157,11 +223,20 @@ func (p *partition) process(ctx context.Context, m *sarama.ConsumerMessage) bool
 	if isEarly {
 		fl.early = due
 	}
-	fl.msg = p.hop(m, env, fl.early)
+	fl.msg = p.hop(m, env, fl.early, at)
 	if !isEarly {
-		p.observe(fl, release)
+		// Releasable when it was due and had become the head: time spent
+		// behind an earlier head is the routing rule, not forwarder lag.
+		p.observe(fl, later(release, now))
 	}
 	return p.send(ctx, fl)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // observe records how late the release was, and for a delivery how late it
@@ -177,9 +252,9 @@ func (p *partition) observe(fl *flight, release time.Time) {
 // releaseAt is when the head may leave the tier. A record timestamp in the
 // future (a producer with a skewed clock) counts as now, so it cannot hold
 // the partition longer than one tier delay from when it was first seen.
-func (p *partition) releaseAt(m *sarama.ConsumerMessage, env envelope.Envelope) time.Time {
+func (p *partition) releaseAt(m *sarama.ConsumerMessage, env envelope.Envelope, now time.Time) time.Time {
 	entered := m.Timestamp
-	if now := time.Now(); entered.After(now) {
+	if entered.After(now) {
 		entered = now
 	}
 	return tier.ReleaseAt(p.tier, entered, env.Due)
@@ -208,8 +283,7 @@ func (p *partition) check(env envelope.Envelope, now time.Time) error {
 // stamped with it: the next tier measures its delay from this timestamp. An
 // early release (earlyUntil set) goes straight to the target with
 // ladder-early set to how early it is.
-func (p *partition) hop(m *sarama.ConsumerMessage, env envelope.Envelope, earlyUntil time.Time) *sarama.ProducerMessage {
-	now := time.Now()
+func (p *partition) hop(m *sarama.ConsumerMessage, env envelope.Envelope, earlyUntil, now time.Time) *sarama.ProducerMessage {
 	topic := env.Target
 	var ahead time.Duration
 	switch next, ok := p.f.cfg.Ladder.Route(now, env.Due); {
@@ -250,12 +324,18 @@ func encoder(b []byte) sarama.Encoder {
 
 // send waits for room in the window, then hands fl to the producer.
 func (p *partition) send(ctx context.Context, fl *flight) bool {
-	for p.win.len() >= p.f.cfg.MaxInFlight {
-		select {
-		case ev := <-p.events:
-			p.handle(ctx, ev)
-		case <-ctx.Done():
-			return false
+	// A full window waits until it is down to three quarters, so records and
+	// acknowledgements move in bursts rather than one per wake-up.
+	if p.win.len() >= p.f.cfg.MaxInFlight {
+		for p.win.len() > p.f.cfg.MaxInFlight*3/4 {
+			select {
+			case ev := <-p.events:
+				p.handle(ctx, ev)
+			case m, ok := <-p.msgs:
+				p.enqueue(m, ok)
+			case <-ctx.Done():
+				return false
+			}
 		}
 	}
 	fl.msg.Metadata = fl
@@ -266,11 +346,17 @@ func (p *partition) send(ctx context.Context, fl *flight) bool {
 	} else {
 		toProducer = p.f.producer.Input()
 	}
-	select {
-	case toProducer <- fl.msg:
-	case toTxn <- fl:
-	case <-ctx.Done():
-		return false
+	for sent := false; !sent; {
+		select {
+		case toProducer <- fl.msg:
+			sent = true
+		case toTxn <- fl:
+			sent = true
+		case m, ok := <-p.msgs:
+			p.enqueue(m, ok)
+		case <-ctx.Done():
+			return false
+		}
 	}
 	p.win.add(fl)
 	return true
@@ -281,13 +367,17 @@ func (p *partition) send(ctx context.Context, fl *flight) bool {
 // A failed record is never dead-lettered: the cause (broker away, topic
 // missing) is not the record's fault, and it holds the offset until it is sent.
 func (p *partition) handle(ctx context.Context, ev event) {
+	for _, fl := range ev.acks {
+		p.acked(fl)
+	}
 	fl := ev.f
 	switch {
+	case fl == nil:
 	case ev.resend:
 		if fl.dlq {
 			fl.msg = cloneMessage(fl.msg, time.Now())
 		} else {
-			fl.msg = p.hop(fl.src, fl.env, fl.early)
+			fl.msg = p.hop(fl.src, fl.env, fl.early, time.Now())
 		}
 		fl.msg.Metadata = fl
 		select {
@@ -310,26 +400,32 @@ func (p *partition) handle(ctx context.Context, ev event) {
 			Dur("retry_in", d).Msg("producing record failed; holding its offset and retrying")
 		time.AfterFunc(d, func() { p.events <- event{f: fl, resend: true} })
 	default:
-		p.f.health.produced(nil)
-		switch {
-		case fl.dlq:
-			p.f.stats.DeadLettered.Add(1)
-			p.m.deadLetter(string(fl.reason))
-		case !fl.early.IsZero():
-			p.f.stats.Early.Add(1)
-			p.m.early.Inc()
-		case fl.msg.Topic == fl.env.Target:
-			p.f.stats.Delivered.Add(1)
-			p.m.delivered.Inc()
-		default:
-			p.f.stats.Forwarded.Add(1)
-			p.m.forwarded.Inc()
-		}
-		if commit := p.win.done(fl); commit >= 0 && p.f.txn == nil {
-			// Exactly-once mode committed the offset in the transaction.
-			p.sess.MarkOffset(p.claim.Topic(), p.claim.Partition(), commit, "")
-			p.nextOffset.Store(commit)
-		}
+		p.acked(fl)
+	}
+}
+
+// acked accounts for a record the broker acknowledged (or whose transaction
+// committed) and marks the offsets it completes.
+func (p *partition) acked(fl *flight) {
+	p.f.health.produced(nil)
+	switch {
+	case fl.dlq:
+		p.f.stats.DeadLettered.Add(1)
+		p.m.deadLetter(string(fl.reason))
+	case !fl.early.IsZero():
+		p.f.stats.Early.Add(1)
+		p.m.early.Inc()
+	case fl.msg.Topic == fl.env.Target:
+		p.f.stats.Delivered.Add(1)
+		p.m.delivered.Inc()
+	default:
+		p.f.stats.Forwarded.Add(1)
+		p.m.forwarded.Inc()
+	}
+	if commit := p.win.done(fl); commit >= 0 && p.f.txn == nil {
+		// Exactly-once mode committed the offset in the transaction.
+		p.sess.MarkOffset(p.claim.Topic(), p.claim.Partition(), commit, "")
+		p.nextOffset.Store(commit)
 	}
 }
 
@@ -354,52 +450,57 @@ func (p *partition) rejected(ctx context.Context, fl *flight, cause error) {
 
 // waitUntil holds the head (at offset) until release, paused while release
 // is further away than ResumeLead, or until early is closed (work-ahead) or
-// a drain command covers it. It returns released=false if the claim ended first.
-func (p *partition) waitUntil(ctx context.Context, offset int64, release time.Time, early <-chan struct{}) (released, isEarly bool) {
+// a drain command covers it. It returns when it let the head go, and
+// released=false if the claim ended first. now is the caller's clock read.
+func (p *partition) waitUntil(ctx context.Context, offset int64, release time.Time, early <-chan struct{}, now time.Time) (at time.Time, released, isEarly bool) {
+	if !release.After(now) {
+		return now, true, false // the common case of a backlog: already due
+	}
 	held := false
 	defer func() {
 		if held {
 			p.f.stats.Held.Add(-1)
 		}
+		p.headFar = false
+		p.updatePause()
 	}()
 	lead := p.f.cfg.ResumeLead
 	for {
-		until := time.Until(release)
+		until := release.Sub(now)
 		if until <= 0 {
-			p.setPaused(false)
-			return true, false
+			return now, true, false
 		}
 		changed := p.f.control.Changed()
-		if p.f.control.DrainUntil(p.claim.Topic(), p.claim.Partition(), time.Now()) > offset {
-			p.setPaused(false)
-			return true, true
+		if p.f.control.DrainUntil(p.claim.Topic(), p.claim.Partition(), now) > offset {
+			return now, true, true
 		}
 		if !held {
 			held = true
 			p.f.stats.Held.Add(1)
 		}
 		wake := until
-		if until > lead {
-			p.setPaused(true)
+		p.headFar = until > lead
+		if p.headFar {
 			wake = until - lead
-		} else {
-			p.setPaused(false)
 		}
+		p.updatePause()
 		p.timer.Reset(wake)
 		select {
 		case <-p.timer.C:
 		case ev := <-p.events:
 			p.handle(ctx, ev)
+		case m, ok := <-p.msgs:
+			p.enqueue(m, ok)
 		case <-early:
 			p.timer.Stop()
-			p.setPaused(false)
-			return true, true
+			return time.Now(), true, true
 		case <-changed:
 		case <-ctx.Done():
 			p.timer.Stop()
-			return false, false
+			return time.Time{}, false, false
 		}
 		p.timer.Stop()
+		now = time.Now()
 	}
 }
 
