@@ -78,7 +78,7 @@ func (p *progress) render(final bool) {
 				thousands(done), thousands(p.total))
 		}
 		if !final && rate > 0 && done < p.total {
-			line += fmt.Sprintf(" eta %s", (time.Duration(float64(p.total-done)/rate) * time.Second / time.Second).Round(time.Second))
+			line += fmt.Sprintf(" eta %s", time.Duration(float64(p.total-done)/rate*float64(time.Second)).Round(time.Second))
 		}
 	}
 	line += fmt.Sprintf(" %s/s %s", thousands(int64(rate)), el.Round(100*time.Millisecond))
