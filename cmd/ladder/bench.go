@@ -73,6 +73,7 @@ func benchCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		f.IntVar(&c.LoadProducers, "load-producers", 4, "parallel producers preloading the records")
 		f.DurationVar(&c.Timeout, "timeout", 30*time.Minute, "give up a phase after this long")
 		profileFlags(f, &mode, &cpuProf, &mem, "the first forward phase")
+		f.BoolVar(&c.ProfileRaw, "profile-raw", false, "profile the first raw phase instead of the forward phase, to compare")
 		cfgAny = c
 	case "schedule":
 		c := &bench.ScheduleConfig{}

@@ -30,6 +30,9 @@ type DrainConfig struct {
 	MaxInFlight   int           `json:"max_in_flight"` // forwarder's; 0: its default
 	LoadProducers int           `json:"load_producers"`
 	Timeout       time.Duration `json:"timeout_ns"` // per phase
+	// ProfileRaw takes the profiles of Env during the first raw phase
+	// instead of the first forward phase, to compare the two.
+	ProfileRaw bool `json:"profile_raw"`
 }
 
 func (c *DrainConfig) setDefaults() {
@@ -167,17 +170,20 @@ func drain(ctx context.Context, env *Env, c *DrainConfig, rep *Report) error {
 		res.Preload.Rate = float64(res.Preload.Records) / res.Preload.Elapsed.Seconds()
 
 		rd := DrainRound{Round: round}
+		var rawProf, fwdProf *profiler
+		if round == 1 && c.ProfileRaw {
+			rawProf = &profiler{cpu: env.CPUProfile, mem: env.MemProfile}
+		} else if round == 1 {
+			fwdProf = &profiler{cpu: env.CPUProfile, mem: env.MemProfile}
+		}
 		runRaw := func() error {
 			rd.Raw, err = timePhase(ctx, env, fmt.Sprintf("round %d raw copy", round), client, dst, n, c.Timeout, func() (*running, error) {
 				return startRawCopy(ctx, env, src, dst, prefix+"raw")
-			}, nil)
+			}, rawProf)
 			return err
 		}
 		runForward := func() error {
-			var prof *profiler
-			if round == 1 {
-				prof = &profiler{cpu: env.CPUProfile, mem: env.MemProfile}
-			}
+			prof := fwdProf
 			rd.Forward, err = timePhase(ctx, env, fmt.Sprintf("round %d forward", round), client, target, n, c.Timeout, func() (*running, error) {
 				return startForwarder(ctx, env, l, prefix+"ladder", c.MaxInFlight)
 			}, prof)
