@@ -93,6 +93,7 @@ func benchCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		f.DurationVar(&c.MaxDelay, "max-delay", 20*time.Second, "delays are uniform from 0 to this")
 		f.IntVar(&c.ValueBytes, "value-bytes", 100, "bytes per record value")
 		f.StringVar(&mode, "forwarder", mode, "where the forwarder runs: inproc (in this process) or process (`ladder run`)")
+		f.StringVar(&c.Dump, "dump", "", "write one CSV line per released tier record to this file (times in unix ms)")
 		cfgAny = c
 	case "pending":
 		c := &bench.PendingConfig{}

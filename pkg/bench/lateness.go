@@ -1,10 +1,12 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"sort"
 	"sync"
@@ -28,6 +30,10 @@ type LatenessConfig struct {
 	Duration   time.Duration `json:"duration_ns"`
 	MaxDelay   time.Duration `json:"max_delay_ns"`
 	ValueBytes int           `json:"value_bytes"`
+	// Dump, when set, is a CSV file that receives one line per tier record
+	// released: when it entered, became releasable, became the head, and was
+	// forwarded, to look into a slow release.
+	Dump string `json:"dump,omitempty"`
 }
 
 func (c *LatenessConfig) setDefaults() {
@@ -218,7 +224,12 @@ func lateness(ctx context.Context, env *Env, c *LatenessConfig, rep *Report) err
 	}
 	prog.finish()
 	col.close()
-	analyse(res, l, target, col)
+	rows := analyse(res, l, target, col)
+	if c.Dump != "" {
+		if err := dumpCSV(c.Dump, rows); err != nil {
+			return err
+		}
+	}
 	res.BoundMs = ms(l.Smallest().Delay + 250*time.Millisecond)
 
 	g1 := Goal{Name: "release lateness p99", Target: "≤ 50 ms", Value: res.All.Release.P99, Unit: "ms", Met: res.All.Release.P99 <= 50}
@@ -234,17 +245,22 @@ func lateness(ctx context.Context, env *Env, c *LatenessConfig, rep *Report) err
 	return nil
 }
 
-// analyse computes the lateness figures from every record seen.
-func analyse(res *LatenessResult, l *tier.Ladder, target string, col *collector) {
-	type rel struct {
-		offset           int64
-		release, forward time.Time
-	}
+// released is one tier record as analyse sees it.
+type released struct {
+	topic                              string
+	partition                          int32
+	offset                             int64
+	entered, due, release, head, fwded time.Time
+}
+
+// analyse computes the lateness figures from every record seen, and returns
+// the tier records released, by partition and offset.
+func analyse(res *LatenessResult, l *tier.Ladder, target string, col *collector) []released {
 	type tp struct {
 		topic     string
 		partition int32
 	}
-	parts := map[tp][]rel{}
+	parts := map[tp][]released{}
 	e2e := map[string][]time.Duration{}
 	for _, recs := range col.byKey {
 		byHops := map[int]seen{}
@@ -281,23 +297,26 @@ func analyse(res *LatenessResult, l *tier.Ladder, target string, col *collector)
 				next = *delivered
 			}
 			t, _ := l.Lookup(r.topic)
-			parts[tp{r.topic, r.partition}] = append(parts[tp{r.topic, r.partition}],
-				rel{offset: r.offset, release: tier.ReleaseAt(t, r.ts, r.due), forward: next.ts})
+			parts[tp{r.topic, r.partition}] = append(parts[tp{r.topic, r.partition}], released{topic: r.topic, partition: r.partition,
+				offset: r.offset, entered: r.ts, due: r.due, release: tier.ReleaseAt(t, r.ts, r.due), fwded: next.ts})
 		}
 	}
 	res.Missing = max(res.Scheduled-res.Delivered, 0)
 	release, hol := map[string][]time.Duration{}, map[string][]time.Duration{}
+	var rows []released
 	for p, rs := range parts {
 		sort.Slice(rs, func(i, j int) bool { return rs[i].offset < rs[j].offset })
-		for i, r := range rs {
-			head := r.release
-			if i > 0 && rs[i-1].offset == r.offset-1 && rs[i-1].forward.After(head) {
-				head = rs[i-1].forward
+		for i := range rs {
+			r := &rs[i]
+			r.head = r.release
+			if i > 0 && rs[i-1].offset == r.offset-1 && rs[i-1].fwded.After(r.head) {
+				r.head = rs[i-1].fwded
 			}
-			release[p.topic] = append(release[p.topic], max(r.forward.Sub(head), 0))
-			hol[p.topic] = append(hol[p.topic], head.Sub(r.release))
+			release[p.topic] = append(release[p.topic], max(r.fwded.Sub(r.head), 0))
+			hol[p.topic] = append(hol[p.topic], r.head.Sub(r.release))
 			res.Hops++
 		}
+		rows = append(rows, rs...)
 	}
 	var allRel, allHol, allE2E []time.Duration
 	for _, t := range l.Tiers() {
@@ -311,6 +330,36 @@ func analyse(res *LatenessResult, l *tier.Ladder, target string, col *collector)
 		allE2E = append(allE2E, d...)
 	}
 	res.All = TierLateness{Tier: "all", Release: latency(allRel), HeadOfLine: latency(allHol), EndToEnd: latency(allE2E)}
+	sort.Slice(rows, func(i, j int) bool {
+		a, b := rows[i], rows[j]
+		if a.topic != b.topic {
+			return a.topic < b.topic
+		}
+		if a.partition != b.partition {
+			return a.partition < b.partition
+		}
+		return a.offset < b.offset
+	})
+	return rows
+}
+
+// dumpCSV writes the released records, times in unix milliseconds.
+func dumpCSV(path string, rows []released) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("lateness dump: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	fmt.Fprintln(w, "tier,partition,offset,entered_ms,due_ms,releasable_ms,head_ms,forwarded_ms,release_lateness_ms,head_of_line_ms")
+	for _, r := range rows {
+		fmt.Fprintf(w, "%s,%d,%d,%d,%d,%d,%d,%d,%d,%d\n", r.topic, r.partition, r.offset, r.entered.UnixMilli(), r.due.UnixMilli(),
+			r.release.UnixMilli(), r.head.UnixMilli(), r.fwded.UnixMilli(), r.fwded.Sub(r.head).Milliseconds(), r.head.Sub(r.release).Milliseconds())
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("lateness dump: %w", err)
+	}
+	return f.Close()
 }
 
 // collector reads every partition of some topics from the oldest offset and
