@@ -113,14 +113,26 @@ func scheduleBench(ctx context.Context, env *Env, c *ScheduleConfig, rep *Report
 		if err != nil {
 			return err
 		}
-		target, rawTopic := prefix+"target", prefix+"raw"
+		target, rawTopic, warmTopic := prefix+"target", prefix+"raw", prefix+"warmup"
 		topics := ladderTopics(l)
 		topics[target], topics[rawTopic] = 0, 0
+		if round == 1 {
+			topics[warmTopic] = 0
+		}
 		if err := createTopics(ctx, env, topics); err != nil {
 			return err
 		}
 		for t := range topics {
 			created = append(created, t)
+		}
+		if round == 1 {
+			// Untimed: connections, broker and runtime warm up before the
+			// first timed phase, which would otherwise pay for it alone.
+			warm := *c
+			warm.Records = min(max(c.Records/5, 1000), 100_000)
+			if _, err := produceRaw(ctx, env, "warm-up", warmTopic, target, &warm, val); err != nil {
+				return err
+			}
 		}
 		rd := ScheduleRound{Round: round}
 		raw := func() (err error) {
