@@ -69,6 +69,8 @@ type Phase struct {
 	// embedded broker's (0 for a real cluster).
 	MoverCPU  time.Duration `json:"mover_cpu_ns"`
 	BrokerCPU time.Duration `json:"broker_cpu_ns"`
+	// MoverHWMKiB is the peak RSS of `ladder run` in process mode (0 in process).
+	MoverHWMKiB int64 `json:"mover_hwm_kib,omitempty"`
 }
 
 // CPUPerMillion is the mover's CPU seconds per million records.
@@ -98,7 +100,7 @@ type DrainResult struct {
 // WriteTable implements Result.
 func (r *DrainResult) WriteTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "round\tmover\trecords\ttotal s\tmoving s\trecords/s\tmover CPU s\tCPU s/M\tbroker CPU s\tratio\t")
+	fmt.Fprintln(tw, "round\tmover\trecords\ttotal s\tmoving s\trecords/s\tmover CPU s\tCPU s/M\tbroker CPU s\tpeak RSS MiB\tratio\t")
 	for _, rd := range r.Rounds {
 		for _, x := range []struct {
 			name string
@@ -108,9 +110,13 @@ func (r *DrainResult) WriteTable(w io.Writer) {
 			if x.name == "forward" {
 				ratio = fmt.Sprintf("%.3f", rd.Ratio)
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%.2f\t%.2f\t%s\t%.2f\t%.2f\t%.2f\t%s\t\n", rd.Round, x.name, thousands(r.Records),
+			rss := "-"
+			if x.p.MoverHWMKiB > 0 {
+				rss = fmt.Sprintf("%.1f", float64(x.p.MoverHWMKiB)/1024)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%.2f\t%.2f\t%s\t%.2f\t%.2f\t%.2f\t%s\t%s\t\n", rd.Round, x.name, thousands(r.Records),
 				x.p.Total.Seconds(), x.p.Moving.Seconds(), thousands(int64(x.p.Rate)), x.p.MoverCPU.Seconds(),
-				x.p.cpuPerMillion(r.Records), x.p.BrokerCPU.Seconds(), ratio)
+				x.p.cpuPerMillion(r.Records), x.p.BrokerCPU.Seconds(), rss, ratio)
 		}
 	}
 	tw.Flush()
@@ -245,6 +251,11 @@ func timePhase(ctx context.Context, env *Env, label string, client sarama.Client
 	first, done, err := waitCount(ctx, prog, base, base+n, timeout, func() (int64, error) { return endSum(client, tps) })
 	prog.finish()
 	p := Phase{Total: done.Sub(t0), Moving: done.Sub(first), MoverCPU: mover.cpu() - moverCPU, BrokerCPU: env.Broker.CPU() - brokerCPU}
+	if mover.proc != nil {
+		if m, err := mover.proc.Memory(); err == nil {
+			p.MoverHWMKiB = m.HWM
+		}
+	}
 	p.Rate = float64(n) / max(p.Moving.Seconds(), 1e-3)
 	perr := prof.stop()
 	if serr := mover.stop(); serr != nil && !errors.Is(serr, context.Canceled) {
