@@ -131,12 +131,11 @@ func (g Goal) String() string {
 // Host describes the machine the run measured, with the load average before
 // and after: the machine may be shared.
 type Host struct {
-	Cores       int        `json:"cores"`
-	GoVersion   string     `json:"go_version"`
-	LoadBefore  [3]float64 `json:"load_avg_before"`
-	LoadAfter   [3]float64 `json:"load_avg_after"`
-	GOMAXPROCS  int        `json:"gomaxprocs"`
-	Description string     `json:"description,omitempty"`
+	Cores      int        `json:"cores"`
+	GoVersion  string     `json:"go_version"`
+	LoadBefore [3]float64 `json:"load_avg_before"`
+	LoadAfter  [3]float64 `json:"load_avg_after"`
+	GOMAXPROCS int        `json:"gomaxprocs"`
 }
 
 func hostNow() Host {
@@ -195,7 +194,6 @@ func Run(ctx context.Context, env *Env, cfg any) (*Report, error) {
 		err = scheduleBench(ctx, env, c, rep)
 	case *LatenessConfig:
 		rep.Scenario = "lateness"
-		rep.Forwarder = env.Forwarder
 		err = lateness(ctx, env, c, rep)
 	case *PendingConfig:
 		rep.Scenario = "pending"

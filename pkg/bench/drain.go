@@ -191,7 +191,7 @@ func drain(ctx context.Context, env *Env, c *DrainConfig, rep *Report) error {
 		runForward := func() error {
 			prof := fwdProf
 			rd.Forward, err = timePhase(ctx, env, fmt.Sprintf("round %d forward", round), client, target, n, c.Timeout, func() (*running, error) {
-				return startForwarder(ctx, env, l, prefix+"ladder", c.MaxInFlight)
+				return startForwarder(ctx, env, env.Forwarder, l, prefix+"ladder", c.MaxInFlight)
 			}, prof)
 			return err
 		}

@@ -47,9 +47,10 @@ func (r *running) waitClaimed(ctx context.Context, n int64, timeout time.Duratio
 	}
 }
 
-// startForwarder starts a forwarder of ladder l in group, as env.Forwarder says.
-func startForwarder(ctx context.Context, env *Env, l *tier.Ladder, group string, maxInFlight int) (*running, error) {
-	if env.Forwarder == Process {
+// startForwarder starts a forwarder of ladder l in group, in this process
+// or as `ladder run` (mode InProcess or Process).
+func startForwarder(ctx context.Context, env *Env, mode string, l *tier.Ladder, group string, maxInFlight int) (*running, error) {
+	if mode == Process {
 		vars := []string{
 			"LADDER_BROKERS=" + strings.Join(env.Kafka.BrokerList(), ","),
 			"LADDER_KAFKA_VERSION=" + env.Kafka.KafkaVersion,

@@ -53,11 +53,18 @@ func load(ctx context.Context, env *Env, label string, from, n int64, producers 
 	)
 	next.Store(from)
 	end := from + n
+	ps := make([]sarama.AsyncProducer, 0, producers)
 	for range producers {
 		p, err := sarama.NewAsyncProducer(env.Kafka.BrokerList(), sc)
 		if err != nil {
+			for _, p := range ps {
+				p.Close()
+			}
 			return loadStats{}, fmt.Errorf("starting loader: %w", kafkaconf.Explain(err, env.Kafka.BrokerList()))
 		}
+		ps = append(ps, p)
+	}
+	for _, p := range ps {
 		var acks sync.WaitGroup
 		acks.Go(func() {
 			for range p.Successes() {

@@ -210,11 +210,8 @@ func pending(ctx context.Context, env *Env, c *PendingConfig, rep *Report) error
 // claimed every tier partition and paused on every head, watches its RSS
 // for Settle, and stops it.
 func measurePending(ctx context.Context, env *Env, c *PendingConfig, l *tier.Ladder, group string, ps *PendingStep) error {
-	saved := env.Forwarder
-	env.Forwarder = Process
 	t0 := time.Now()
-	fwd, err := startForwarder(ctx, env, l, group, 0)
-	env.Forwarder = saved
+	fwd, err := startForwarder(ctx, env, Process, l, group, 0)
 	if err != nil {
 		return err
 	}
