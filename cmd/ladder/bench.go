@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ladder/ladder/pkg/bench"
+	"github.com/ladder/ladder/pkg/kafkaconf"
 )
 
 func init() {
@@ -55,7 +56,12 @@ func benchCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		keep                  bool
 	)
 	f := newFlags("bench "+scenario, benchUsage, stderr)
-	f.kafka(&cfg.Config)
+	// Only the flag selects a cluster: a LADDER_BROKERS left in the
+	// environment must not send benchmark load and topics to it.
+	cfg.Brokers = nil
+	f.list(&cfg.Brokers, "brokers", "", "bootstrap brokers of the cluster to benchmark, comma-separated host:port (default: start the embedded broker)")
+	f.str(&cfg.KafkaVersion, "kafka-version", "LADDER_KAFKA_VERSION", "lowest Kafka version of the cluster")
+	f.str(&cfg.ClientID, "client-id", "LADDER_CLIENT_ID", "Kafka client.id")
 	f.log(&cfg)
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	f.IntVar(&partitions, "partitions", partitions, "partitions of every topic the bench creates")
@@ -139,6 +145,10 @@ func benchCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		CPUProfile: cpuProf, MemProfile: mem, Log: cfg.logger(stderr)}
 	if flagSet(f, "brokers") {
 		if err := cfg.Config.Validate(); err != nil {
+			var fe *kafkaconf.FieldError
+			if errors.As(err, &fe) && fe.Var == "LADDER_BROKERS" {
+				fe.Var = "--brokers"
+			}
 			return usageError{f.explain(err)}
 		}
 		env.Kafka = cfg.Config

@@ -55,7 +55,8 @@ func TestBenchCommand(t *testing.T) {
 
 func TestBenchUsage(t *testing.T) {
 	for _, args := range [][]string{{"bench"}, {"bench", "nosuch"}, {"bench", "drain", "--forwarder", "elsewhere"},
-		{"bench", "pending", "--steps", "1M,x"}, {"bench", "drain", "--forwarder", "process", "--cpuprofile", "x"}} {
+		{"bench", "pending", "--steps", "1M,x"}, {"bench", "drain", "--forwarder", "process", "--cpuprofile", "x"},
+		{"bench", "drain", "--brokers", "nonsense"}} {
 		cmd := exec.Command(binary, args...)
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError
