@@ -8,7 +8,7 @@ DEMO_DIR  ?= $(shell mktemp -d -t ladder-demo-XXXXXX)
 # The demo runs its own short ladder so messages come back within two minutes.
 DEMO_TIERS ?= 2s,10s,30s,2m
 
-.PHONY: all build build-prod test test-short demo lint fmt vet staticcheck tidy-check fuzz clean chart-test chart-lint
+.PHONY: all build build-prod test test-short demo bench lint fmt vet staticcheck tidy-check fuzz clean chart-test chart-lint
 
 all: build
 
@@ -45,6 +45,15 @@ test-short:
 ## demo: the embedded broker and forwarders; schedules sample messages and prints them as they come back
 demo: build
 	./$(BIN) dev --demo --tiers $(DEMO_TIERS) --data-dir $(DEMO_DIR) --log-level warn
+
+## bench: every `ladder bench` scenario at moderate sizes against the embedded broker (a few minutes;
+## full sizes: see README, Performance). BENCH_FLAGS is added to each, e.g. BENCH_FLAGS=--json
+BENCH_FLAGS ?=
+bench: build
+	./$(BIN) bench drain --records 200000 --rounds 2 $(BENCH_FLAGS)
+	./$(BIN) bench schedule --records 200000 --rounds 2 $(BENCH_FLAGS)
+	./$(BIN) bench lateness --rate 500 --duration 20s $(BENCH_FLAGS)
+	./$(BIN) bench pending --steps 100k,500k,1M $(BENCH_FLAGS)
 
 ## lint: gofmt, go vet, staticcheck, go.mod tidiness, chart-lint
 lint: fmt vet staticcheck tidy-check chart-lint

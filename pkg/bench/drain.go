@@ -1,0 +1,420 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/ladder/ladder/pkg/envelope"
+	"github.com/ladder/ladder/pkg/tier"
+)
+
+// DrainConfig configures the drain scenario: Records already-due records in
+// the smallest tier, forwarded to their target, against a plain sarama
+// consume→produce loop moving the same records between two topics.
+type DrainConfig struct {
+	Records       int64         `json:"records"`
+	ValueBytes    int           `json:"value_bytes"`
+	Tiers         string        `json:"tiers"`
+	Rounds        int           `json:"rounds"`
+	MaxInFlight   int           `json:"max_in_flight"` // forwarder's; 0: its default
+	LoadProducers int           `json:"load_producers"`
+	Timeout       time.Duration `json:"timeout_ns"` // per phase
+	// ProfileRaw takes the profiles of Env during the first raw phase
+	// instead of the first forward phase, to compare the two.
+	ProfileRaw bool `json:"profile_raw"`
+}
+
+func (c *DrainConfig) setDefaults() {
+	if c.Records <= 0 {
+		c.Records = 1_000_000
+	}
+	if c.ValueBytes <= 0 {
+		c.ValueBytes = 100
+	}
+	if c.Tiers == "" {
+		c.Tiers = "1m,15m,1h,6h"
+	}
+	if c.Rounds <= 0 {
+		c.Rounds = 1
+	}
+	if c.LoadProducers <= 0 {
+		c.LoadProducers = 4
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 30 * time.Minute
+	}
+}
+
+// Phase is one timed move of every record to its destination.
+type Phase struct {
+	// Total is from the start of the mover to the last record at the destination.
+	Total time.Duration `json:"total_ns"`
+	// Moving is from the first record at the destination to the last: the
+	// rate's base, without the time to join the group.
+	Moving time.Duration `json:"moving_ns"`
+	Rate   float64       `json:"records_per_s"`
+	// MoverCPU is the CPU time of the process that moved the records (the
+	// bench process, or `ladder run` in process mode); BrokerCPU the
+	// embedded broker's (0 for a real cluster).
+	MoverCPU  time.Duration `json:"mover_cpu_ns"`
+	BrokerCPU time.Duration `json:"broker_cpu_ns"`
+	// MoverHWMKiB is the peak RSS of `ladder run` in process mode (0 in process).
+	MoverHWMKiB int64 `json:"mover_hwm_kib,omitempty"`
+}
+
+// CPUPerMillion is the mover's CPU seconds per million records.
+func (p Phase) cpuPerMillion(n int64) float64 { return p.MoverCPU.Seconds() * 1e6 / float64(n) }
+
+// DrainRound is one round: both movers on freshly loaded topics.
+type DrainRound struct {
+	Round   int     `json:"round"`
+	Forward Phase   `json:"forward"`
+	Raw     Phase   `json:"raw"`
+	Ratio   float64 `json:"ratio"`
+}
+
+// DrainResult is the drain scenario's outcome. Rates and ratio are the
+// medians over the rounds.
+type DrainResult struct {
+	Records        int64        `json:"records"`
+	Preload        loadStats    `json:"preload"`
+	Rounds         []DrainRound `json:"rounds"`
+	ForwardRate    float64      `json:"forward_records_per_s"`
+	RawRate        float64      `json:"raw_records_per_s"`
+	Ratio          float64      `json:"ratio"`
+	ForwardCPUPerM float64      `json:"forward_cpu_s_per_million"`
+	RawCPUPerM     float64      `json:"raw_cpu_s_per_million"`
+}
+
+// WriteTable implements Result.
+func (r *DrainResult) WriteTable(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "round\tmover\trecords\ttotal s\tmoving s\trecords/s\tmover CPU s\tCPU s/M\tbroker CPU s\tpeak RSS MiB\tratio\t")
+	for _, rd := range r.Rounds {
+		for _, x := range []struct {
+			name string
+			p    Phase
+		}{{"raw", rd.Raw}, {"forward", rd.Forward}} {
+			ratio := ""
+			if x.name == "forward" {
+				ratio = fmt.Sprintf("%.3f", rd.Ratio)
+			}
+			rss := "-"
+			if x.p.MoverHWMKiB > 0 {
+				rss = fmt.Sprintf("%.1f", float64(x.p.MoverHWMKiB)/1024)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%.2f\t%.2f\t%s\t%.2f\t%.2f\t%.2f\t%s\t%s\t\n", rd.Round, x.name, thousands(r.Records),
+				x.p.Total.Seconds(), x.p.Moving.Seconds(), thousands(int64(x.p.Rate)), x.p.MoverCPU.Seconds(),
+				x.p.cpuPerMillion(r.Records), x.p.BrokerCPU.Seconds(), rss, ratio)
+		}
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\npreload: %s records (both sides) in %.1f s, %s records/s\n", thousands(r.Preload.Records),
+		r.Preload.Elapsed.Seconds(), thousands(int64(r.Preload.Rate)))
+}
+
+func drain(ctx context.Context, env *Env, c *DrainConfig, rep *Report) error {
+	c.setDefaults()
+	res := &DrainResult{Records: c.Records}
+	rep.Result = res
+	client, err := connect(env)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	val := value(c.ValueBytes)
+	var created []string
+	defer func() { deleteTopics(env, created) }()
+
+	var fwdRates, rawRates, fwdCPU, rawCPU []float64
+	for round := 1; round <= c.Rounds; round++ {
+		prefix := env.name("r"+strconv.Itoa(round)) + "-"
+		l, err := tier.Parse(c.Tiers, prefix)
+		if err != nil {
+			return err
+		}
+		target, src, dst := prefix+"target", prefix+"raw-src", prefix+"raw-dst"
+		topics := ladderTopics(l)
+		topics[target], topics[src], topics[dst] = 0, 0, 0
+		if err := createTopics(ctx, env, topics); err != nil {
+			return err
+		}
+		for t := range topics {
+			created = append(created, t)
+		}
+
+		// The same records for both: due an hour ago, stamped an hour ago, so
+		// the smallest tier releases every one at once.
+		past := time.Now().Add(-time.Hour)
+		hdrs := envelope.New(target, past, past, nil)
+		tierTopic := l.Smallest().Topic
+		n := c.Records
+		st, err := load(ctx, env, fmt.Sprintf("round %d preload", round), 0, 2*n, c.LoadProducers, func(i int64) *sarama.ProducerMessage {
+			topic := tierTopic
+			if i >= n {
+				topic, i = src, i-n
+			}
+			return &sarama.ProducerMessage{Topic: topic, Key: sarama.ByteEncoder(key("d", i)), Value: sarama.ByteEncoder(val),
+				Headers: hdrs, Timestamp: past}
+		})
+		if err != nil {
+			return fmt.Errorf("preloading: %w", err)
+		}
+		res.Preload.Records += st.Records
+		res.Preload.Elapsed += st.Elapsed
+		res.Preload.Rate = float64(res.Preload.Records) / res.Preload.Elapsed.Seconds()
+
+		rd := DrainRound{Round: round}
+		var rawProf, fwdProf *profiler
+		if round == 1 && c.ProfileRaw {
+			rawProf = &profiler{cpu: env.CPUProfile, mem: env.MemProfile}
+		} else if round == 1 {
+			fwdProf = &profiler{cpu: env.CPUProfile, mem: env.MemProfile}
+		}
+		runRaw := func() error {
+			rd.Raw, err = timePhase(ctx, env, fmt.Sprintf("round %d raw copy", round), client, dst, n, c.Timeout, func() (*running, error) {
+				return startRawCopy(ctx, env, src, dst, prefix+"raw")
+			}, rawProf)
+			return err
+		}
+		runForward := func() error {
+			prof := fwdProf
+			rd.Forward, err = timePhase(ctx, env, fmt.Sprintf("round %d forward", round), client, target, n, c.Timeout, func() (*running, error) {
+				return startForwarder(ctx, env, env.Forwarder, l, prefix+"ladder", c.MaxInFlight)
+			}, prof)
+			return err
+		}
+		order := []func() error{runRaw, runForward}
+		if round%2 == 0 {
+			order = []func() error{runForward, runRaw}
+		}
+		for _, phase := range order {
+			if err := phase(); err != nil {
+				return err
+			}
+		}
+		rd.Ratio = rd.Forward.Rate / rd.Raw.Rate
+		res.Rounds = append(res.Rounds, rd)
+		fwdRates, rawRates = append(fwdRates, rd.Forward.Rate), append(rawRates, rd.Raw.Rate)
+		fwdCPU, rawCPU = append(fwdCPU, rd.Forward.cpuPerMillion(n)), append(rawCPU, rd.Raw.cpuPerMillion(n))
+	}
+	res.ForwardRate, res.RawRate = median(fwdRates), median(rawRates)
+	res.Ratio = res.ForwardRate / res.RawRate
+	res.ForwardCPUPerM, res.RawCPUPerM = median(fwdCPU), median(rawCPU)
+	g := Goal{Name: "forward/raw ratio", Target: "≥ 0.9", Value: res.Ratio, Met: res.Ratio >= 0.9}
+	rep.Goals = append(rep.Goals, g)
+	rep.Summary = fmt.Sprintf("drain: %s records of %d bytes: forward %s/s, raw %s/s, ratio %.3f (goal ≥ 0.9 %s); CPU per million: forward %.2f s, raw %.2f s",
+		thousands(c.Records), c.ValueBytes, thousands(int64(res.ForwardRate)), thousands(int64(res.RawRate)), res.Ratio,
+		map[bool]string{true: "met", false: "missed"}[g.Met], res.ForwardCPUPerM, res.RawCPUPerM)
+	return nil
+}
+
+// timePhase starts a mover and times it until dst holds n records more
+// than when it started.
+func timePhase(ctx context.Context, env *Env, label string, client sarama.Client, dst string, n int64, timeout time.Duration,
+	start func() (*running, error), prof *profiler) (Phase, error) {
+	parts, err := client.Partitions(dst)
+	if err != nil {
+		return Phase{}, fmt.Errorf("partitions of %s: %w", dst, err)
+	}
+	tps := map[string][]int32{dst: parts}
+	base, err := endSum(client, tps)
+	if err != nil {
+		return Phase{}, err
+	}
+	if err := prof.start(); err != nil {
+		return Phase{}, err
+	}
+	brokerCPU := env.Broker.CPU()
+	t0 := time.Now()
+	mover, err := start()
+	if err != nil {
+		prof.stop()
+		return Phase{}, err
+	}
+	moverCPU := mover.cpu()
+	if mover.proc != nil {
+		moverCPU = 0 // a new process: all its CPU is this phase's
+	}
+	prog := env.startProgress(label, n)
+	first, done, err := waitCount(ctx, prog, base, base+n, timeout, func() (int64, error) { return endSum(client, tps) })
+	prog.finish()
+	p := Phase{Total: done.Sub(t0), Moving: done.Sub(first), MoverCPU: mover.cpu() - moverCPU, BrokerCPU: env.Broker.CPU() - brokerCPU}
+	if mover.proc != nil {
+		if m, err := mover.proc.Memory(); err == nil {
+			p.MoverHWMKiB = m.HWM
+		}
+	}
+	p.Rate = float64(n) / max(p.Moving.Seconds(), 1e-3)
+	perr := prof.stop()
+	if serr := mover.stop(); serr != nil && !errors.Is(serr, context.Canceled) {
+		env.Log.Warn().Err(serr).Msg("stopping the mover")
+	}
+	return p, errors.Join(err, perr)
+}
+
+// profiler writes a CPU profile and an allocation profile (with a base
+// taken at start, for `go tool pprof -base`) around a phase. A nil profiler
+// or empty paths do nothing.
+type profiler struct {
+	cpu, mem string
+	cpuFile  *os.File
+}
+
+func (p *profiler) start() error {
+	if p == nil {
+		return nil
+	}
+	if p.mem != "" {
+		if err := writeAllocs(p.mem + ".base"); err != nil {
+			return err
+		}
+	}
+	if p.cpu != "" {
+		f, err := os.Create(p.cpu)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		p.cpuFile = f
+	}
+	return nil
+}
+
+func (p *profiler) stop() error {
+	if p == nil {
+		return nil
+	}
+	var errs []error
+	if p.cpuFile != nil {
+		pprof.StopCPUProfile()
+		errs = append(errs, p.cpuFile.Close())
+		p.cpuFile = nil
+	}
+	if p.mem != "" {
+		errs = append(errs, writeAllocs(p.mem))
+	}
+	return errors.Join(errs...)
+}
+
+func writeAllocs(path string) error {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("allocation profile: %w", err)
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("allocation profile: %w", err)
+	}
+	return f.Close()
+}
+
+// startRawCopy runs the baseline: a plain sarama consumer group on src
+// whose records go to dst through an async producer with the forwarder's
+// producer and consumer settings (acks=all, idempotent, the same fetch sizes
+// and buffers), each offset marked after its record is acknowledged.
+func startRawCopy(ctx context.Context, env *Env, src, dst, group string) (*running, error) {
+	pc, err := env.Kafka.Producer()
+	if err != nil {
+		return nil, err
+	}
+	cc, err := env.Kafka.Consumer()
+	if err != nil {
+		return nil, err
+	}
+	// As pkg/forward sets them.
+	cc.Consumer.Fetch.Default = 256 << 10
+	cc.ChannelBufferSize = 256
+	cc.Consumer.IsolationLevel = sarama.ReadCommitted
+	brokers := env.Kafka.BrokerList()
+	producer, err := sarama.NewAsyncProducer(brokers, pc)
+	if err != nil {
+		return nil, fmt.Errorf("raw copy producer: %w", err)
+	}
+	cg, err := sarama.NewConsumerGroup(brokers, group, cc)
+	if err != nil {
+		producer.Close()
+		return nil, fmt.Errorf("raw copy consumer group: %w", err)
+	}
+	var acks sync.WaitGroup
+	acks.Go(func() {
+		for m := range producer.Successes() {
+			o := m.Metadata.(rawOrigin)
+			o.sess.MarkOffset(o.m.Topic, o.m.Partition, o.m.Offset+1, "")
+		}
+	})
+	acks.Go(func() {
+		for pe := range producer.Errors() {
+			env.Log.Warn().Err(pe.Err).Msg("raw copy: produce failed")
+		}
+	})
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		h := rawHandler{dst: dst, in: producer.Input()}
+		var err error
+		for runCtx.Err() == nil {
+			if err = cg.Consume(runCtx, []string{src}, h); err != nil && runCtx.Err() == nil {
+				env.Log.Warn().Err(err).Msg("raw copy: consumer group")
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		cg.Close()
+		producer.AsyncClose()
+		acks.Wait()
+		done <- nil
+	}()
+	return &running{stop: func() error { cancel(); return <-done }}, nil
+}
+
+type rawOrigin struct {
+	sess sarama.ConsumerGroupSession
+	m    *sarama.ConsumerMessage
+}
+
+type rawHandler struct {
+	dst string
+	in  chan<- *sarama.ProducerMessage
+}
+
+func (rawHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (rawHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
+func (h rawHandler) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerGroupClaim) error {
+	for {
+		select {
+		case m, ok := <-c.Messages():
+			if !ok {
+				return nil
+			}
+			hdrs := make([]sarama.RecordHeader, 0, len(m.Headers))
+			for _, hd := range m.Headers {
+				hdrs = append(hdrs, *hd)
+			}
+			pm := &sarama.ProducerMessage{Topic: h.dst, Key: sarama.ByteEncoder(m.Key), Value: sarama.ByteEncoder(m.Value),
+				Headers: hdrs, Timestamp: time.Now(), Metadata: rawOrigin{s, m}}
+			select {
+			case h.in <- pm:
+			case <-s.Context().Done():
+				return nil
+			}
+		case <-s.Context().Done():
+			return nil
+		}
+	}
+}
