@@ -20,7 +20,7 @@ func init() {
 	register(command{name: "bench", summary: "benchmarks: drain, schedule, lateness, pending (embedded broker or --brokers)", order: 60, run: benchCmd})
 }
 
-const benchUsage = `bench <drain|schedule|lateness|pending> [flags]
+const benchUsage = `bench <drain|schedule|lateness|pending|redis> [flags]
 
   drain     preload --records due records into the smallest tier; time the forwarder moving them to
             the target, and a plain sarama consume→produce loop moving the same records: forward/raw ratio
@@ -29,6 +29,8 @@ const benchUsage = `bench <drain|schedule|lateness|pending> [flags]
             release and end-to-end lateness, p50/p99/max per tier
   pending   load --steps pending records (due hours ahead); at each step a fresh ` + "`ladder run`" + ` process
             claims every partition and holds every head: its peak RSS
+  redis     for comparison: load --records members into a Redis sorted set you started (--addr) and
+            print its memory
 
 Without --brokers, the embedded broker runs as a separate process (` + "`ladder dev --forwarders=false`" + `) with its
 data in a temporary directory. Progress goes to stderr; the report to stdout (--json for machines).`
@@ -40,9 +42,12 @@ func benchCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return flag.ErrHelp
 		}
-		return usageError{errors.New("name a scenario: drain, schedule, lateness or pending")}
+		return usageError{errors.New("name a scenario: drain, schedule, lateness, pending or redis")}
 	}
 	scenario, args := args[0], args[1:]
+	if scenario == "redis" {
+		return benchRedis(args, stdout, stderr)
+	}
 	cfg, err := loadConfig()
 	if err != nil {
 		return usageError{err}
@@ -226,4 +231,26 @@ func (c *countList) Set(s string) error {
 	}
 	*c = out
 	return nil
+}
+
+// benchRedis is `ladder bench redis`: the memory of a Redis sorted set
+// holding the same pending messages, for comparison (Redis not included).
+func benchRedis(args []string, stdout, stderr io.Writer) error {
+	f := newFlags("bench redis", "bench redis [--addr 127.0.0.1:6390] [--records 1000000] [--value-bytes 100]", stderr)
+	addr := f.String("addr", "127.0.0.1:6390", "address of a Redis started for the measurement")
+	n := f.Int("records", 1_000_000, "members to load")
+	size := f.Int("value-bytes", 100, "bytes per member (a unique id, then filler)")
+	batch := f.Int("batch", 1000, "members per ZADD")
+	key := f.String("key", "ladder:pending", "sorted set key (replaced)")
+	save := f.Bool("save", true, "SAVE after loading and report the RDB file size")
+	if err := f.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsageShown
+	}
+	if *n < 1 || *size < 13 || *batch < 1 {
+		return usageError{errors.New("--records and --batch must be ≥ 1, --value-bytes ≥ 13")}
+	}
+	return bench.RedisMemory(*addr, *n, *size, *batch, *key, *save, stdout)
 }

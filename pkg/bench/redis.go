@@ -1,18 +1,7 @@
-// Command redisload measures the memory a Redis sorted set needs to hold
-// pending messages, for the comparison in README's performance section: it
-// loads -n members of -size bytes (score = due time, unix ms) into one sorted
-// set through pipelined ZADDs, speaking RESP over a plain TCP connection (no
-// client library), and prints Redis's INFO memory figures and, after SAVE,
-// the size of its RDB file. Run it against a Redis you started for the
-// purpose; it is not part of the build or the tests.
-//
-//	redis-server --port 6390 --bind 127.0.0.1 --save '' --appendonly no --dir /tmp/redis &
-//	go run ./tools/redisload -addr 127.0.0.1:6390 -n 10000000
-package main
+package bench
 
 import (
 	"bufio"
-	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -23,21 +12,12 @@ import (
 	"time"
 )
 
-func main() {
-	addr := flag.String("addr", "127.0.0.1:6390", "Redis address")
-	n := flag.Int("n", 1_000_000, "members to load")
-	size := flag.Int("size", 100, "bytes per member (a unique id, then filler)")
-	batch := flag.Int("batch", 1000, "members per ZADD")
-	key := flag.String("key", "ladder:pending", "sorted set key")
-	save := flag.Bool("save", true, "SAVE after loading and report the RDB file size")
-	flag.Parse()
-	if err := run(*addr, *n, *size, *batch, *key, *save); err != nil {
-		fmt.Fprintln(os.Stderr, "redisload:", err)
-		os.Exit(1)
-	}
-}
-
-func run(addr string, n, size, batch int, key string, save bool) error {
+// RedisMemory loads n members of size bytes into one Redis sorted set at
+// addr (score = a due time in unix ms) with pipelined ZADDs over plain RESP,
+// and writes Redis's memory figures (INFO memory, the server's RSS and,
+// with save, the RDB file size) to out: the comparison of README's
+// performance section. Run it against a Redis started for the purpose.
+func RedisMemory(addr string, n, size, batch int, key string, save bool, out io.Writer) error {
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		return err
@@ -116,18 +96,18 @@ func run(addr string, n, size, batch int, key string, save bool) error {
 		v, _ := strconv.ParseFloat(infoField(info, field), 64)
 		return v / (1 << 20)
 	}
-	fmt.Printf("loaded %d members of %d bytes in %.1fs (%.0f/s); ZCARD %s\n", n, size, elapsed.Seconds(), float64(n)/elapsed.Seconds(), card)
-	fmt.Printf("redis %s, pid %s\n", infoField(server, "redis_version"), infoField(server, "process_id"))
-	fmt.Printf("used_memory: %.1f MiB (empty: %.1f MiB), used_memory_rss: %.1f MiB, used_memory_peak: %.1f MiB\n",
+	fmt.Fprintf(out, "loaded %d members of %d bytes in %.1fs (%.0f/s); ZCARD %s\n", n, size, elapsed.Seconds(), float64(n)/elapsed.Seconds(), card)
+	fmt.Fprintf(out, "redis %s, pid %s\n", infoField(server, "redis_version"), infoField(server, "process_id"))
+	fmt.Fprintf(out, "used_memory: %.1f MiB (empty: %.1f MiB), used_memory_rss: %.1f MiB, used_memory_peak: %.1f MiB\n",
 		mb(after, "used_memory"), mb(before, "used_memory"), mb(after, "used_memory_rss"), mb(after, "used_memory_peak"))
 	used, _ := strconv.ParseFloat(infoField(after, "used_memory"), 64)
 	empty, _ := strconv.ParseFloat(infoField(before, "used_memory"), 64)
-	fmt.Printf("bytes per member: %.0f\n", (used-empty)/float64(n))
+	fmt.Fprintf(out, "bytes per member: %.0f\n", (used-empty)/float64(n))
 	if pid := infoField(server, "process_id"); pid != "" {
 		if b, err := os.ReadFile("/proc/" + pid + "/status"); err == nil {
 			for _, line := range strings.Split(string(b), "\n") {
 				if strings.HasPrefix(line, "VmHWM") || strings.HasPrefix(line, "VmRSS") {
-					fmt.Println(strings.Join(strings.Fields(line), " "))
+					fmt.Fprintln(out, strings.Join(strings.Fields(line), " "))
 				}
 			}
 		}
@@ -141,7 +121,7 @@ func run(addr string, n, size, batch int, key string, save bool) error {
 		cfgFile, _ := call("CONFIG", "GET", "dbfilename")
 		path := lastLine(cfgDir) + "/" + lastLine(cfgFile)
 		if st, err := os.Stat(path); err == nil {
-			fmt.Printf("RDB %s: %.1f MiB (SAVE took %.1fs)\n", path, float64(st.Size())/(1<<20), time.Since(t).Seconds())
+			fmt.Fprintf(out, "RDB %s: %.1f MiB (SAVE took %.1fs)\n", path, float64(st.Size())/(1<<20), time.Since(t).Seconds())
 		}
 	}
 	return nil
