@@ -215,7 +215,7 @@ func TestDefaultValues(t *testing.T) {
 		"LADDER_TIERS":            "1m,15m,1h,6h",
 		"LADDER_TOPIC_PREFIX":     "delay-",
 		"LADDER_GROUP":            "ladder",
-		"LADDER_MAX_IN_FLIGHT":    "1024",
+		"LADDER_MAX_IN_FLIGHT":    "8192",
 		"LADDER_MAX_HOPS":         "10000",
 		"LADDER_SHUTDOWN_TIMEOUT": "15s",
 		"LADDER_LOG_FORMAT":       "json",

@@ -29,7 +29,7 @@ type Config struct {
 	TopicPrefix string `split_words:"true" default:"delay-" desc:"prefix of the tier topics and of the dead-letter topic (prefix + dlq)"`
 	Group       string `split_words:"true" default:"ladder" desc:"consumer group shared by every forwarder of the ladder"`
 
-	MaxInFlight     int           `split_words:"true" default:"1024" desc:"records per partition handed to the producer and not yet acknowledged"`
+	MaxInFlight     int           `split_words:"true" default:"8192" desc:"records per partition handed to the producer and not yet acknowledged"`
 	ResumeLead      time.Duration `split_words:"true" default:"500ms" desc:"resume fetching a held partition this long before its head is due"`
 	MaxHops         int           `split_words:"true" default:"10000" desc:"dead-letter a record after this many hops (a routing loop)"`
 	MaxDelay        string        `split_words:"true" default:"365d" desc:"dead-letter a record due further ahead than this (units s, m, h, d)"`

@@ -43,7 +43,7 @@ type Config struct {
 	// Kafka is the connection configuration (required).
 	Kafka kafkaconf.Config
 	// MaxInFlight bounds the records of one partition handed to the producer
-	// and not yet acknowledged (default 1024).
+	// and not yet acknowledged (default 8192).
 	MaxInFlight int
 	// ResumeLead is how long before a held head is due the partition resumes
 	// fetching, so the records behind it are at hand when it is released
@@ -94,7 +94,7 @@ func (c *Config) setDefaults() {
 		c.Group = "ladder"
 	}
 	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = 1024
+		c.MaxInFlight = 8192
 	}
 	if c.ResumeLead <= 0 {
 		c.ResumeLead = 500 * time.Millisecond

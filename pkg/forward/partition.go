@@ -52,14 +52,18 @@ type partition struct {
 
 	// queue holds records read from the claim behind the head. sarama
 	// fetches every partition of a broker in lockstep and waits until each
-	// partition's share of a fetch was taken; reading the claim at all times
-	// into this queue keeps one slow partition from holding up the others.
-	// The partition is paused while the queue is long, so it stays bounded.
+	// partition's share of a fetch was taken. While the head waits, the
+	// claim is read at all times into this queue, so a partition released
+	// slowly never holds up the others, and the partition is paused once the
+	// queue is long (what one fetch still delivers after the pause bounds
+	// it). While records flow, the claim is read only while the queue has
+	// room: the forwarder takes them as fast as sarama delivers, and no
+	// pause (whose resume costs a fetch round) slows a backlog down.
 	queue      []*sarama.ConsumerMessage
 	queueHead  int
-	queueFull  bool // paused for a long queue, until it is down to half
 	msgs       <-chan *sarama.ConsumerMessage
 	msgsClosed bool
+	waiting    bool // the head is held until its release time
 	headFar    bool // the head is further from due than ResumeLead
 	log        zerolog.Logger
 	m          *tierMetrics
@@ -131,14 +135,15 @@ func (p *partition) run() {
 			p.handle(ctx, ev)
 		case <-ctx.Done():
 			return
-		case m, ok := <-p.msgs:
+		case m, ok := <-p.claimed():
 			p.enqueue(m, ok)
 		}
 	}
 }
 
-// queueLimit pauses a partition that has this many records waiting behind
-// its head; it resumes at half.
+// queueLimit is how many records may wait behind a held head before the
+// partition is paused, and behind a flowing one before the claim is left
+// unread.
 const queueLimit = 256
 
 // enqueue takes a record read from the claim (ok=false: the claim closed).
@@ -170,16 +175,19 @@ func (p *partition) dequeue() *sarama.ConsumerMessage {
 	return m
 }
 
-// updatePause pauses the partition while its head is far from due or its
-// queue is long.
+// updatePause pauses the partition while its head is far from due, or
+// held with a long queue behind it.
 func (p *partition) updatePause() {
-	switch n := len(p.queue) - p.queueHead; {
-	case n >= queueLimit:
-		p.queueFull = true
-	case n < queueLimit/2:
-		p.queueFull = false
+	p.setPaused(p.headFar || p.waiting && len(p.queue)-p.queueHead >= queueLimit)
+}
+
+// claimed is the claim's channel when a record may be read now, else nil
+// (a nil channel is never ready in a select).
+func (p *partition) claimed() <-chan *sarama.ConsumerMessage {
+	if p.waiting || len(p.queue)-p.queueHead < queueLimit {
+		return p.msgs
 	}
-	p.setPaused(p.headFar || p.queueFull)
+	return nil
 }
 
 // process holds m, the partition head, until it is due and sends it on.
@@ -331,7 +339,7 @@ func (p *partition) send(ctx context.Context, fl *flight) bool {
 			select {
 			case ev := <-p.events:
 				p.handle(ctx, ev)
-			case m, ok := <-p.msgs:
+			case m, ok := <-p.claimed():
 				p.enqueue(m, ok)
 			case <-ctx.Done():
 				return false
@@ -352,7 +360,7 @@ func (p *partition) send(ctx context.Context, fl *flight) bool {
 			sent = true
 		case toTxn <- fl:
 			sent = true
-		case m, ok := <-p.msgs:
+		case m, ok := <-p.claimed():
 			p.enqueue(m, ok)
 		case <-ctx.Done():
 			return false
@@ -457,11 +465,12 @@ func (p *partition) waitUntil(ctx context.Context, offset int64, release time.Ti
 		return now, true, false // the common case of a backlog: already due
 	}
 	held := false
+	p.waiting = true
 	defer func() {
 		if held {
 			p.f.stats.Held.Add(-1)
 		}
-		p.headFar = false
+		p.waiting, p.headFar = false, false
 		p.updatePause()
 	}()
 	lead := p.f.cfg.ResumeLead
