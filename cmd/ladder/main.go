@@ -4,6 +4,13 @@
 //	ladder run        the production tier forwarder
 //	ladder dev        an embedded broker with the forwarders, for development
 //	ladder schedule   schedule messages from the command line
+//	ladder drain      release a tier now, through the running forwarders
+//	ladder replay     move dead-lettered records back into the ladder
+//	ladder topics     plan, apply or verify the topic spec
+//	ladder inspect    the state of every tier
+//	ladder bench      benchmark scenarios against a broker
+//	ladder soak       steady load with forwarder kills, then prove nothing lost
+//	ladder plan       capacity planning for a workload
 //	ladder config     show or check the configuration
 package main
 
