@@ -16,9 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/rs/zerolog"
 
 	"github.com/ladder/ladder/pkg/laddertest"
+	"github.com/ladder/ladder/pkg/offsets"
 	"github.com/ladder/ladder/pkg/schedule"
 	"github.com/ladder/ladder/pkg/tier"
 )
@@ -393,11 +395,20 @@ func TestExactlyOnceSurvivesKills(t *testing.T) {
 		return append(runEnv(addr), "LADDER_EXACTLY_ONCE=true", "LADDER_TRANSACTIONAL_ID="+id, "LADDER_GROUP=e2e-eos")
 	}
 	procs := map[string]*proc{"eos-a": start(t, eos("eos-a"), "run"), "eos-b": start(t, eos("eos-b"), "run")}
+	admin, err := sarama.NewClusterAdmin([]string{addr}, laddertestAdminConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
 	r := rand.New(rand.NewPCG(uint64(now.UnixNano()), 9))
 	kills := 0
 	for k := 1; k <= 4; k++ {
 		if _, ok := work.WaitFor(60*time.Second, func(rs []laddertest.Received) bool { return len(rs) >= k*n/5 }); !ok {
 			t.Fatalf("only %d of %d arrived before kill %d", work.Len(), n, k)
+		}
+		// Kill only a member of a settled group (see offsets.GroupSettled).
+		if !offsets.GroupSettled(admin, "e2e-eos", time.Second, 60*time.Second) {
+			t.Fatalf("group e2e-eos did not settle before kill %d", k)
 		}
 		id := []string{"eos-a", "eos-b"}[r.IntN(2)]
 		procs[id].stop(t, syscall.SIGKILL, 10*time.Second)
@@ -416,7 +427,7 @@ func TestExactlyOnceSurvivesKills(t *testing.T) {
 func TestSoakCommand(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, "soak", "--duration", "8s", "--rate", "50", "--max-delay", "4s",
+	cmd := exec.CommandContext(ctx, binary, "soak", "--duration", "15s", "--rate", "50", "--max-delay", "4s",
 		"--kill-every", "4s", "--json", "--log-level", "warn")
 	out, err := cmd.Output()
 	if err != nil {
@@ -445,4 +456,10 @@ func TestDemo(t *testing.T) {
 	if err := p.stop(t, syscall.SIGINT, 40*time.Second); err != nil {
 		t.Errorf("ladder dev --demo exited with %v after SIGINT\n%s", err, p.out)
 	}
+}
+
+func laddertestAdminConfig() *sarama.Config {
+	sc := sarama.NewConfig()
+	sc.Version = sarama.V3_0_0_0
+	return sc
 }

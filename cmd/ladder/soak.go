@@ -83,6 +83,7 @@ func soakCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "soak: embedded broker on %s (data in %s)\n", addr, dir)
 	}
 	sc.Ladder, sc.Kafka, sc.Log = l, cfg.Config, log
+	sc.Env = []string{"LADDER_LOG_LEVEL=" + cfg.LogLevel}
 	sc.Progress = func(s soak.Status) {
 		fmt.Fprintf(stderr, "soak %s: scheduled %d, arrived %d, kills %d, duplicates %d, early %d\n",
 			s.Elapsed.Round(time.Second), s.Scheduled, s.Arrived, s.Kills, s.Duplicates, s.Early)

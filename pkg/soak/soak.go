@@ -127,8 +127,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		})
 	}
 
+	admin, err := sarama.NewClusterAdmin(brokers, cc)
+	if err != nil {
+		return Result{}, fmt.Errorf("admin client: %w", err)
+	}
+	defer admin.Close()
 	runID := strconv.FormatInt(time.Now().UnixNano(), 36)
-	fw := &fleet{cfg: cfg, runID: runID}
+	fw := &fleet{cfg: cfg, runID: runID, group: "ladder-soak-" + runID}
 	defer fw.stopAll()
 	for i := range cfg.Forwarders {
 		if err := fw.start(i); err != nil {
@@ -152,6 +157,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	perTick := float64(cfg.Rate) / 10
 	var owed float64
 	var sendErr error
+	var stableSince time.Time
 	for time.Since(began) < cfg.Duration && ctx.Err() == nil && sendErr == nil {
 		<-tick.C
 		owed += perTick
@@ -170,8 +176,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			}
 		}
 		if cfg.KillEvery > 0 && time.Now().After(nextKill) {
-			fw.killOne(r)
-			nextKill = time.Now().Add(jitter(r, cfg.KillEvery))
+			// Kill only a member of a group settled for 2s (see offsets.GroupSettled).
+			switch {
+			case !offsets.GroupStable(admin, fw.group):
+				stableSince = time.Time{}
+			case stableSince.IsZero():
+				stableSince = time.Now()
+			case time.Since(stableSince) >= 2*time.Second:
+				fw.killOne(r)
+				nextKill, stableSince = time.Now().Add(jitter(r, cfg.KillEvery)), time.Time{}
+			}
 		}
 		fw.restartDead()
 		if cfg.Progress != nil && time.Since(lastReport) >= 5*time.Second {
@@ -306,6 +320,7 @@ func (w *watcher) result() Result {
 type fleet struct {
 	cfg      Config
 	runID    string
+	group    string
 	mu       sync.Mutex
 	procs    []*exec.Cmd
 	done     []chan struct{}
@@ -315,12 +330,13 @@ type fleet struct {
 
 func (f *fleet) start(i int) error {
 	cmd := exec.Command(f.cfg.Binary, "run")
-	env := append(os.Environ(), f.cfg.Env...)
-	env = append(env, "LADDER_BROKERS="+joinComma(f.cfg.Kafka.BrokerList()), "LADDER_TIERS="+f.cfg.Ladder.String(),
-		"LADDER_TOPIC_PREFIX="+f.cfg.Ladder.Prefix(), "LADDER_HTTP_ADDR=", "LADDER_LOG_LEVEL=warn", "LADDER_LOG_FORMAT=json")
+	env := append(os.Environ(), "LADDER_BROKERS="+joinComma(f.cfg.Kafka.BrokerList()), "LADDER_TIERS="+f.cfg.Ladder.String(),
+		"LADDER_TOPIC_PREFIX="+f.cfg.Ladder.Prefix(), "LADDER_HTTP_ADDR=", "LADDER_LOG_LEVEL=warn", "LADDER_LOG_FORMAT=json",
+		"LADDER_GROUP="+f.group)
 	if f.cfg.ExactlyOnce {
 		env = append(env, "LADDER_EXACTLY_ONCE=true", fmt.Sprintf("LADDER_TRANSACTIONAL_ID=soak-%s-%d", f.runID, i))
 	}
+	env = append(env, f.cfg.Env...) // the caller's settings win
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
