@@ -136,17 +136,17 @@ type callback func(pm *sarama.ProducerMessage, err error)
 // called exactly once with the outcome (nil once the broker acknowledged the
 // record), from the scheduler's result goroutine: it must not block.
 func (s *Scheduler) Send(ctx context.Context, m Message, done func(error)) error {
-	var cb callback
+	var meta any
 	if done != nil {
-		cb = func(_ *sarama.ProducerMessage, err error) { done(err) }
+		meta = done // no wrapping closure: this is the high-rate path
 	}
-	_, err := s.send(ctx, m, cb)
+	_, err := s.send(ctx, m, meta)
 	return err
 }
 
 // send builds the record of m, hands it to the producer and returns the due
-// time it carries; done (if not nil) gets the outcome.
-func (s *Scheduler) send(ctx context.Context, m Message, done callback) (time.Time, error) {
+// time it carries. done, a func(error), a callback or nil, gets the outcome.
+func (s *Scheduler) send(ctx context.Context, m Message, done any) (time.Time, error) {
 	pm, due, err := record(s.ladder, m, s.now())
 	if err != nil {
 		return time.Time{}, err
@@ -193,7 +193,7 @@ func (s *Scheduler) ScheduleReceipt(ctx context.Context, m Message) (Receipt, er
 		err error
 	}
 	res := make(chan result, 1)
-	due, err := s.send(ctx, m, func(pm *sarama.ProducerMessage, err error) { res <- result{pm, err} })
+	due, err := s.send(ctx, m, callback(func(pm *sarama.ProducerMessage, err error) { res <- result{pm, err} }))
 	if err != nil {
 		return Receipt{}, err
 	}
@@ -275,10 +275,15 @@ func (s *Scheduler) collect() {
 }
 
 func (s *Scheduler) finish(m *sarama.ProducerMessage, err error) {
-	if done, _ := m.Metadata.(callback); done != nil {
+	switch done := m.Metadata.(type) {
+	case func(error):
+		done(err)
+	case callback:
 		done(m, err)
-	} else if err != nil {
-		s.log.Warn().Err(err).Msg("scheduling failed")
+	default:
+		if err != nil {
+			s.log.Warn().Err(err).Msg("scheduling failed")
+		}
 	}
 	s.pending.Done()
 }
