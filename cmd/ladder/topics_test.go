@@ -208,18 +208,60 @@ func topicConfig(t *testing.T, ca sarama.ClusterAdmin, topic string) map[string]
 	return out
 }
 
-// TestTopicsWarnsOfOtherLadder: LADDER_TIERS naming other tiers than the spec is pointed out.
+// TestTopicsWarnsOfOtherLadder: LADDER_TIERS or LADDER_TOPIC_PREFIX naming
+// other tiers than the spec is refused by plan, apply and verify (exit 2,
+// naming both, nothing created), as the chart refuses to render; with
+// --allow-other-ladder it is only a warning. Unset, they claim nothing.
 func TestTopicsWarnsOfOtherLadder(t *testing.T) {
 	b := laddertest.Broker(t, 1)
 	spec := filepath.Join(t.TempDir(), "topics.yaml")
 	if err := os.WriteFile(spec, []byte(provisionSpec), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	run := func(args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := Main(context.Background(), append(append([]string{"topics"}, args...), "-f", spec, "--brokers", b.Addr()), nil, &stdout, &stderr)
+		return code, stdout.String(), stderr.String()
+	}
+	for _, tc := range []struct {
+		env  map[string]string
+		says string
+	}{
+		{map[string]string{"LADDER_TIERS": "1s,10s"}, `LADDER_TIERS="1s,10s" LADDER_TOPIC_PREFIX="delay-" name the tiers delay-1s, delay-10s; the spec ` + spec + ` names delay-1s, delay-5s`},
+		{map[string]string{"LADDER_TOPIC_PREFIX": "wait-"}, `LADDER_TIERS="1s,5s" LADDER_TOPIC_PREFIX="wait-" name the tiers wait-1s, wait-5s; the spec ` + spec + ` names delay-1s, delay-5s`},
+		{map[string]string{"LADDER_TIERS": "5s,1s", "LADDER_TOPIC_PREFIX": "wait-"}, `name the tiers wait-1s, wait-5s`},
+	} {
+		for k, v := range tc.env {
+			t.Setenv(k, v)
+		}
+		for _, verb := range []string{"plan", "apply", "verify"} {
+			code, stdout, stderr := run(verb)
+			if code != 2 || !strings.Contains(stderr, tc.says) || !strings.Contains(stderr, "--allow-other-ladder") || stdout != "" {
+				t.Errorf("%v ladder topics %s: exit %d, want 2 and %q\nstdout:\n%s\nstderr:\n%s", tc.env, verb, code, tc.says, stdout, stderr)
+			}
+		}
+		for k := range tc.env {
+			os.Unsetenv(k)
+		}
+	}
+	if md, err := rawAdmin(t, b.Addr()).ListTopics(); err != nil || len(md) != 0 {
+		t.Errorf("a refused apply created topics: %v %v", md, err)
+	}
+
+	// Intended: a spec for another ladder, said so with the flag.
 	t.Setenv("LADDER_TIERS", "1s,10s")
-	var stdout, stderr bytes.Buffer
-	code := Main(context.Background(), []string{"topics", "plan", "-f", spec, "--brokers", b.Addr()}, nil, &stdout, &stderr)
-	want := `warning: LADDER_TIERS="1s,10s" LADDER_TOPIC_PREFIX="delay-" name other tiers than the spec's (delay-1s, delay-5s)`
-	if code != 0 || !strings.Contains(stderr.String(), want) || !strings.Contains(stdout.String(), "6 to create") {
-		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	code, stdout, stderr := run("plan", "--allow-other-ladder")
+	want := `warning: LADDER_TIERS="1s,10s" LADDER_TOPIC_PREFIX="delay-" name the tiers delay-1s, delay-10s; the spec ` + spec + ` names delay-1s, delay-5s`
+	if code != 0 || !strings.Contains(stderr, want) || !strings.Contains(stdout, "6 to create") {
+		t.Errorf("--allow-other-ladder: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	// The same tiers written another way (60s is 1m) and unset variables are no mismatch.
+	t.Setenv("LADDER_TIERS", "5000ms, 1s")
+	if code, _, stderr := run("plan"); code != 0 || strings.Contains(stderr, "name the tiers") {
+		t.Errorf("LADDER_TIERS=\"5000ms, 1s\": exit %d: %s", code, stderr)
+	}
+	os.Unsetenv("LADDER_TIERS")
+	if code, _, stderr := run("plan"); code != 0 || strings.Contains(stderr, "name the tiers") {
+		t.Errorf("LADDER_TIERS unset: exit %d: %s", code, stderr)
 	}
 }
