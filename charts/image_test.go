@@ -1,11 +1,13 @@
 package charts
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"helm.sh/helm/v3/pkg/chartutil"
 	appsv1 "k8s.io/api/apps/v1"
 )
 
@@ -96,5 +98,37 @@ func TestDockerignore(t *testing.T) {
 		if got := dockerIgnored(t, patterns, path); got != want {
 			t.Errorf(".dockerignore leaves out %s: %v, want %v", path, got, want)
 		}
+	}
+}
+
+// TestImageSpecMatchesChart: without topics.spec the provisioning job applies
+// the spec in the image (topics/topics.yaml), and the chart checks the
+// forwarders' tiers against it without reading it: its tiers and prefix
+// must be the chart's copy of them (ladder.imageTopicSpec) and the defaults.
+func TestImageSpecMatchesChart(t *testing.T) {
+	spec, err := chartutil.ReadValuesFile("../topics/topics.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := spec.Table("ladder")
+	if err != nil {
+		t.Fatalf("topics/topics.yaml: %v", err)
+	}
+	tiers, _ := l["tiers"].([]any)
+	prefix, _ := l["topicPrefix"].(string)
+	if len(tiers) == 0 || prefix == "" {
+		t.Fatalf("topics/topics.yaml: ladder %v", l)
+	}
+	c := loadChart(t)
+	override := map[string]any{"ladder": map[string]any{"tiers": tiers, "topicPrefix": prefix}}
+	if _, err := decodeValues(c, override); err != nil {
+		t.Errorf("the tiers of topics/topics.yaml (%v, %s) do not render against the image's spec: %v", tiers, prefix, err)
+	}
+	defaults, err := chartutil.ReadValuesFile(chartDir + "/values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := defaults.Table("ladder"); fmt.Sprint(got["tiers"], got["topicPrefix"]) != fmt.Sprint(tiers, prefix) {
+		t.Errorf("values.yaml ladder.tiers %v topicPrefix %v, topics/topics.yaml %v %s", got["tiers"], got["topicPrefix"], tiers, prefix)
 	}
 }
