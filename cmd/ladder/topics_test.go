@@ -13,6 +13,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/ladder/ladder/pkg/devbroker"
 	"github.com/ladder/ladder/pkg/laddertest"
 )
 
@@ -263,5 +264,47 @@ func TestTopicsWarnsOfOtherLadder(t *testing.T) {
 	os.Unsetenv("LADDER_TIERS")
 	if code, _, stderr := run("plan"); code != 0 || strings.Contains(stderr, "name the tiers") {
 		t.Errorf("LADDER_TIERS unset: exit %d: %s", code, stderr)
+	}
+}
+
+// TestTopicsPlanSecure: `ladder topics plan`, apply and verify succeed
+// against a broker that requires SCRAM over TLS, with the right credentials
+// from LADDER_SASL_*, and against one that requires mutual TLS, with the
+// client certificate from LADDER_TLS_*. No password or private key appears
+// in any output. (The wrong-password case is in TestSecureCommands.)
+func TestTopicsPlanSecure(t *testing.T) {
+	const pw = "pw-topics-Jx8vQ"
+	spec := filepath.Join(t.TempDir(), "topics.yaml")
+	// secureEnv sets LADDER_TIERS to e2eTiers: the spec names the same tiers.
+	if err := os.WriteFile(spec, []byte(strings.Replace(provisionSpec, "tiers: [1s, 5s]", "tiers: [1s, 5s, 15s]", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		sec  laddertest.Secure
+	}{
+		{"SCRAM-SHA-256 over TLS", laddertest.Secure{Users: []devbroker.User{{Mechanism: "SCRAM-SHA-256", Name: "provisioner", Password: pw}}}},
+		{"mutual TLS", laddertest.Secure{Mutual: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pki := laddertest.NewPKI(t)
+			scan := laddertest.ScanForSecrets(t, append(pki.Secrets(), pw)...)
+			tc.sec.PKI, tc.sec.LogTo = pki, scan
+			_, k := laddertest.SecureBroker(t, tc.sec, 1)
+			env := secureEnv(k)
+			if tc.sec.Mutual != (k.TLS.CertFile != "") || (len(tc.sec.Users) > 0) != (k.SASL.Mechanism != "") {
+				t.Fatalf("client configuration %+v does not exercise %s", k, tc.name)
+			}
+			code, out, _ := runBinary(t, scan, env, "topics", "plan", "-f", spec)
+			if code != 0 || !strings.Contains(out, "+ create delay-15s:") || !strings.Contains(out, "7 to create") {
+				t.Fatalf("ladder topics plan (%s): exit %d:\n%s", tc.name, code, out)
+			}
+			if code, out, _ := runBinary(t, scan, env, "topics", "apply", "-f", spec); code != 0 || !strings.Contains(out, "applied 7 changes") {
+				t.Fatalf("ladder topics apply (%s): exit %d:\n%s", tc.name, code, out)
+			}
+			if code, out, _ := runBinary(t, scan, env, "topics", "verify", "-f", spec); code != 0 || !strings.Contains(out, "ok: 7 topics match") {
+				t.Errorf("ladder topics verify (%s): exit %d:\n%s", tc.name, code, out)
+			}
+		})
 	}
 }
