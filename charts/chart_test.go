@@ -245,7 +245,7 @@ func TestDefaultValues(t *testing.T) {
 	if pdb.Spec.MaxUnavailable == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 || pdb.Spec.MinAvailable != nil {
 		t.Errorf("PDB: maxUnavailable %v minAvailable %v, want 1 and unset", pdb.Spec.MaxUnavailable, pdb.Spec.MinAvailable)
 	}
-	checkNotes(t, r.notes, `"kafka:9092"`, "")
+	checkNotes(t, r.notes, `kc() { kcat -b "kafka:9092" "$@"; }`)
 }
 
 func TestProductionValues(t *testing.T) {
@@ -350,8 +350,18 @@ func TestProductionValues(t *testing.T) {
 	if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 2 || pdb.Spec.MaxUnavailable != nil {
 		t.Errorf("PDB: minAvailable %v maxUnavailable %v, want 2 and unset", pdb.Spec.MinAvailable, pdb.Spec.MaxUnavailable)
 	}
-	checkNotes(t, r.notes, `"kafka-0.kafka.svc:9093,kafka-1.kafka.svc:9093,kafka-2.kafka.svc:9093"`,
-		` -X security.protocol=SASL_SSL -X sasl.mechanism=SCRAM-SHA-512 -X sasl.username="$KAFKA_USER" -X sasl.password="$KAFKA_PASSWORD" -X ssl.ca.location=ca.crt -X ssl.certificate.location=tls.crt -X ssl.key.location=tls.key`)
+	checkNotes(t, r.notes, `  (umask 077; printf '%s\n' \
+    "bootstrap.servers=kafka-0.kafka.svc:9093,kafka-1.kafka.svc:9093,kafka-2.kafka.svc:9093" \
+    "security.protocol=SASL_SSL" \
+    "sasl.mechanism=SCRAM-SHA-512" \
+    "ssl.ca.location=ca.crt" \
+    "ssl.certificate.location=tls.crt" \
+    "ssl.key.location=tls.key" \
+    "sasl.username=$KAFKA_USER" "sasl.password=$KAFKA_PASSWORD" > ladder-kcat.conf)
+  kc() { kcat -F ladder-kcat.conf "$@"; }`, "rm ladder-kcat.conf")
+	// TLS without SASL: no secret, flags on the command line.
+	tlsOnly := mustRender(t, values(t, productionFile, `kafka: {sasl: {mechanism: ""}}`))
+	checkNotes(t, tlsOnly.notes, `kc() { kcat -b "kafka-0.kafka.svc:9093,kafka-1.kafka.svc:9093,kafka-2.kafka.svc:9093" -X security.protocol=SSL -X ssl.ca.location=ca.crt -X ssl.certificate.location=tls.crt -X ssl.key.location=tls.key "$@"; }`)
 }
 
 // checkForwarders asserts what every forwarder Deployment must have.
@@ -584,20 +594,30 @@ func checkSelectors(t *testing.T, r rendered) {
 }
 
 // checkNotes asserts that NOTES.txt carries the kcat commands of the
-// defaults tiers: peek a head with headers, count per tier, tail the DLQ.
-func checkNotes(t *testing.T, notes, brokers, security string) {
+// defaults tiers: peek a head with headers, count per tier from the offsets
+// (nothing consumed), tail the DLQ; kc is the kcat command line, or the
+// lines that write its private config file when SASL is on: a password
+// never goes on a command line.
+func checkNotes(t *testing.T, notes string, kc ...string) {
 	t.Helper()
-	for _, want := range []string{
-		"kc() { kcat -b " + brokers + security + ` "$@"; }`,
+	for _, want := range append(kc,
 		"kc -C -t delay-1m -p 0 -o OFFSET -c 1 -e",
 		"headers %h",
 		"for t in delay-1m delay-15m delay-1h delay-6h; do",
-		`kc -C -t "$t" -o beginning -e -q -f '\n' | wc -l`,
+		`for p in $(kc -L -t "$t" | sed -n 's/^ *partition \([0-9]*\),.*/\1/p'); do`,
+		`start=$(kc -Q -t "$t:$p:-2" | awk '{print $NF}')`,
+		`end=$(kc -Q -t "$t:$p:-1" | awk '{print $NF}')`,
+		`echo "$t/$p $((end - start)) records (offsets $start..$end)"`,
 		"kc -C -t delay-dlq -o end -q",
-		"exec deploy/" + fullname + " -- ladder inspect",
-	} {
+		"exec deploy/"+fullname+" -- ladder inspect",
+	) {
 		if !strings.Contains(notes, want) {
 			t.Errorf("NOTES.txt lacks %q:\n%s", want, notes)
+		}
+	}
+	for _, bad := range []string{"-o beginning", "wc -l", "-X sasl.password", "-X sasl.username"} {
+		if strings.Contains(notes, bad) {
+			t.Errorf("NOTES.txt has %q:\n%s", bad, notes)
 		}
 	}
 }
@@ -698,7 +718,7 @@ func TestSchemaAccepts(t *testing.T) {
 	for _, v := range []string{
 		`global: {imageRegistry: registry.example.com}`, // set by a parent chart
 		`podDisruptionBudget: {maxUnavailable: 50%}`,
-		`ladder: {tiers: [30s, 5m, 2d], statsInterval: "0"}`,
+		`{ladder: {tiers: [30s, 5m, 2d], statsInterval: "0"}, topics: {provision: false}}`,
 		`kafka: {sasl: {mechanism: PLAIN, existingSecret: creds}, tls: {enabled: true}}`,
 		`kafka: {tls: {enabled: true, existingSecret: ca, caKey: ca.pem}}`,
 		`topics: {provision: false}`,
@@ -737,6 +757,43 @@ func TestTemplateRejects(t *testing.T) {
 	_, err := render(c, values(t, "", `ladder: {shutdownTimeoutSeconds: 18}`, `terminationGracePeriodSeconds: 18`))
 	if err == nil || !strings.Contains(err.Error(), "must exceed ladder.shutdownTimeoutSeconds") {
 		t.Fatalf("grace period equal to the shutdown timeout: want a render error, got %v", err)
+	}
+	const spec = `topics: {spec: {defaults: {partitions: 3, replicationFactor: 3, minInsyncReplicas: 2, maxOutage: 3d}, ladder: {topicPrefix: delay-, tiers: [1m, 15m, 1h, 6h]}}}`
+	const imageSpec = "the topic spec in the image (" + defaultTopics + ")"
+	for _, tc := range []struct {
+		name   string
+		values []string
+		says   string
+	}{
+		{"other tiers than the image's spec", []string{`ladder: {tiers: [30s, 5m]}`},
+			`ladder.tiers [30s 5m] and ladder.topicPrefix "delay-" name the tier topics delay-30s, delay-5m, but ` + imageSpec + `, which the provisioning job applies, names delay-1m, delay-15m, delay-1h, delay-6h`},
+		{"other prefix than the image's spec", []string{`ladder: {topicPrefix: wait-}`},
+			`name the tier topics wait-1m, wait-15m, wait-1h, wait-6h, but ` + imageSpec},
+		{"a tier fewer than topics.spec", []string{spec, `ladder: {tiers: [1m, 15m, 1h]}`},
+			`name the tier topics delay-1m, delay-15m, delay-1h, but topics.spec, which the provisioning job applies, names delay-1m, delay-15m, delay-1h, delay-6h`},
+		{"other prefix than topics.spec", []string{spec, `ladder: {topicPrefix: later-}`}, `but topics.spec, which the provisioning job applies`},
+		{"topics.spec with the default prefix", []string{`topics: {spec: {ladder: {tiers: [1m, 15m, 1h, 6h]}}}`, `ladder: {topicPrefix: wait-}`},
+			`but topics.spec, which the provisioning job applies, names delay-1m, delay-15m, delay-1h, delay-6h`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := render(c, values(t, "", tc.values...))
+			if err == nil || !strings.Contains(err.Error(), tc.says) || !strings.Contains(err.Error(), "Make them agree") {
+				t.Fatalf("values %q: want a render error saying %q, got %v", tc.values, tc.says, err)
+			}
+		})
+	}
+	// The same topics written otherwise, a spec for other tiers matched by the values, and no provisioning render.
+	for _, v := range [][]string{
+		{`ladder: {tiers: [60s, 900s, 60m, 6h]}`},
+		{`ladder: {tiers: [1h, 6h, 15m, 1m]}`},
+		{`ladder: {tiers: ["1m", "0.25h", "3600000ms", "5h60m"]}`},
+		{strings.ReplaceAll(spec, "[1m, 15m, 1h, 6h]", "[30s, 2d]"), `ladder: {tiers: [30s, 48h]}`},
+		{strings.ReplaceAll(spec, "topicPrefix: delay-", "topicPrefix: wait-"), `ladder: {topicPrefix: wait-}`},
+		{`topics: {provision: false}`, `ladder: {tiers: [30s], topicPrefix: other-}`},
+	} {
+		if _, err := decodeValues(c, values(t, "", v...)); err != nil {
+			t.Errorf("values %q: %v", v, err)
+		}
 	}
 	r := mustRender(t, values(t, "", `ladder: {shutdownTimeoutSeconds: 10}`))
 	d := get[*appsv1.Deployment](t, r, "Deployment", fullname)

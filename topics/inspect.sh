@@ -2,7 +2,7 @@
 # Inspect a ladder's tiers with kcat, without joining the forwarder group.
 #
 #   topics/inspect.sh peek TOPIC [PARTITION [OFFSET]]   the next record of a tier partition: headers, due time
-#   topics/inspect.sh count [TOPIC...]                   records retained per partition (default: tiers + dead-letter)
+#   topics/inspect.sh count [TOPIC...]                   records retained per partition, from offsets (default: tiers + dead-letter)
 #   topics/inspect.sh dlq [N]                            the last N (default 10) dead-lettered records with ladder-error
 #
 # peek without OFFSET reads the record the forwarders will forward next: its
@@ -17,7 +17,17 @@
 #   LADDER_GROUP         the forwarders' group (default ladder), read by ladder inspect
 #   LADDER               the ladder binary (default: ladder on PATH)
 #   KCAT                 the kcat binary (default kcat)
-#   KCAT_ARGS            extra kcat arguments, such as "-X security.protocol=SSL -X ssl.ca.location=/etc/kafka/ca.pem"
+#   KCAT_ARGS            extra kcat arguments, such as "-X fetch.wait.max.ms=100" (never a password: ps shows them)
+#   LADDER_TLS_ENABLED, LADDER_TLS_CA_FILE, LADDER_TLS_CERT_FILE, LADDER_TLS_KEY_FILE,
+#   LADDER_TLS_INSECURE_SKIP_VERIFY, LADDER_SASL_MECHANISM, LADDER_SASL_USERNAME,
+#   LADDER_SASL_PASSWORD, LADDER_SASL_PASSWORD_FILE
+#                        security, as for every ladder command. They go to kcat in a
+#                        private librdkafka config file (mode 0600, removed on exit)
+#                        passed with -F: no password is ever on a command line.
+#                        LADDER_TLS_SERVER_NAME has no librdkafka equivalent: it is
+#                        refused unless KCAT_ARGS sets ssl.endpoint.identification.algorithm.
+#                        kcat cannot log in with SASL to the embedded development broker
+#                        (librdkafka wants SaslHandshake v0, which it lacks).
 set -eu
 
 brokers="${LADDER_BROKERS:-127.0.0.1:9092}"
@@ -34,10 +44,121 @@ usage() {
 	exit 2
 }
 
-# kc runs kcat on the brokers; KCAT_ARGS is split into words on purpose.
+# bool NAME VALUE: a LADDER_* boolean as ladder reads it (Go's strconv.ParseBool).
+bool() {
+	case $2 in
+	1 | t | T | true | TRUE | True) echo true ;;
+	'' | 0 | f | F | false | FALSE | False) echo false ;;
+	*) die "invalid $1=\"$2\": accepted: true or false" ;;
+	esac
+}
+
+# conf_line KEY VALUE: one property of the kcat config file, written with the
+# printf builtin (no process, no command line). kcat reads a line of at most
+# 511 characters and trims blanks around the value, so a value it would
+# alter is refused (naming the variable, never printing the value).
+conf_line() {
+	case $2 in
+	*"$nl"* | *"$cr"*) die "$3 holds a line break: kcat's config file cannot carry it" ;;
+	[[:space:]]* | *[[:space:]]) die "$3 begins or ends with a blank: kcat's config file would drop it" ;;
+	esac
+	[ ${#1} -le 500 ] && [ $((${#1} + ${#2})) -le 500 ] || die "$3 is too long for kcat's config file (a line holds 511 characters)"
+	printf '%s=%s\n' "$1" "$2" >>"$conf"
+}
+
+nl='
+'
+cr=$(printf '\r')
+conf=""
+
+# kcat_config writes the private config file from LADDER_TLS_* and
+# LADDER_SASL_* when any is set; it is removed when the script exits.
+kcat_config() {
+	tls=$(bool LADDER_TLS_ENABLED "${LADDER_TLS_ENABLED:-}")
+	insecure=$(bool LADDER_TLS_INSECURE_SKIP_VERIFY "${LADDER_TLS_INSECURE_SKIP_VERIFY:-}")
+	mech=$(echo "${LADDER_SASL_MECHANISM:-}" | tr '[:lower:]' '[:upper:]' | tr -d '[:space:]')
+	if [ "$tls" = false ]; then
+		for v in LADDER_TLS_CA_FILE LADDER_TLS_CERT_FILE LADDER_TLS_KEY_FILE LADDER_TLS_SERVER_NAME; do
+			eval "val=\${$v:-}"
+			[ -z "$val" ] || die "invalid LADDER_TLS_ENABLED=\"${LADDER_TLS_ENABLED:-}\": accepted: true when $v is set (or unset $v)"
+		done
+		[ "$insecure" = false ] || die "invalid LADDER_TLS_ENABLED=\"${LADDER_TLS_ENABLED:-}\": accepted: true when LADDER_TLS_INSECURE_SKIP_VERIFY is set"
+	fi
+	case $mech in
+	'' | PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512) ;;
+	*) die "invalid LADDER_SASL_MECHANISM=\"$LADDER_SASL_MECHANISM\": accepted: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, or empty for no SASL" ;;
+	esac
+	[ "$tls" = true ] || [ -n "$mech" ] || return 0
+
+	umask 077
+	conf=$(mktemp "${TMPDIR:-/tmp}/ladder-kcat.XXXXXX") || die "cannot create a private kcat config file"
+	trap 'rm -f "$conf"' EXIT
+	trap 'exit 129' HUP
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+
+	if [ -n "$mech" ]; then
+		if [ "$tls" = true ]; then proto=SASL_SSL; else proto=SASL_PLAINTEXT; fi
+	else
+		proto=SSL
+	fi
+	conf_line security.protocol "$proto" security.protocol
+	if [ "$tls" = true ]; then
+		if [ -n "${LADDER_TLS_CA_FILE:-}" ]; then
+			[ -r "$LADDER_TLS_CA_FILE" ] || die "invalid LADDER_TLS_CA_FILE=\"$LADDER_TLS_CA_FILE\": accepted: a readable PEM file of CA certificates"
+			conf_line ssl.ca.location "$LADDER_TLS_CA_FILE" LADDER_TLS_CA_FILE
+		fi
+		if [ -n "${LADDER_TLS_CERT_FILE:-}${LADDER_TLS_KEY_FILE:-}" ]; then
+			[ -n "${LADDER_TLS_CERT_FILE:-}" ] || die "invalid LADDER_TLS_CERT_FILE: accepted: the client certificate's PEM file, with LADDER_TLS_KEY_FILE"
+			[ -n "${LADDER_TLS_KEY_FILE:-}" ] || die "invalid LADDER_TLS_KEY_FILE: accepted: the client key's PEM file, with LADDER_TLS_CERT_FILE"
+			conf_line ssl.certificate.location "$LADDER_TLS_CERT_FILE" LADDER_TLS_CERT_FILE
+			conf_line ssl.key.location "$LADDER_TLS_KEY_FILE" LADDER_TLS_KEY_FILE
+		fi
+		if [ "$insecure" = true ]; then
+			echo "inspect.sh: warning: LADDER_TLS_INSECURE_SKIP_VERIFY=true: the brokers' certificates are not verified" >&2
+			conf_line enable.ssl.certificate.verification false LADDER_TLS_INSECURE_SKIP_VERIFY
+			conf_line ssl.endpoint.identification.algorithm none LADDER_TLS_INSECURE_SKIP_VERIFY
+		elif [ -n "${LADDER_TLS_SERVER_NAME:-}" ]; then
+			case ${KCAT_ARGS:-} in
+			*ssl.endpoint.identification.algorithm*) ;;
+			*) die "LADDER_TLS_SERVER_NAME=\"$LADDER_TLS_SERVER_NAME\" has no kcat (librdkafka) equivalent: use a broker address whose name the certificate holds, or, knowing that the name is then not checked, set KCAT_ARGS=\"-X ssl.endpoint.identification.algorithm=none\"" ;;
+			esac
+		fi
+	fi
+	if [ -n "$mech" ]; then
+		[ -n "${LADDER_SASL_USERNAME:-}" ] || die "invalid LADDER_SASL_USERNAME: accepted: a non-empty user name with LADDER_SASL_MECHANISM=$mech"
+		if [ -n "${LADDER_SASL_PASSWORD_FILE:-}" ]; then
+			[ -z "${LADDER_SASL_PASSWORD:-}" ] || die "invalid LADDER_SASL_PASSWORD_FILE=\"$LADDER_SASL_PASSWORD_FILE\": accepted: either LADDER_SASL_PASSWORD or LADDER_SASL_PASSWORD_FILE, not both"
+			[ -r "$LADDER_SASL_PASSWORD_FILE" ] || die "invalid LADDER_SASL_PASSWORD_FILE=\"$LADDER_SASL_PASSWORD_FILE\": accepted: a readable file holding the password"
+			# One trailing newline is ignored, as ladder does.
+			pw=$(cat "$LADDER_SASL_PASSWORD_FILE" && echo .) || die "cannot read LADDER_SASL_PASSWORD_FILE=\"$LADDER_SASL_PASSWORD_FILE\""
+			pw=${pw%.}
+			pw=${pw%"$nl"}
+			pwvar=LADDER_SASL_PASSWORD_FILE
+		else
+			pw=${LADDER_SASL_PASSWORD:-}
+			pwvar=LADDER_SASL_PASSWORD
+		fi
+		[ -n "$pw" ] || die "invalid $pwvar: accepted: a non-empty password with LADDER_SASL_MECHANISM=$mech"
+		conf_line sasl.mechanisms "$mech" LADDER_SASL_MECHANISM
+		conf_line sasl.username "$LADDER_SASL_USERNAME" LADDER_SASL_USERNAME
+		conf_line sasl.password "$pw" "$pwvar"
+		pw=""
+		[ "$tls" = true ] || [ "$mech" != PLAIN ] ||
+			echo "inspect.sh: warning: LADDER_SASL_MECHANISM=PLAIN without LADDER_TLS_ENABLED=true: the password crosses the network in clear text" >&2
+	fi
+}
+
+# kc runs kcat on the brokers, with the private config file when there is
+# one; KCAT_ARGS is split into words on purpose.
 kc() {
-	# shellcheck disable=SC2086
-	"$kcat" -b "$brokers" ${KCAT_ARGS:-} "$@"
+	if [ -n "$conf" ]; then
+		# shellcheck disable=SC2086
+		"$kcat" -F "$conf" -b "$brokers" ${KCAT_ARGS:-} "$@"
+	else
+		# shellcheck disable=SC2086
+		"$kcat" -b "$brokers" ${KCAT_ARGS:-} "$@"
+	fi
 }
 
 now_ms() {
@@ -162,10 +283,26 @@ peek() {
 	}
 }
 
-# end_offsets TOPIC: "PARTITION END" per partition, from kcat's end-of-partition messages.
-end_offsets() {
-	kc -C -t "$1" -o end -e -f '' 2>&1 |
-		sed -n 's/.*Reached end of topic .* \[\([0-9]*\)\] at offset \([0-9]*\).*/\1 \2/p' | sort -n
+# partitions TOPIC: its partition numbers, from the metadata; none for a
+# missing topic. The script stops with kcat's error when the brokers cannot
+# be reached (a refused TLS handshake, a failed login).
+partitions() {
+	md=$(kc -L -t "$1" 2>&1) || die "cannot read the metadata of $1: $(echo "$md" | grep -v '^% Reading configuration' | tail -n 1)"
+	echo "$md" | sed -n 's/^ *partition \([0-9]*\),.*/\1/p' | sort -n
+}
+
+# offsets_at TOPIC WHICH PARTITION...: "PARTITION OFFSET" per partition, with
+# kcat's offset query (-Q): WHICH -2 is the log start, -1 the end. Nothing is
+# consumed.
+offsets_at() {
+	t=$1 which=$2
+	shift 2
+	args=""
+	for p in "$@"; do
+		args="$args -t $t:$p:$which"
+	done
+	# shellcheck disable=SC2086
+	kc -Q $args 2>/dev/null | sed -n 's/.* \[\([0-9]*\)\] offset \(-\{0,1\}[0-9]*\).*/\1 \2/p' | sort -n
 }
 
 count() {
@@ -176,23 +313,27 @@ count() {
 		set -- "$@" "$dlq"
 	fi
 	for topic in "$@"; do
-		total=0
-		ends=$(end_offsets "$topic")
-		if [ -z "$ends" ]; then
+		ps=$(partitions "$topic") || exit 2
+		# shellcheck disable=SC2086
+		set -- $ps
+		if [ $# -eq 0 ]; then
 			echo "$topic: no such topic (or no partitions)"
 			continue
 		fi
-		while read -r p end; do
-			first=$(kc -C -q -t "$topic" -p "$p" -o beginning -c 1 -e -f '%o\n')
-			[ -n "$first" ] || first=$end
+		starts=$(offsets_at "$topic" -2 "$@")
+		ends=$(offsets_at "$topic" -1 "$@")
+		total=0
+		for p in "$@"; do
+			first=$(echo "$starts" | awk -v P="$p" '$1 == P { print $2 }')
+			end=$(echo "$ends" | awk -v P="$p" '$1 == P { print $2 }')
+			[ -n "$first" ] && [ -n "$end" ] || die "$topic/$p: kcat -Q answered no offsets"
 			n=$((end - first))
 			total=$((total + n))
 			echo "$topic/$p  offsets $first..$end  $n records"
-		done <<EOF
-$ends
-EOF
+		done
 		echo "$topic total $total records"
 	done
+	echo "(counted from offsets: exactly-once forwarders leave a transaction marker, one offset, after each transaction)"
 }
 
 dlq_tail() {
@@ -209,6 +350,8 @@ dlq_tail() {
 
 command -v "$kcat" >/dev/null 2>&1 || die "kcat not found (apt-get install kcat, or set KCAT)"
 [ $# -ge 1 ] || usage
+case $1 in -h | --help | help) usage ;; esac
+kcat_config
 cmd=$1
 shift
 case $cmd in

@@ -213,8 +213,14 @@ func printDemoStatus(w io.Writer, elapsed time.Duration, l *tier.Ladder, cur, pr
 		st.mu.Lock()
 		early := st.early[s.Lane]
 		st.mu.Unlock()
-		fmt.Fprintf(&b, "  %-10s %12.1f %9d %6.0f %9d %9s %9s %7d\n", s.Lane, rate, s.Handled,
-			m["ladder_workahead_lane_lag"][s.Lane], s.InFlight, p50s, p99s, early)
+		// The lag as work-ahead last read it; "?" when that read failed or
+		// none was made (work-ahead off, Kafka unreachable).
+		lag := "?"
+		if m["ladder_workahead_lane_lag_ok"][s.Lane] == 1 {
+			lag = fmt.Sprintf("%.0f", m["ladder_workahead_lane_lag"][s.Lane])
+		}
+		fmt.Fprintf(&b, "  %-10s %12.1f %9d %6s %9d %9s %9s %7d\n", s.Lane, rate, s.Handled,
+			lag, s.InFlight, p50s, p99s, early)
 	}
 	fmt.Fprintf(&b, "  %-10s %9s %14s %9s\n", "tier", "pending", "next release", "forwarded")
 	for _, t := range l.Topics() {

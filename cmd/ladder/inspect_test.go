@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -239,6 +241,204 @@ func TestInspectUsage(t *testing.T) {
 		var stdout, stderr bytes.Buffer
 		if code := Main(context.Background(), tc.args, nil, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
 			t.Errorf("ladder %v: exit %d, want 2 with %q:\n%s", tc.args, code, tc.want, stderr.String())
+		}
+	}
+}
+
+// TestInspectScriptMutualTLS runs topics/inspect.sh with the real kcat
+// against a broker that requires mutual TLS, configured only through
+// LADDER_TLS_* (no KCAT_ARGS): the script hands them to kcat in a private
+// config file (-F), removed when it exits. Without the client certificate
+// the broker refuses kcat.
+func TestInspectScriptMutualTLS(t *testing.T) {
+	kcatPath := kcat(t)
+	pki := laddertest.NewPKI(t)
+	scan := laddertest.ScanForSecrets(t, pki.Secrets()...)
+	_, k := laddertest.SecureBroker(t, laddertest.Secure{PKI: pki, Mutual: true, LogTo: scan}, 2, "delay-1m", "delay-1h", "delay-dlq")
+	sc, err := k.Base()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Producer.Return.Successes = true
+	sc.Producer.Partitioner = sarama.NewManualPartitioner
+	p, err := sarama.NewSyncProducer(k.Brokers, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	now := time.Now()
+	due := now.Add(90 * time.Minute)
+	for _, m := range []*sarama.ProducerMessage{
+		{Topic: "delay-1h", Partition: 1, Key: sarama.StringEncoder("over-mtls"), Value: sarama.StringEncoder("held"), Timestamp: now,
+			Headers: []sarama.RecordHeader{{Key: []byte("ladder-target"), Value: []byte("work")}, {Key: []byte("ladder-due"), Value: []byte(strconv.FormatInt(due.UnixMilli(), 10))}}},
+		{Topic: "delay-1h", Partition: 1, Key: sarama.StringEncoder("second"), Value: sarama.StringEncoder("v"), Timestamp: now},
+		{Topic: "delay-dlq", Partition: 0, Key: sarama.StringEncoder("bad"), Value: sarama.StringEncoder("v"), Timestamp: now,
+			Headers: []sarama.RecordHeader{{Key: []byte("ladder-error"), Value: []byte("ladder-target: header is missing")}}},
+	} {
+		if _, _, err := p.SendMessage(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	tmp := t.TempDir() // the script's TMPDIR: its config file must not outlive it
+	env := []string{"KCAT=" + kcatPath, "TMPDIR=" + tmp, "LADDER_BROKERS=" + k.Brokers[0], "LADDER_TIERS=" + inspectTiers,
+		"LADDER_GROUP=inspect-mtls", "LADDER_TLS_ENABLED=true", "LADDER_TLS_CA_FILE=" + pki.CAFile}
+	withCert := append(env[:len(env):len(env)], "LADDER_TLS_CERT_FILE="+pki.ClientCertFile, "LADDER_TLS_KEY_FILE="+pki.ClientKeyFile)
+	run := func(env []string, args ...string) string {
+		t.Helper()
+		out, code := runScript(t, env, "inspect.sh", args...)
+		scan.Write([]byte(out))
+		if left, _ := os.ReadDir(tmp); len(left) != 0 {
+			t.Errorf("inspect.sh %s left %d files in TMPDIR: %v", args[0], len(left), left[0].Name())
+		}
+		if code != 0 {
+			t.Errorf("inspect.sh %s over mutual TLS exited %d:\n%s", args[0], code, out)
+		}
+		return out
+	}
+
+	// peek takes the next offset from ladder inspect (same variables; the group never committed: the log start).
+	out := run(withCert, "peek", "delay-1h", "1")
+	for _, w := range []string{"delay-1h/1 offset 0 (the forwarders' next record, from ladder inspect)", "key        over-mtls",
+		fmt.Sprintf("header     ladder-due=%d  %s", due.UnixMilli(), due.UTC().Format("2006-01-02 15:04:05.000 UTC"))} {
+		if !strings.Contains(out, w) {
+			t.Errorf("inspect.sh peek lacks %q:\n%s", w, out)
+		}
+	}
+	out = run(withCert, "count")
+	for _, w := range []string{"delay-1h/1  offsets 0..2  2 records", "delay-1h total 2 records", "delay-1m total 0 records", "delay-dlq total 1 records"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("inspect.sh count lacks %q:\n%s", w, out)
+		}
+	}
+	out = run(withCert, "dlq")
+	if !strings.Contains(out, "key bad") || !strings.Contains(out, "ladder-error=ladder-target: header is missing") {
+		t.Errorf("inspect.sh dlq:\n%s", out)
+	}
+
+	// No client certificate: the broker refuses the handshake; the script says so.
+	out, code := runScript(t, append(env, "KCAT_ARGS=-m 3"), "inspect.sh", "count", "delay-1h")
+	scan.Write([]byte(out))
+	t.Logf("inspect.sh count without the client certificate (exit %d):\n%s", code, out)
+	if code != 2 || strings.Contains(out, "offsets 0..2") || !strings.Contains(out, "inspect.sh: cannot read the metadata of delay-1h: % ERROR: Failed to acquire metadata") {
+		t.Errorf("inspect.sh count without the client certificate: exit %d:\n%s", code, out)
+	}
+}
+
+// fakeKcat is a kcat stand-in that records its arguments and the config
+// file it is given (-F), with the file's mode, in dir.
+func fakeKcat(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "kcat")
+	script := `#!/bin/sh
+out=` + dir + `
+printf '%s\n' "$@" >>"$out/argv"
+while [ $# -gt 0 ]; do
+	if [ "$1" = -F ]; then
+		cp "$2" "$out/conf"
+		stat -c %a "$2" >"$out/mode"
+		echo "$2" >"$out/path"
+	fi
+	shift
+done
+`
+	if err := os.WriteFile(path, []byte(script), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestInspectScriptSASLConfig checks the config file topics/inspect.sh gives
+// kcat for SASL (kcat cannot log in with SASL to the embedded broker, see
+// BROKER.md): the LADDER_SASL_* and LADDER_TLS_* settings mapped to
+// librdkafka properties, the password in the file (mode 0600, removed on
+// exit) and never on kcat's command line; bad settings refused by name.
+func TestInspectScriptSASLConfig(t *testing.T) {
+	const pw = "pw-kcat-Hq7#z=x"
+	scan := laddertest.ScanForSecrets(t, pw)
+	base := []string{"LADDER_BROKERS=kafka-0:9093"}
+	pwFile := filepath.Join(t.TempDir(), "password")
+	if err := os.WriteFile(pwFile, []byte(pw+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		env  []string
+		conf []string
+	}{
+		{"SCRAM over TLS, password from the environment",
+			[]string{"LADDER_SASL_MECHANISM=scram-sha-512", "LADDER_SASL_USERNAME=svc-ladder", "LADDER_SASL_PASSWORD=" + pw,
+				"LADDER_TLS_ENABLED=true", "LADDER_TLS_CA_FILE=" + pwFile},
+			[]string{"security.protocol=SASL_SSL", "ssl.ca.location=" + pwFile, "sasl.mechanisms=SCRAM-SHA-512", "sasl.username=svc-ladder", "sasl.password=" + pw}},
+		{"PLAIN without TLS, password from a file",
+			[]string{"LADDER_SASL_MECHANISM=PLAIN", "LADDER_SASL_USERNAME=u", "LADDER_SASL_PASSWORD_FILE=" + pwFile},
+			[]string{"security.protocol=SASL_PLAINTEXT", "sasl.mechanisms=PLAIN", "sasl.username=u", "sasl.password=" + pw}},
+		{"SCRAM-SHA-256 with mutual TLS",
+			[]string{"LADDER_SASL_MECHANISM=SCRAM-SHA-256", "LADDER_SASL_USERNAME=u", "LADDER_SASL_PASSWORD=" + pw, "LADDER_TLS_ENABLED=1",
+				"LADDER_TLS_CERT_FILE=/c.pem", "LADDER_TLS_KEY_FILE=/k.pem"},
+			[]string{"security.protocol=SASL_SSL", "ssl.certificate.location=/c.pem", "ssl.key.location=/k.pem", "sasl.mechanisms=SCRAM-SHA-256", "sasl.username=u", "sasl.password=" + pw}},
+		{"TLS without verification",
+			[]string{"LADDER_TLS_ENABLED=true", "LADDER_TLS_INSECURE_SKIP_VERIFY=true"},
+			[]string{"security.protocol=SSL", "enable.ssl.certificate.verification=false", "ssl.endpoint.identification.algorithm=none"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tmp := t.TempDir()
+			env := append(append(base[:len(base):len(base)], "KCAT="+fakeKcat(t, dir), "TMPDIR="+tmp), tc.env...)
+			out, code := runScript(t, env, "inspect.sh", "dlq", "3")
+			scan.Write([]byte(out))
+			if code != 0 {
+				t.Fatalf("inspect.sh dlq exited %d:\n%s", code, out)
+			}
+			read := func(name string) string {
+				b, err := os.ReadFile(filepath.Join(dir, name))
+				if err != nil {
+					t.Fatalf("the fake kcat recorded no %s: %v", name, err)
+				}
+				return strings.TrimSpace(string(b))
+			}
+			conf, argv, mode, path := read("conf"), read("argv"), read("mode"), read("path")
+			if got := strings.Split(conf, "\n"); strings.Join(got, "|") != strings.Join(tc.conf, "|") {
+				t.Errorf("config file:\n%s\nwant:\n%s", conf, strings.Join(tc.conf, "\n"))
+			}
+			scan.Write([]byte(argv))
+			if strings.Contains(argv, pw) || !strings.Contains(argv, "-F\n"+path+"\n-b\nkafka-0:9093\n-C") {
+				t.Errorf("kcat's arguments:\n%s", argv)
+			}
+			if mode != "600" || !strings.HasPrefix(path, tmp+"/") {
+				t.Errorf("config file %s has mode %s, want 600 in TMPDIR %s", path, mode, tmp)
+			}
+			if _, err := os.Stat(path); !os.IsNotExist(err) {
+				t.Errorf("config file %s outlived the script: %v", path, err)
+			}
+		})
+	}
+
+	// Without TLS or SASL there is no file; bad settings are refused, naming the variable and not the password.
+	dir := t.TempDir()
+	out, code := runScript(t, append(base, "KCAT="+fakeKcat(t, dir)), "inspect.sh", "dlq")
+	if _, err := os.Stat(filepath.Join(dir, "conf")); code != 0 || err == nil {
+		t.Errorf("plaintext: exit %d, config file %v:\n%s", code, err, out)
+	}
+	for _, tc := range []struct {
+		env  []string
+		says string
+	}{
+		{[]string{"LADDER_SASL_MECHANISM=GSSAPI"}, `invalid LADDER_SASL_MECHANISM="GSSAPI"`},
+		{[]string{"LADDER_SASL_MECHANISM=PLAIN", "LADDER_SASL_PASSWORD=" + pw}, "invalid LADDER_SASL_USERNAME"},
+		{[]string{"LADDER_SASL_MECHANISM=PLAIN", "LADDER_SASL_USERNAME=u"}, "invalid LADDER_SASL_PASSWORD"},
+		{[]string{"LADDER_SASL_MECHANISM=PLAIN", "LADDER_SASL_USERNAME=u", "LADDER_SASL_PASSWORD=" + pw, "LADDER_SASL_PASSWORD_FILE=" + pwFile}, "not both"},
+		{[]string{"LADDER_SASL_MECHANISM=PLAIN", "LADDER_SASL_USERNAME=u", "LADDER_SASL_PASSWORD=" + pw + " "}, "LADDER_SASL_PASSWORD begins or ends with a blank"},
+		{[]string{"LADDER_TLS_CA_FILE=/ca.pem"}, `invalid LADDER_TLS_ENABLED="": accepted: true when LADDER_TLS_CA_FILE is set`},
+		{[]string{"LADDER_TLS_ENABLED=yes"}, `invalid LADDER_TLS_ENABLED="yes"`},
+		{[]string{"LADDER_TLS_ENABLED=true", "LADDER_TLS_CERT_FILE=/c.pem"}, "invalid LADDER_TLS_KEY_FILE"},
+		{[]string{"LADDER_TLS_ENABLED=true", "LADDER_TLS_SERVER_NAME=kafka.internal"}, `LADDER_TLS_SERVER_NAME="kafka.internal" has no kcat (librdkafka) equivalent`},
+	} {
+		dir := t.TempDir()
+		out, code := runScript(t, append(append(base[:len(base):len(base)], "KCAT="+fakeKcat(t, dir)), tc.env...), "inspect.sh", "dlq")
+		scan.Write([]byte(out))
+		if _, err := os.Stat(filepath.Join(dir, "argv")); code != 2 || !strings.Contains(out, tc.says) || err == nil {
+			t.Errorf("%v: exit %d (kcat run: %v), want 2 and %q:\n%s", tc.env, code, err == nil, tc.says, out)
 		}
 	}
 }

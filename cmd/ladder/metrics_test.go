@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
+
 	"github.com/ladder/ladder/pkg/laddertest"
 )
 
@@ -65,13 +67,39 @@ func metricValue(body, name string, labels ...string) (float64, bool) {
 	return sum, found
 }
 
+// sendTo produces records to one tier partition, with headers given as name, value pairs.
+func sendTo(t *testing.T, addr, topic string, partition int32, key string, headers ...string) {
+	t.Helper()
+	sc := sarama.NewConfig()
+	sc.Version = sarama.V3_0_0_0
+	sc.Producer.Return.Successes = true
+	sc.Producer.Partitioner = sarama.NewManualPartitioner
+	p, err := sarama.NewSyncProducer([]string{addr}, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var hs []sarama.RecordHeader
+	for k := 0; k+1 < len(headers); k += 2 {
+		hs = append(hs, sarama.RecordHeader{Key: []byte(headers[k]), Value: []byte(headers[k+1])})
+	}
+	if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: partition, Key: sarama.StringEncoder(key),
+		Value: sarama.StringEncoder("v"), Headers: hs}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestMetricsAndHealth: /healthz answers, /readyz turns ready once the group
 // is joined, and /metrics agrees with what the test put into the tiers:
 // held records show as pending and paused in their tier, forwarded ones as
-// counters and lateness observations.
+// counters (by outcome: delivered to the target, forwarded to a smaller
+// tier, dead-lettered, and the dead-lettered ones by reason) and lateness
+// observations, and a head that cannot be sent shows as overdue, growing,
+// until it goes.
 func TestMetricsAndHealth(t *testing.T) {
 	addr := startDevBroker(t, "work")
-	p := start(t, append(runEnv(addr), "LADDER_HTTP_ADDR=127.0.0.1:0"), "run")
+	// One record in flight per partition: a record that cannot be produced holds up the head behind it.
+	p := start(t, append(runEnv(addr), "LADDER_HTTP_ADDR=127.0.0.1:0", "LADDER_MAX_IN_FLIGHT=1"), "run")
 	base := "http://" + httpAddr(t, p)
 
 	if code, _ := httpGet(t, base+"/healthz"); code != 200 {
@@ -113,4 +141,53 @@ func TestMetricsAndHealth(t *testing.T) {
 	if pending, _ := metricValue(body, "ladder_pending_records", `tier="delay-15s"`); pending != held {
 		t.Errorf("held records: ladder_pending_records{tier=delay-15s} = %v, want %d", pending, held)
 	}
+
+	// Forwarded from tier to tier: due in 7s, scheduled into delay-5s, which
+	// forwards them to delay-1s after 5s, which delivers them.
+	const hops = 10
+	scheduleBacklogPrefixed(t, addr, "hop-", hops, time.Now().Add(7*time.Second))
+	work.WaitDistinct(t, 20+hops, 40*time.Second)
+	laddertest.Eventually(t, 10*time.Second, func() bool {
+		_, body = httpGet(t, base+"/metrics")
+		n, _ := metricValue(body, "ladder_forwarded_records_total", `tier="delay-5s"`, `outcome="forwarded"`)
+		return n == hops
+	}, "ladder_forwarded_records_total{tier=delay-5s,outcome=forwarded} never reached %d:\n%s", hops, body)
+	if n, _ := metricValue(body, "ladder_forwarded_records_total", `tier="delay-1s"`, `outcome="delivered"`); n < 20+hops {
+		t.Errorf("ladder_forwarded_records_total{tier=delay-1s,outcome=delivered} = %v, want ≥ %d", n, 20+hops)
+	}
+
+	// Dead-lettered, by reason: no ladder-target, and a ladder-due that is no number.
+	sendTo(t, addr, "delay-1s", 1, "no-target", "ladder-due", strconv.FormatInt(time.Now().UnixMilli(), 10))
+	sendTo(t, addr, "delay-1s", 2, "bad-due", "ladder-target", "work", "ladder-due", "soon")
+	laddertest.Eventually(t, 20*time.Second, func() bool {
+		_, body = httpGet(t, base+"/metrics")
+		missing, _ := metricValue(body, "ladder_dead_lettered_records_total", `tier="delay-1s"`, `reason="missing_target"`)
+		badDue, _ := metricValue(body, "ladder_dead_lettered_records_total", `tier="delay-1s"`, `reason="invalid_due"`)
+		all, _ := metricValue(body, "ladder_forwarded_records_total", `outcome="dead_lettered"`)
+		return missing == 1 && badDue == 1 && all == 2
+	}, "ladder_dead_lettered_records_total never showed one missing_target and one invalid_due:\n%s", body)
+
+	// Overdue: a record for a topic that does not exist yet is retried and
+	// holds its partition's only in-flight slot; the due record behind it
+	// waits, and ladder_head_overdue_seconds grows until the topic exists.
+	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	sendTo(t, addr, "delay-1s", 0, "for-later", "ladder-target", "later", "ladder-due", now)
+	sendTo(t, addr, "delay-1s", 0, "behind", "ladder-target", "work", "ladder-due", now)
+	overdue := func() float64 {
+		_, body = httpGet(t, base+"/metrics")
+		v, _ := metricValue(body, "ladder_head_overdue_seconds", `tier="delay-1s"`)
+		return v
+	}
+	var first float64
+	laddertest.Eventually(t, 20*time.Second, func() bool { first = overdue(); return first >= 1 },
+		"ladder_head_overdue_seconds{tier=delay-1s} never passed 1s behind a record for a missing topic:\n%s", body)
+	laddertest.Eventually(t, 20*time.Second, func() bool { return overdue() >= first+1 },
+		"ladder_head_overdue_seconds{tier=delay-1s} stays at %v while the head waits:\n%s", first, body)
+	if err := rawAdmin(t, addr).CreateTopic("later", &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, false); err != nil {
+		t.Fatal(err)
+	}
+	work.WaitDistinct(t, 20+hops+1, 30*time.Second)
+	laddertest.Eventually(t, 20*time.Second, func() bool { return overdue() == 0 },
+		"ladder_head_overdue_seconds{tier=delay-1s} stays above 0 after the head went:\n%s", body)
+	t.Logf("head overdue behind a record for a missing topic: passed %.1fs, then grew, and fell to 0 once the topic existed", first)
 }

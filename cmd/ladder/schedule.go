@@ -92,20 +92,20 @@ func scheduleCmd(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		k = []byte(key)
 	}
 	if !fromStdin {
-		m := msg(k, []byte(f.Arg(0)))
-		if err := s.Schedule(ctx, m); err != nil {
+		r, err := s.ScheduleReceipt(ctx, msg(k, []byte(f.Arg(0))))
+		if err != nil {
 			return err
 		}
-		rec, _ := schedule.Record(l, m, time.Now())
-		due := m.At
-		if due.IsZero() {
-			due = time.Now().Add(m.Delay)
-		}
-		fmt.Fprintf(stdout, "scheduled for %s, due %s, via %s\n", target, due.Format(time.RFC3339Nano), rec.Topic)
+		// The due time printed is the one in the ladder-due header sent.
+		fmt.Fprintf(stdout, "scheduled for %s, due %s (unix ms %d), via %s (partition %d, offset %d)\n",
+			target, r.Due.UTC().Format(rfc3339Millis), r.Due.UnixMilli(), r.Topic, r.Partition, r.Offset)
 		return nil
 	}
 	return scheduleLines(ctx, s, stdin, stdout, stderr, keyDelim, k, msg)
 }
+
+// rfc3339Millis is RFC 3339 with the milliseconds the wire carries.
+const rfc3339Millis = "2006-01-02T15:04:05.000Z07:00"
 
 // scheduleLines schedules one message per line, pipelined, and reports
 // progress on stderr every two seconds.

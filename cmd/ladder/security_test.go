@@ -180,7 +180,7 @@ func TestSecureCommands(t *testing.T) {
 	for _, args := range [][]string{
 		{"schedule", "--topic", "work", "--delay", "1s", "x"},
 		{"inspect"},
-		{"topics", "plan", "-f", "../../topics/topics.yaml"},
+		{"topics", "plan", "-f", "../../topics/topics.yaml", "--allow-other-ladder"}, // the spec is 1m..6h, LADDER_TIERS the e2e tiers
 	} {
 		code, out, d := runBinary(t, scan, bad, args...)
 		if code != 1 || !strings.Contains(strings.ReplaceAll(out, `\"`, `"`), strings.ReplaceAll(says, `\"`, `"`)) {

@@ -33,14 +33,17 @@ func topicsCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		return usageError{err}
 	}
 	var (
-		file    string
-		timeout time.Duration
+		file        string
+		timeout     time.Duration
+		otherLadder bool
 	)
 	f := newFlags("topics", "topics plan|apply|verify -f topics/topics.yaml [flags]", stderr)
 	f.kafka(&cfg.Config)
 	f.log(&cfg)
 	f.StringVar(&file, "f", "", "topic spec file, such as topics/topics.yaml (required)")
 	f.DurationVar(&timeout, "timeout", 2*time.Minute, "give up after this long")
+	f.BoolVar(&otherLadder, "allow-other-ladder", false,
+		"go on when LADDER_TIERS or LADDER_TOPIC_PREFIX name other tiers than the spec (a spec meant for another ladder); a warning then")
 	verb := ""
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		verb, args = args[0], args[1:]
@@ -77,7 +80,9 @@ func topicsCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	if err := envconfig.CheckDisallowed("ladder", &cfg); err != nil {
 		log.Warn().Err(err).Msg("unknown LADDER_* variable: misspelled?")
 	}
-	warnLadderMismatch(spec, stderr)
+	if err := checkLadderMatch(spec, file, otherLadder, stderr); err != nil {
+		return usageError{err}
+	}
 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -123,9 +128,13 @@ func topicsCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	return nil
 }
 
-// warnLadderMismatch warns when LADDER_TIERS or LADDER_TOPIC_PREFIX is set
-// to a ladder other than the spec's: the forwarders would read other topics.
-func warnLadderMismatch(spec *topics.Spec, stderr io.Writer) {
+// checkLadderMatch refuses a spec whose tiers are not the ones LADDER_TIERS
+// and LADDER_TOPIC_PREFIX name, when either is set: the forwarders
+// configured with them would read other topics than the ones provisioned
+// (the chart refuses to render in that case too). allow turns the refusal
+// into a warning, for a spec meant for another ladder. Delays are compared
+// as topic names, so 60s and 1m agree.
+func checkLadderMatch(spec *topics.Spec, file string, allow bool, stderr io.Writer) error {
 	l := spec.TierLadder()
 	prefix, okP := os.LookupEnv("LADDER_TOPIC_PREFIX")
 	tiers, okT := os.LookupEnv("LADDER_TIERS")
@@ -136,8 +145,18 @@ func warnLadderMismatch(spec *topics.Spec, stderr io.Writer) {
 		tiers = l.String()
 	}
 	env, err := tier.Parse(tiers, prefix)
-	if err != nil || strings.Join(env.Topics(), ",") != strings.Join(l.Topics(), ",") {
-		fmt.Fprintf(stderr, "warning: LADDER_TIERS=%q LADDER_TOPIC_PREFIX=%q name other tiers than the spec's (%s): "+
-			"forwarders configured with them would not read these topics\n", tiers, prefix, strings.Join(l.Topics(), ", "))
+	if err != nil {
+		return fmt.Errorf("LADDER_TIERS=%q LADDER_TOPIC_PREFIX=%q: %w", tiers, prefix, err)
 	}
+	if strings.Join(env.Topics(), ",") == strings.Join(l.Topics(), ",") {
+		return nil
+	}
+	msg := fmt.Sprintf("LADDER_TIERS=%q LADDER_TOPIC_PREFIX=%q name the tiers %s; the spec %s names %s: "+
+		"forwarders configured with them would not read the topics it provisions",
+		tiers, prefix, strings.Join(env.Topics(), ", "), file, strings.Join(l.Topics(), ", "))
+	if allow {
+		fmt.Fprintf(stderr, "warning: %s (going on: --allow-other-ladder)\n", msg)
+		return nil
+	}
+	return fmt.Errorf("%s; make them agree, or pass --allow-other-ladder if the spec is meant for another ladder", msg)
 }

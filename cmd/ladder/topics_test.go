@@ -13,6 +13,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/ladder/ladder/pkg/devbroker"
 	"github.com/ladder/ladder/pkg/laddertest"
 )
 
@@ -208,18 +209,102 @@ func topicConfig(t *testing.T, ca sarama.ClusterAdmin, topic string) map[string]
 	return out
 }
 
-// TestTopicsWarnsOfOtherLadder: LADDER_TIERS naming other tiers than the spec is pointed out.
+// TestTopicsWarnsOfOtherLadder: LADDER_TIERS or LADDER_TOPIC_PREFIX naming
+// other tiers than the spec is refused by plan, apply and verify (exit 2,
+// naming both, nothing created), as the chart refuses to render; with
+// --allow-other-ladder it is only a warning. Unset, they claim nothing.
 func TestTopicsWarnsOfOtherLadder(t *testing.T) {
 	b := laddertest.Broker(t, 1)
 	spec := filepath.Join(t.TempDir(), "topics.yaml")
 	if err := os.WriteFile(spec, []byte(provisionSpec), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	run := func(args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := Main(context.Background(), append(append([]string{"topics"}, args...), "-f", spec, "--brokers", b.Addr()), nil, &stdout, &stderr)
+		return code, stdout.String(), stderr.String()
+	}
+	for _, tc := range []struct {
+		env  map[string]string
+		says string
+	}{
+		{map[string]string{"LADDER_TIERS": "1s,10s"}, `LADDER_TIERS="1s,10s" LADDER_TOPIC_PREFIX="delay-" name the tiers delay-1s, delay-10s; the spec ` + spec + ` names delay-1s, delay-5s`},
+		{map[string]string{"LADDER_TOPIC_PREFIX": "wait-"}, `LADDER_TIERS="1s,5s" LADDER_TOPIC_PREFIX="wait-" name the tiers wait-1s, wait-5s; the spec ` + spec + ` names delay-1s, delay-5s`},
+		{map[string]string{"LADDER_TIERS": "5s,1s", "LADDER_TOPIC_PREFIX": "wait-"}, `name the tiers wait-1s, wait-5s`},
+	} {
+		for k, v := range tc.env {
+			t.Setenv(k, v)
+		}
+		for _, verb := range []string{"plan", "apply", "verify"} {
+			code, stdout, stderr := run(verb)
+			if code != 2 || !strings.Contains(stderr, tc.says) || !strings.Contains(stderr, "--allow-other-ladder") || stdout != "" {
+				t.Errorf("%v ladder topics %s: exit %d, want 2 and %q\nstdout:\n%s\nstderr:\n%s", tc.env, verb, code, tc.says, stdout, stderr)
+			}
+		}
+		for k := range tc.env {
+			os.Unsetenv(k)
+		}
+	}
+	if md, err := rawAdmin(t, b.Addr()).ListTopics(); err != nil || len(md) != 0 {
+		t.Errorf("a refused apply created topics: %v %v", md, err)
+	}
+
+	// Intended: a spec for another ladder, said so with the flag.
 	t.Setenv("LADDER_TIERS", "1s,10s")
-	var stdout, stderr bytes.Buffer
-	code := Main(context.Background(), []string{"topics", "plan", "-f", spec, "--brokers", b.Addr()}, nil, &stdout, &stderr)
-	want := `warning: LADDER_TIERS="1s,10s" LADDER_TOPIC_PREFIX="delay-" name other tiers than the spec's (delay-1s, delay-5s)`
-	if code != 0 || !strings.Contains(stderr.String(), want) || !strings.Contains(stdout.String(), "6 to create") {
-		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	code, stdout, stderr := run("plan", "--allow-other-ladder")
+	want := `warning: LADDER_TIERS="1s,10s" LADDER_TOPIC_PREFIX="delay-" name the tiers delay-1s, delay-10s; the spec ` + spec + ` names delay-1s, delay-5s`
+	if code != 0 || !strings.Contains(stderr, want) || !strings.Contains(stdout, "6 to create") {
+		t.Errorf("--allow-other-ladder: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	// The same tiers written another way (60s is 1m) and unset variables are no mismatch.
+	t.Setenv("LADDER_TIERS", "5000ms, 1s")
+	if code, _, stderr := run("plan"); code != 0 || strings.Contains(stderr, "name the tiers") {
+		t.Errorf("LADDER_TIERS=\"5000ms, 1s\": exit %d: %s", code, stderr)
+	}
+	os.Unsetenv("LADDER_TIERS")
+	if code, _, stderr := run("plan"); code != 0 || strings.Contains(stderr, "name the tiers") {
+		t.Errorf("LADDER_TIERS unset: exit %d: %s", code, stderr)
+	}
+}
+
+// TestTopicsPlanSecure: `ladder topics plan`, apply and verify succeed
+// against a broker that requires SCRAM over TLS, with the right credentials
+// from LADDER_SASL_*, and against one that requires mutual TLS, with the
+// client certificate from LADDER_TLS_*. No password or private key appears
+// in any output. (The wrong-password case is in TestSecureCommands.)
+func TestTopicsPlanSecure(t *testing.T) {
+	const pw = "pw-topics-Jx8vQ"
+	spec := filepath.Join(t.TempDir(), "topics.yaml")
+	// secureEnv sets LADDER_TIERS to e2eTiers: the spec names the same tiers.
+	if err := os.WriteFile(spec, []byte(strings.Replace(provisionSpec, "tiers: [1s, 5s]", "tiers: [1s, 5s, 15s]", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		sec  laddertest.Secure
+	}{
+		{"SCRAM-SHA-256 over TLS", laddertest.Secure{Users: []devbroker.User{{Mechanism: "SCRAM-SHA-256", Name: "provisioner", Password: pw}}}},
+		{"mutual TLS", laddertest.Secure{Mutual: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pki := laddertest.NewPKI(t)
+			scan := laddertest.ScanForSecrets(t, append(pki.Secrets(), pw)...)
+			tc.sec.PKI, tc.sec.LogTo = pki, scan
+			_, k := laddertest.SecureBroker(t, tc.sec, 1)
+			env := secureEnv(k)
+			if tc.sec.Mutual != (k.TLS.CertFile != "") || (len(tc.sec.Users) > 0) != (k.SASL.Mechanism != "") {
+				t.Fatalf("client configuration %+v does not exercise %s", k, tc.name)
+			}
+			code, out, _ := runBinary(t, scan, env, "topics", "plan", "-f", spec)
+			if code != 0 || !strings.Contains(out, "+ create delay-15s:") || !strings.Contains(out, "7 to create") {
+				t.Fatalf("ladder topics plan (%s): exit %d:\n%s", tc.name, code, out)
+			}
+			if code, out, _ := runBinary(t, scan, env, "topics", "apply", "-f", spec); code != 0 || !strings.Contains(out, "applied 7 changes") {
+				t.Fatalf("ladder topics apply (%s): exit %d:\n%s", tc.name, code, out)
+			}
+			if code, out, _ := runBinary(t, scan, env, "topics", "verify", "-f", spec); code != 0 || !strings.Contains(out, "ok: 7 topics match") {
+				t.Errorf("ladder topics verify (%s): exit %d:\n%s", tc.name, code, out)
+			}
+		})
 	}
 }

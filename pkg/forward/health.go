@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/IBM/sarama"
+
 	"github.com/ladder/ladder/pkg/offsets"
 )
 
@@ -109,7 +111,7 @@ func (f *Forwarder) refreshOffsets(ctx context.Context) {
 	t := time.NewTicker(f.cfg.HealthInterval)
 	defer t.Stop()
 	for {
-		f.health.setBrokers(f.readEndOffsets())
+		f.health.setBrokers(f.readEndOffsets(ctx))
 		select {
 		case <-ctx.Done():
 			return
@@ -118,7 +120,7 @@ func (f *Forwarder) refreshOffsets(ctx context.Context) {
 	}
 }
 
-func (f *Forwarder) readEndOffsets() error {
+func (f *Forwarder) readEndOffsets(ctx context.Context) error {
 	f.partsMu.Lock()
 	tps := map[string][]int32{}
 	byTP := map[offsets.TP]*partition{}
@@ -139,5 +141,56 @@ func (f *Forwarder) readEndOffsets() error {
 	for tp, off := range end {
 		byTP[tp].endOffset.Store(off)
 	}
+	for tp := range end {
+		if rerr := byTP[tp].readPending(ctx, f.client); rerr != nil && ctx.Err() == nil {
+			byTP[tp].log.Debug().Err(rerr).Msg("reading the pending records for the gauge")
+		}
+	}
 	return err
+}
+
+// readable is what a look at a partition's pending offsets [next, end)
+// found: the records lie in [first, last). Offsets are not records: an
+// exactly-once forwarder leaves a transaction marker after each transaction
+// in every tier partition it wrote, at an offset of its own, and aborted
+// records take offsets too. Without this look a tier whose records were all
+// forwarded shows one pending record, its last marker.
+type readable struct {
+	next, end   int64
+	first, last int64
+}
+
+// readPending reads the partition's pending offsets as a read_committed
+// consumer would (offsets.ReadRange: markers and aborted records skipped),
+// when they changed since the last look, for pending.
+func (p *partition) readPending(ctx context.Context, client sarama.Client) error {
+	next, end := p.nextOffset.Load(), p.endOffset.Load()
+	if next < 0 || end <= next {
+		p.readable.Store(nil)
+		return nil
+	}
+	if r := p.readable.Load(); r != nil && r.next == next && r.end == end {
+		return nil
+	}
+	rr, err := offsets.ReadRange(ctx, client, p.claim.Topic(), p.claim.Partition(), next, end)
+	if err != nil {
+		return err
+	}
+	r := &readable{next: next, end: end, first: rr.End, last: rr.End}
+	if rr.First != nil {
+		r.first = rr.First.Offset
+	}
+	p.readable.Store(r)
+	return nil
+}
+
+// pendingRecords is the number of records from next to end, using the last
+// look at the offsets (readPending) for the part it covers: its records not
+// forwarded yet, plus every offset past it (not looked at yet).
+func (p *partition) pendingRecords(next, end int64) int64 {
+	r := p.readable.Load()
+	if r == nil || next < r.next || next >= r.end || end < r.end {
+		return end - next
+	}
+	return max(0, r.last-max(next, r.first)) + end - r.end
 }

@@ -109,6 +109,8 @@ type partition struct {
 	releaseNanos atomic.Int64 // release time of the current head; 0 when none
 	endOffset    atomic.Int64 // partition end offset, refreshed periodically
 	nextOffset   atomic.Int64 // offset the group resumes from (last marked); -1 unknown
+
+	readable atomic.Pointer[readable] // records among the pending offsets (health.go)
 }
 
 // pending is the number of records between the resume offset and the end.
@@ -121,7 +123,7 @@ func (p *partition) pending() int64 {
 	if next < 0 || end < next {
 		return 0
 	}
-	return end - next
+	return p.pendingRecords(next, end)
 }
 
 func newPartition(f *Forwarder, s *session, c sarama.ConsumerGroupClaim, t tier.Tier) *partition {

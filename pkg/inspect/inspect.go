@@ -10,6 +10,14 @@
 // until retention deletes them, so its oldest record is always about
 // retention.ms old once the topic has run that long, and says nothing about
 // risk. The oldest retained record's age is reported for information.
+//
+// Records are read as the forwarders read them, read_committed, with
+// fetches bounded by the partition's end (package offsets, ReadRange): a tier
+// written by exactly-once forwarders holds a transaction marker after each
+// transaction, at an offset of its own, and records of aborted transactions.
+// Neither is pending, and a partition holding only them answers at once. A
+// transaction still open (last stable offset below the end) is shown, not
+// waited for.
 package inspect
 
 import (
@@ -27,6 +35,7 @@ import (
 
 	"github.com/ladder/ladder/pkg/envelope"
 	"github.com/ladder/ladder/pkg/kafkaconf"
+	"github.com/ladder/ladder/pkg/offsets"
 	"github.com/ladder/ladder/pkg/tier"
 )
 
@@ -51,10 +60,9 @@ type Config struct {
 
 // Inspector reads ladder state. It is not safe for concurrent Inspect calls.
 type Inspector struct {
-	cfg      Config
-	client   sarama.Client
-	admin    sarama.ClusterAdmin
-	consumer sarama.Consumer
+	cfg    Config
+	client sarama.Client
+	admin  sarama.ClusterAdmin
 }
 
 // New connects to the cluster.
@@ -78,10 +86,6 @@ func New(cfg Config) (*Inspector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid inspect config: %w", err)
 	}
-	sc.Consumer.Return.Errors = true
-	sc.Consumer.MaxWaitTime = 100 * time.Millisecond
-	sc.Consumer.Fetch.Default = 64 << 10
-	sc.ChannelBufferSize = 1
 	brokers := cfg.Kafka.BrokerList()
 	client, err := sarama.NewClient(brokers, sc)
 	if err != nil {
@@ -92,18 +96,12 @@ func New(cfg Config) (*Inspector, error) {
 		client.Close()
 		return nil, fmt.Errorf("starting admin client: %w", err)
 	}
-	consumer, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		admin.Close()
-		return nil, fmt.Errorf("starting consumer: %w", err)
-	}
-	return &Inspector{cfg: cfg, client: client, admin: admin, consumer: consumer}, nil
+	return &Inspector{cfg: cfg, client: client, admin: admin}, nil
 }
 
 // Close disconnects.
 func (i *Inspector) Close() error {
-	err := i.consumer.Close()
-	return errors.Join(err, i.admin.Close()) // closes the client too
+	return i.admin.Close() // closes the client too
 }
 
 // Inspect reads the state of every tier, the group and the dead-letter topic.
@@ -132,8 +130,8 @@ func (i *Inspector) Inspect(ctx context.Context) (*Report, error) {
 		slices.Sort(parts[md.Name])
 	}
 
-	// Offsets: log start and end of every partition, committed of the tiers.
-	starts, ends, err := i.offsets(parts)
+	// Offsets: log start, end and last stable offset of every partition, committed of the tiers.
+	starts, ends, stables, err := i.offsets(parts)
 	if err != nil {
 		return nil, err
 	}
@@ -168,6 +166,11 @@ func (i *Inspector) Inspect(ctx context.Context) (*Report, error) {
 		for _, p := range ps {
 			tp := tp{t.Topic, p}
 			pr := Partition{Partition: p, LogStartOffset: starts[tp], EndOffset: ends[tp], CommittedOffset: -1, Owner: owners[tp]}
+			pr.LastStableOffset = min(pr.EndOffset, stables[tp])
+			if pr.LastStableOffset < pr.EndOffset {
+				pr.OpenTransaction, pr.Uncommitted = true, pr.EndOffset-pr.LastStableOffset
+				r.Summary.OpenTransactions++
+			}
 			if c, ok := committed[tp]; ok {
 				pr.CommittedOffset = c
 			}
@@ -177,15 +180,18 @@ func (i *Inspector) Inspect(ctx context.Context) (*Report, error) {
 				r.warn("%s/%d: committed offset %d is below the log start %d: %d records expired before they were forwarded "+
 					"(raise retention.ms: see topics/topics.yaml maxOutage)", t.Topic, p, pr.CommittedOffset, pr.LogStartOffset, pr.Lost)
 			}
-			pr.Pending = max(0, pr.EndOffset-pr.NextOffset)
+			// Offsets, not yet records: the head read counts the records
+			// (markers are none); this stays if it cannot read.
+			ahead := pr.LastStableOffset - pr.NextOffset
+			pr.Pending = max(0, ahead)
 			tr.Partitions = append(tr.Partitions, pr)
 			idx := len(tr.Partitions) - 1
 			tierIdx := len(r.Tiers)
-			if pr.Pending > 0 {
-				reads = append(reads, read{tp: tp, offset: pr.NextOffset, tier: tierIdx, part: idx, head: true})
+			if ahead > 0 {
+				reads = append(reads, read{tp: tp, offset: pr.NextOffset, end: pr.LastStableOffset, tier: tierIdx, part: idx, head: true})
 			}
-			if pr.EndOffset > pr.LogStartOffset && (pr.Pending == 0 || pr.NextOffset != pr.LogStartOffset) {
-				reads = append(reads, read{tp: tp, offset: pr.LogStartOffset, tier: tierIdx, part: idx})
+			if pr.LastStableOffset > pr.LogStartOffset && (ahead <= 0 || pr.NextOffset != pr.LogStartOffset) {
+				reads = append(reads, read{tp: tp, offset: pr.LogStartOffset, end: pr.LastStableOffset, tier: tierIdx, part: idx})
 			}
 		}
 		r.Tiers = append(r.Tiers, tr)
@@ -257,14 +263,17 @@ type tp struct {
 	partition int32
 }
 
-// read is a record to fetch: a head (at the next offset) or the oldest retained record.
+// read is a record to fetch: a head (the first record from the next
+// offset on, and where the records end) or the oldest retained record.
 type read struct {
 	tp
-	offset     int64
-	tier, part int // indexes into Report.Tiers and its Partitions
-	head       bool
-	msg        *sarama.ConsumerMessage
-	err        error
+	offset, end int64 // the range read: [offset, end)
+	tier, part  int   // indexes into Report.Tiers and its Partitions
+	head        bool
+	done        bool
+	msg         *sarama.ConsumerMessage // nil: no record in the range
+	recordsEnd  int64                   // heads: one past the last record
+	err         error
 }
 
 // apply fills a partition from a record read.
@@ -275,8 +284,17 @@ func (i *Inspector) apply(r *Report, t tier.Tier, tr *Tier, pr *Partition, rd re
 		r.warn("%s/%d: reading offset %d: %v", t.Topic, pr.Partition, rd.offset, rd.err)
 		return
 	}
-	if rd.msg == nil {
+	if !rd.done {
 		return // not read: the context ended
+	}
+	if rd.head {
+		pr.Pending = 0
+		if rd.msg != nil {
+			pr.Pending = rd.recordsEnd - rd.msg.Offset
+		}
+	}
+	if rd.msg == nil {
+		return // only transaction markers or aborted records: nothing pending
 	}
 	ts := rd.msg.Timestamp.UTC().Truncate(time.Millisecond)
 	if !rd.head || rd.offset == pr.LogStartOffset {
@@ -320,9 +338,9 @@ func (i *Inspector) apply(r *Report, t tier.Tier, tr *Tier, pr *Partition, rd re
 	}
 }
 
-// offsets lists the log start and end offsets of every partition.
-func (i *Inspector) offsets(parts map[string][]int32) (starts, ends map[tp]int64, err error) {
-	list := func(which int64) (map[tp]int64, error) {
+// offsets lists the log start, end and last stable offsets of every partition.
+func (i *Inspector) offsets(parts map[string][]int32) (starts, ends, stables map[tp]int64, err error) {
+	list := func(which int64, iso sarama.IsolationLevel) (map[tp]int64, error) {
 		req := map[string]map[int32]int64{}
 		for t, ps := range parts {
 			req[t] = map[int32]int64{}
@@ -334,7 +352,7 @@ func (i *Inspector) offsets(parts map[string][]int32) (starts, ends map[tp]int64
 		if len(req) == 0 {
 			return out, nil
 		}
-		res, err := i.admin.ListOffsets(req, nil)
+		res, err := i.admin.ListOffsets(req, &sarama.ListOffsetsOptions{IsolationLevel: iso})
 		if err != nil {
 			return nil, fmt.Errorf("listing offsets: %w", err)
 		}
@@ -348,13 +366,17 @@ func (i *Inspector) offsets(parts map[string][]int32) (starts, ends map[tp]int64
 		}
 		return out, nil
 	}
-	if starts, err = list(sarama.OffsetOldest); err != nil {
-		return nil, nil, err
+	if starts, err = list(sarama.OffsetOldest, sarama.ReadUncommitted); err != nil {
+		return nil, nil, nil, err
 	}
-	if ends, err = list(sarama.OffsetNewest); err != nil {
-		return nil, nil, err
+	if ends, err = list(sarama.OffsetNewest, sarama.ReadUncommitted); err != nil {
+		return nil, nil, nil, err
 	}
-	return starts, ends, nil
+	// The latest offset read_committed is the last stable offset: where the open transactions begin.
+	if stables, err = list(sarama.OffsetNewest, sarama.ReadCommitted); err != nil {
+		return nil, nil, nil, err
+	}
+	return starts, ends, stables, nil
 }
 
 // committed reads the group's committed offsets. A group that never
@@ -453,21 +475,14 @@ func (i *Inspector) group(r *Report) (map[tp]string, error) {
 	return owners, nil
 }
 
-// readAll fetches the records of reads, a few partitions at a time. The
-// reads of one partition run one after the other: a sarama consumer takes
-// one partition consumer per partition at a time.
+// readAll fetches the records of reads, a few partitions at a time, with
+// read_committed fetches bounded by each read's end: no group is joined
+// (the forwarders' group is never rebalanced), and a range holding only
+// transaction markers answers at once.
 func (i *Inspector) readAll(ctx context.Context, reads []read) {
-	byTP := map[tp][]int{}
-	var order []tp
-	for k, rd := range reads {
-		if _, ok := byTP[rd.tp]; !ok {
-			order = append(order, rd.tp)
-		}
-		byTP[rd.tp] = append(byTP[rd.tp], k)
-	}
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
-	for _, at := range order {
+	for k := range reads {
 		wg.Go(func() {
 			select {
 			case sem <- struct{}{}:
@@ -475,32 +490,16 @@ func (i *Inspector) readAll(ctx context.Context, reads []read) {
 				return
 			}
 			defer func() { <-sem }()
-			for _, k := range byTP[at] {
-				reads[k].msg, reads[k].err = i.readOne(ctx, at, reads[k].offset)
+			rd := &reads[k]
+			if rd.head {
+				var rr offsets.Readable
+				rr, rd.err = offsets.ReadRange(ctx, i.client, rd.topic, rd.partition, rd.offset, rd.end)
+				rd.msg, rd.recordsEnd = rr.First, rr.End
+			} else {
+				rd.msg, rd.err = offsets.FirstRecord(ctx, i.client, rd.topic, rd.partition, rd.offset, rd.end)
 			}
+			rd.done = ctx.Err() == nil
 		})
 	}
 	wg.Wait()
-}
-
-// readOne reads the first record at or after offset with a plain consumer
-// (no group: the forwarders' group is never joined, nor rebalanced).
-func (i *Inspector) readOne(ctx context.Context, at tp, offset int64) (*sarama.ConsumerMessage, error) {
-	pc, err := i.consumer.ConsumePartition(at.topic, at.partition, offset)
-	if err != nil {
-		return nil, err
-	}
-	defer pc.Close()
-	timeout := time.NewTimer(10 * time.Second)
-	defer timeout.Stop()
-	select {
-	case m := <-pc.Messages():
-		return m, nil
-	case err := <-pc.Errors():
-		return nil, err
-	case <-timeout.C:
-		return nil, fmt.Errorf("no record within 10s")
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }

@@ -276,3 +276,165 @@ func TestInspectLostRecords(t *testing.T) {
 		t.Errorf("summary %+v, warnings %q", r.Summary, r.Warnings)
 	}
 }
+
+// runForwarderEOS runs an exactly-once forwarder in-process until the test ends.
+func runForwarderEOS(t *testing.T, l *tier.Ladder, addr, group string) {
+	t.Helper()
+	f, err := forward.New(forward.Config{Ladder: l, Group: group, Kafka: laddertest.Kafka(addr), Log: laddertest.Logger(t),
+		ExactlyOnce: true, TransactionalID: group + "-txn"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := f.Run(ctx); err != nil {
+			t.Errorf("forwarder: %v", err)
+		}
+	})
+	t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+// openTxn begins a transaction and writes one record per partition given
+// into topic, leaving the transaction open; the caller commits or aborts.
+func openTxn(t *testing.T, addr, topic string, partitions ...int32) sarama.SyncProducer {
+	t.Helper()
+	sc := sarama.NewConfig()
+	sc.Version = sarama.V3_0_0_0
+	sc.Producer.Return.Successes = true
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Producer.Partitioner = sarama.NewManualPartitioner
+	sc.Producer.Idempotent = true
+	sc.Producer.Transaction.ID = "inspect-test-open"
+	sc.Net.MaxOpenRequests = 1
+	p, err := sarama.NewSyncProducer([]string{addr}, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	if err := p.BeginTxn(); err != nil {
+		t.Fatal(err)
+	}
+	for _, part := range partitions {
+		hs := []sarama.RecordHeader{{Key: []byte("ladder-target"), Value: []byte("work")}}
+		if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: part, Headers: hs, Value: sarama.StringEncoder("in txn")}); err != nil {
+			t.Fatalf("producing in a transaction: %v", err)
+		}
+	}
+	return p
+}
+
+// TestInspectTransactionMarkers: a tier written by an exactly-once
+// forwarder holds a transaction marker after each transaction, at an
+// offset of its own. Once everything is forwarded, the end offset is one
+// past the committed offset, yet nothing is pending: inspect reports 0
+// pending and no head, without waiting for a record that never comes. An
+// open transaction is shown (last stable offset below the end) and not
+// waited for; records of an aborted one are skipped like markers.
+func TestInspectTransactionMarkers(t *testing.T) {
+	const group = "inspect-eos"
+	l, err := tier.Parse("1s,1m", tier.DefaultPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := laddertest.Broker(t, 2, "delay-1s", "delay-1m", "delay-dlq", "work")
+	addr := b.Addr()
+	work := laddertest.CollectCommitted(t, addr, "work")
+	runForwarderEOS(t, l, addr, group)
+
+	// Due in 2.5s: delay-1s releases each after 1s and, time remaining,
+	// forwards it to delay-1s again, in a transaction: markers in delay-1s.
+	now := time.Now()
+	produce(t, addr, record{"delay-1s", 0, "work", now.Add(2500 * time.Millisecond), now},
+		record{"delay-1s", 1, "work", now.Add(2500 * time.Millisecond), now})
+	if _, ok := work.WaitFor(30*time.Second, func(r []laddertest.Received) bool { return len(r) >= 2 }); !ok {
+		t.Fatalf("delivered %d of 2 records", work.Len())
+	}
+
+	in := newInspector(t, l, addr, group)
+	var r *Report
+	// Every record forwarded and committed: only the last transaction's marker lies past the committed offset.
+	laddertest.Eventually(t, 30*time.Second, func() bool {
+		r = inspect(t, in)
+		for _, p := range r.Tiers[0].Partitions {
+			if p.CommittedOffset < 2 || p.EndOffset != p.CommittedOffset+1 {
+				return false
+			}
+		}
+		return true
+	}, "delay-1s never settled with a trailing marker: %+v", r)
+
+	start := time.Now()
+	r = inspect(t, in)
+	took := time.Since(start)
+	t.Logf("inspect of a tier ending in transaction markers took %s", took.Round(time.Millisecond))
+	for _, p := range r.Tiers[0].Partitions {
+		if p.Pending != 0 || p.Head != nil || p.Error != "" || p.Uncommitted != 0 {
+			t.Errorf("delay-1s/%d: pending %d, head %+v, error %q, uncommitted %d; want nothing pending (end %d is a marker past committed %d)",
+				p.Partition, p.Pending, p.Head, p.Error, p.Uncommitted, p.EndOffset, p.CommittedOffset)
+		}
+	}
+	if r.Summary.Pending != 0 || r.Summary.Warnings != 0 {
+		t.Errorf("summary %+v, warnings %q", r.Summary, r.Warnings)
+	}
+	// A generous bound: before, each partition ending in a marker cost a 10s wait for a record.
+	if took > 5*time.Second {
+		t.Errorf("inspect took %s: it waited for a record behind a marker", took)
+	}
+
+	// An open transaction in delay-1s/0: shown, not waited for, not pending yet.
+	txn := openTxn(t, addr, "delay-1s", 0)
+	start = time.Now()
+	r = inspect(t, in)
+	took = time.Since(start)
+	p0 := r.Tiers[0].Partitions[0]
+	if !p0.OpenTransaction || p0.Uncommitted != p0.EndOffset-p0.LastStableOffset || p0.Uncommitted < 1 || p0.Pending != 0 || p0.Head != nil || p0.Error != "" {
+		t.Errorf("delay-1s/0 with an open transaction: %+v", p0)
+	}
+	if r.Summary.OpenTransactions != 1 || took > 5*time.Second {
+		t.Errorf("summary %+v after %s", r.Summary, took)
+	}
+	var text bytes.Buffer
+	if err := r.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text.String(), "open transaction") || !strings.Contains(text.String(), "1 open transactions") {
+		t.Errorf("the text does not show the open transaction:\n%s", text.String())
+	}
+
+	// Aborted: its record and its abort marker are skipped like markers.
+	if err := txn.AbortTxn(); err != nil {
+		t.Fatal(err)
+	}
+	laddertest.Eventually(t, 10*time.Second, func() bool {
+		r = inspect(t, in)
+		return !r.Tiers[0].Partitions[0].OpenTransaction
+	}, "the aborted transaction stays open: %+v", r.Tiers[0].Partitions[0])
+	if p0 = r.Tiers[0].Partitions[0]; p0.Pending != 0 || p0.Head != nil || p0.Error != "" || p0.EndOffset-p0.CommittedOffset != 3 {
+		t.Errorf("delay-1s/0 after the abort: %+v; want nothing pending behind marker, aborted record and abort marker", p0)
+	}
+	// A record behind them: forwarded, so read past them.
+	held := record{"delay-1s", 0, "work", now.Add(time.Hour), time.Now()} // released after 1s into delay-1m, held there
+	produce(t, addr, held)
+	laddertest.Eventually(t, 30*time.Second, func() bool {
+		r = inspect(t, in)
+		return r.Tiers[1].Pending == 1
+	}, "the record behind the aborted transaction never reached delay-1m: %+v", r)
+	p0 = r.Tiers[0].Partitions[0]
+	if p0.Pending != 0 || p0.Head != nil || p0.OpenTransaction || p0.Error != "" {
+		t.Errorf("delay-1s/0 after the abort and a forward: %+v", p0)
+	}
+	h := r.Tiers[1]
+	var heads int
+	for _, p := range h.Partitions {
+		if p.Head != nil {
+			heads++
+			if p.Pending != 1 || p.Head.Target != "work" || p.Head.Offset != p.EndOffset-2 {
+				t.Errorf("delay-1m/%d: pending %d, head %+v, end %d: want the record before the trailing marker", p.Partition, p.Pending, p.Head, p.EndOffset)
+			}
+		}
+	}
+	if heads != 1 {
+		t.Errorf("delay-1m: %d heads, want 1: %+v", heads, h)
+	}
+}

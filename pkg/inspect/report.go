@@ -55,8 +55,20 @@ type Partition struct {
 	// NextOffset is where forwarding resumes: the committed offset, or the
 	// log start offset when nothing (or something already deleted) was committed.
 	NextOffset int64 `json:"next_offset"`
-	// Pending is EndOffset - NextOffset: records not yet forwarded.
+	// LastStableOffset is where the open transactions begin (exactly-once
+	// forwarders write the tiers in transactions): records from it on are not
+	// delivered to the forwarders until their transaction commits. It equals
+	// EndOffset when no transaction is open.
+	LastStableOffset int64 `json:"last_stable_offset"`
+	// Pending counts the records not yet forwarded: from the head to the last
+	// record before LastStableOffset. Transaction markers take offsets but
+	// are no records: those before the head and after the last record are
+	// not counted; those between records (one per transaction) are.
 	Pending int64 `json:"pending"`
+	// OpenTransaction is set while a transaction is open in the partition;
+	// Uncommitted is EndOffset - LastStableOffset, the offsets it holds.
+	OpenTransaction bool  `json:"open_transaction,omitempty"`
+	Uncommitted     int64 `json:"uncommitted,omitempty"`
 	// Lost counts records deleted by retention before they were forwarded
 	// (committed offset below the log start).
 	Lost  int64  `json:"lost,omitempty"`
@@ -108,4 +120,6 @@ type Summary struct {
 	Members           int   `json:"members"`
 	DeadLetterRecords int64 `json:"dead_letter_records"`
 	Warnings          int   `json:"warnings"`
+	// OpenTransactions counts tier partitions with a transaction open.
+	OpenTransactions int `json:"open_transactions,omitempty"`
 }

@@ -51,6 +51,9 @@ func (r *Report) WriteText(w io.Writer) error {
 					used = fmt.Sprintf("%.0f%%", 100*p.RetentionUsed)
 				}
 			}
+			if p.OpenTransaction {
+				status += fmt.Sprintf(" (open transaction: %d offsets)", p.Uncommitted)
+			}
 			if p.Error != "" {
 				status = "error: " + p.Error
 			}
@@ -119,8 +122,12 @@ func (s Summary) Line() string {
 	if s.OverduePartitions > 0 {
 		overdue += fmt.Sprintf(" (max %s)", human(time.Duration(s.MaxOverdueMS)*time.Millisecond))
 	}
-	return fmt.Sprintf("%d tiers, %d pending, %s, %d members, %d dead-lettered, %d warnings",
+	line := fmt.Sprintf("%d tiers, %d pending, %s, %d members, %d dead-lettered, %d warnings",
 		s.Tiers, s.Pending, overdue, s.Members, s.DeadLetterRecords, s.Warnings)
+	if s.OpenTransactions > 0 {
+		line += fmt.Sprintf(", %d open transactions", s.OpenTransactions)
+	}
+	return line
 }
 
 func headStatus(h *Head) string {

@@ -42,11 +42,17 @@ var ErrInvalidMessage = errors.New("invalid message")
 // now, and its headers carry ladder-target, ladder-due and ladder-scheduled.
 // Callers with their own producer can send it as is.
 func Record(l *tier.Ladder, m Message, now time.Time) (*sarama.ProducerMessage, error) {
+	pm, _, err := record(l, m, now)
+	return pm, err
+}
+
+// record is Record that also returns the due time written to ladder-due.
+func record(l *tier.Ladder, m Message, now time.Time) (*sarama.ProducerMessage, time.Time, error) {
 	if err := tier.ValidateTopic(m.Topic); err != nil {
-		return nil, fmt.Errorf("%w: target: %w", ErrInvalidMessage, err)
+		return nil, time.Time{}, fmt.Errorf("%w: target: %w", ErrInvalidMessage, err)
 	}
 	if l.Internal(m.Topic) {
-		return nil, fmt.Errorf("%w: target %s is a topic of the ladder itself", ErrInvalidMessage, m.Topic)
+		return nil, time.Time{}, fmt.Errorf("%w: target %s is a topic of the ladder itself", ErrInvalidMessage, m.Topic)
 	}
 	due := m.At
 	if due.IsZero() {
@@ -68,7 +74,7 @@ func Record(l *tier.Ladder, m Message, now time.Time) (*sarama.ProducerMessage, 
 	if m.Value != nil {
 		pm.Value = sarama.ByteEncoder(m.Value)
 	}
-	return pm, nil
+	return pm, due, nil
 }
 
 // Config configures a Scheduler.
@@ -122,43 +128,83 @@ func NewWithProducer(l *tier.Ladder, p sarama.AsyncProducer, log zerolog.Logger)
 	return s
 }
 
-type callback func(error)
+// callback receives the outcome of one record; on success, pm carries the
+// partition and offset the broker gave it.
+type callback func(pm *sarama.ProducerMessage, err error)
 
 // Send schedules m without waiting for the broker. done, if not nil, is
 // called exactly once with the outcome (nil once the broker acknowledged the
 // record), from the scheduler's result goroutine: it must not block.
 func (s *Scheduler) Send(ctx context.Context, m Message, done func(error)) error {
-	pm, err := Record(s.ladder, m, s.now())
-	if err != nil {
-		return err
+	var meta any
+	if done != nil {
+		meta = done // no wrapping closure: this is the high-rate path
 	}
-	pm.Metadata = callback(done)
+	_, err := s.send(ctx, m, meta)
+	return err
+}
+
+// send builds the record of m, hands it to the producer and returns the due
+// time it carries. done, a func(error), a callback or nil, gets the outcome.
+func (s *Scheduler) send(ctx context.Context, m Message, done any) (time.Time, error) {
+	pm, due, err := record(s.ladder, m, s.now())
+	if err != nil {
+		return time.Time{}, err
+	}
+	pm.Metadata = done
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return errors.New("scheduler is closed")
+		return time.Time{}, errors.New("scheduler is closed")
 	}
 	s.pending.Add(1)
 	select {
 	case s.producer.Input() <- pm:
-		return nil
+		return due, nil
 	case <-ctx.Done():
 		s.pending.Done()
-		return ctx.Err()
+		return time.Time{}, ctx.Err()
 	}
 }
 
 // Schedule schedules m and waits until the broker acknowledged it.
 func (s *Scheduler) Schedule(ctx context.Context, m Message) error {
-	res := make(chan error, 1)
-	if err := s.Send(ctx, m, func(err error) { res <- err }); err != nil {
-		return err
+	_, err := s.ScheduleReceipt(ctx, m)
+	return err
+}
+
+// Receipt says what Schedule wrote: the due time carried in ladder-due
+// (milliseconds, as on the wire), the topic the record went to (the tier
+// routing picked, or the target when it was already due), and where the
+// broker stored it.
+type Receipt struct {
+	Due       time.Time
+	Topic     string
+	Partition int32
+	Offset    int64
+}
+
+// ScheduleReceipt is Schedule that also returns the Receipt, so a caller
+// can report the due time actually sent (a Delay is resolved against the
+// scheduler's clock at send time).
+func (s *Scheduler) ScheduleReceipt(ctx context.Context, m Message) (Receipt, error) {
+	type result struct {
+		pm  *sarama.ProducerMessage
+		err error
+	}
+	res := make(chan result, 1)
+	due, err := s.send(ctx, m, callback(func(pm *sarama.ProducerMessage, err error) { res <- result{pm, err} }))
+	if err != nil {
+		return Receipt{}, err
 	}
 	select {
-	case err := <-res:
-		return err
+	case r := <-res:
+		if r.err != nil {
+			return Receipt{}, r.err
+		}
+		return Receipt{Due: due, Topic: r.pm.Topic, Partition: r.pm.Partition, Offset: r.pm.Offset}, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return Receipt{}, ctx.Err()
 	}
 }
 
@@ -229,10 +275,15 @@ func (s *Scheduler) collect() {
 }
 
 func (s *Scheduler) finish(m *sarama.ProducerMessage, err error) {
-	if done, _ := m.Metadata.(callback); done != nil {
+	switch done := m.Metadata.(type) {
+	case func(error):
 		done(err)
-	} else if err != nil {
-		s.log.Warn().Err(err).Msg("scheduling failed")
+	case callback:
+		done(m, err)
+	default:
+		if err != nil {
+			s.log.Warn().Err(err).Msg("scheduling failed")
+		}
 	}
 	s.pending.Done()
 }

@@ -1,6 +1,7 @@
 package schedule
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/ladder/ladder/pkg/envelope"
+	"github.com/ladder/ladder/pkg/laddertest"
 	"github.com/ladder/ladder/pkg/tier"
 )
 
@@ -66,5 +68,80 @@ func TestRecord(t *testing.T) {
 	pm, _ := Record(l, Message{Topic: "work", Delay: time.Minute}, now)
 	if pm.Key != nil || pm.Value != nil {
 		t.Errorf("nil key and value must stay nil encoders, got %v %v", pm.Key, pm.Value)
+	}
+}
+
+// TestScheduleReceipt: the receipt names the due time carried in ladder-due,
+// the tier picked, and the partition and offset where the broker stored the
+// record (read back over TCP from the embedded broker).
+func TestScheduleReceipt(t *testing.T) {
+	l, err := tier.Parse("1s,5s,15s", tier.DefaultPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := laddertest.Ladder(t, l, 2, "work")
+	s, err := New(Config{Ladder: l, Kafka: laddertest.Kafka(b.Addr()), Log: laddertest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, tc := range []struct {
+		m     Message
+		topic string
+	}{
+		{Message{Topic: "work", Key: []byte("d"), Delay: 7 * time.Second}, "delay-5s"},
+		{Message{Topic: "work", Key: []byte("a"), At: time.UnixMilli(4_102_444_800_123)}, "delay-15s"},
+		{Message{Topic: "work", Key: []byte("p"), Delay: -time.Second}, "work"},
+	} {
+		before := time.Now()
+		r, err := s.ScheduleReceipt(context.Background(), tc.m)
+		after := time.Now()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.m.Key, err)
+		}
+		want := tc.m.At
+		if want.IsZero() && (r.Due.Before(before.Add(tc.m.Delay).Truncate(time.Millisecond)) || r.Due.After(after.Add(tc.m.Delay))) {
+			t.Errorf("%s: due %s, not %s from the send", tc.m.Key, r.Due, tc.m.Delay)
+		}
+		if !want.IsZero() && !r.Due.Equal(want) {
+			t.Errorf("%s: due %s, want %s", tc.m.Key, r.Due, want)
+		}
+		if r.Topic != tc.topic {
+			t.Errorf("%s: receipt topic %s, want %s", tc.m.Key, r.Topic, tc.topic)
+		}
+		m := readAt(t, b.Addr(), r)
+		if string(m.Key) != string(tc.m.Key) {
+			t.Errorf("%s: the receipt points at the record with key %q", tc.m.Key, m.Key)
+		}
+		hs, err := envelope.Decode(m.Headers)
+		if err != nil || !hs.Due.Equal(r.Due) {
+			t.Errorf("%s: ladder-due on the wire %v (%v), receipt %s", tc.m.Key, hs.Due, err, r.Due)
+		}
+	}
+}
+
+// readAt reads the one record the receipt points at.
+func readAt(t *testing.T, addr string, r Receipt) *sarama.ConsumerMessage {
+	t.Helper()
+	sc, err := laddertest.Kafka(addr).Base()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := sarama.NewConsumer([]string{addr}, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pc, err := c.ConsumePartition(r.Topic, r.Partition, r.Offset)
+	if err != nil {
+		t.Fatalf("reading %s/%d at %d: %v", r.Topic, r.Partition, r.Offset, err)
+	}
+	defer pc.Close()
+	select {
+	case m := <-pc.Messages():
+		return m
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no record at %s/%d offset %d", r.Topic, r.Partition, r.Offset)
+		return nil
 	}
 }

@@ -78,6 +78,7 @@ type Controller struct {
 
 	releases *prometheus.CounterVec
 	lagGauge *prometheus.GaugeVec
+	lagOK    *prometheus.GaugeVec
 	idleGag  *prometheus.GaugeVec
 }
 
@@ -124,7 +125,11 @@ func New(cfg Config) (*Controller, error) {
 		}, []string{"target"}),
 		lagGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ladder_workahead_lane_lag",
-			Help: "Records of the lane not yet committed by its worker group, as last read.",
+			Help: "Records of the lane not yet committed by its worker group, as last read successfully (see ladder_workahead_lane_lag_ok).",
+		}, []string{"target"}),
+		lagOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ladder_workahead_lane_lag_ok",
+			Help: "1 when the last read of the lane's lag succeeded, 0 otherwise (lag unknown: nothing is released early for the lane).",
 		}, []string{"target"}),
 		idleGag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ladder_workahead_lane_idle",
@@ -133,9 +138,12 @@ func New(cfg Config) (*Controller, error) {
 	}
 	for topic, group := range cfg.Lanes {
 		c.lanes[topic] = &lane{topic: topic, group: group}
+		// Unknown until the first read.
+		c.lagOK.WithLabelValues(topic).Set(0)
+		c.idleGag.WithLabelValues(topic).Set(0)
 	}
 	if cfg.Registerer != nil {
-		for _, col := range []prometheus.Collector{c.releases, c.lagGauge, c.idleGag} {
+		for _, col := range []prometheus.Collector{c.releases, c.lagGauge, c.lagOK, c.idleGag} {
 			if err := cfg.Registerer.Register(col); err != nil {
 				return nil, fmt.Errorf("registering work-ahead metrics: %w", err)
 			}
@@ -193,15 +201,13 @@ func (c *Controller) Lanes() []LaneState {
 
 // Run reads the lanes' lag every Interval and releases heads of idle lanes
 // until ctx is done. brokers and sc configure its own admin connection.
+// While Kafka is unreachable it retries connecting with back-off (Interval
+// doubling to 30s); the lanes' lag is unknown meanwhile, so nothing is
+// released early. It returns nil once ctx is done.
 func (c *Controller) Run(ctx context.Context, brokers []string, sc *sarama.Config) error {
-	client, err := sarama.NewClient(brokers, sc)
-	if err != nil {
-		return fmt.Errorf("work-ahead: connecting: %w", err)
-	}
-	admin, err := sarama.NewClusterAdminFromClient(client) // closing admin closes client
-	if err != nil {
-		client.Close()
-		return fmt.Errorf("work-ahead: admin client: %w", err)
+	client, admin := c.connect(ctx, brokers, sc)
+	if client == nil {
+		return nil // ctx done before Kafka was reachable
 	}
 	defer admin.Close()
 
@@ -226,34 +232,76 @@ func (c *Controller) Run(ctx context.Context, brokers []string, sc *sarama.Confi
 	}
 }
 
+// connect opens the admin connection, retrying with back-off until it
+// succeeds or ctx is done (nil, nil). Each failure counts as a failed lag
+// read of every lane.
+func (c *Controller) connect(ctx context.Context, brokers []string, sc *sarama.Config) (sarama.Client, sarama.ClusterAdmin) {
+	wait := c.cfg.Interval
+	for {
+		client, err := sarama.NewClient(brokers, sc)
+		if err == nil {
+			admin, aerr := sarama.NewClusterAdminFromClient(client) // closing admin closes client
+			if aerr == nil {
+				return client, admin
+			}
+			client.Close()
+			err = fmt.Errorf("admin client: %w", aerr)
+		}
+		err = fmt.Errorf("work-ahead: connecting to Kafka: %w", err)
+		for _, l := range c.lanes {
+			c.record(l, 0, err)
+		}
+		c.log.Warn().Err(err).Dur("retry_in", wait).Msg("work-ahead cannot read the lanes' lag; nothing is released early until it can")
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
 func (c *Controller) refresh(client sarama.Client, admin sarama.ClusterAdmin) {
 	for _, l := range c.lanes {
 		lag, err := c.laneLag(client, admin, l)
-		c.mu.Lock()
-		wasIdle := l.idle
-		l.err = err
-		l.refreshes++
-		if err == nil {
-			l.lag, l.checked = lag, true
-			l.idle = lag < c.cfg.LagThreshold
-		} else {
-			l.idle = false // unknown lag: do not release
-		}
-		if !l.idle {
-			l.tokens = 0
-		}
-		idle := l.idle
-		c.mu.Unlock()
-		c.lagGauge.WithLabelValues(l.topic).Set(float64(lag))
-		c.idleGag.WithLabelValues(l.topic).Set(map[bool]float64{true: 1}[idle])
-		switch {
-		case err != nil:
-			c.log.Warn().Err(err).Str("lane", l.topic).Msg("reading lane lag")
-		case idle != wasIdle:
+		if idle, changed := c.record(l, lag, err); changed {
 			c.log.Info().Str("lane", l.topic).Str("workers", l.group).Int64("lag", lag).Bool("idle", idle).
 				Msg(map[bool]string{true: "lane idle: releasing its earliest heads early", false: "lane busy: work-ahead stops"}[idle])
 		}
+		if err != nil {
+			c.log.Warn().Err(err).Str("lane", l.topic).Msg("reading lane lag")
+		}
 	}
+}
+
+// record keeps the result of one lag read of l and updates its gauges. An
+// unknown lag (err) makes the lane busy: nothing is released for it. It
+// returns whether the lane is idle and, after a successful read, whether
+// that changed.
+func (c *Controller) record(l *lane, lag int64, err error) (idle, changed bool) {
+	c.mu.Lock()
+	wasIdle := l.idle
+	l.err = err
+	l.refreshes++
+	if err == nil {
+		l.lag, l.checked = lag, true
+		l.idle = lag < c.cfg.LagThreshold
+	} else {
+		l.idle = false
+	}
+	if !l.idle {
+		l.tokens = 0
+	}
+	idle = l.idle
+	c.mu.Unlock()
+	if err == nil {
+		c.lagGauge.WithLabelValues(l.topic).Set(float64(lag))
+		c.lagOK.WithLabelValues(l.topic).Set(1)
+	} else {
+		c.lagOK.WithLabelValues(l.topic).Set(0)
+	}
+	c.idleGag.WithLabelValues(l.topic).Set(map[bool]float64{true: 1}[idle])
+	return idle, err == nil && idle != wasIdle
 }
 
 func (c *Controller) laneLag(client sarama.Client, admin sarama.ClusterAdmin, l *lane) (int64, error) {

@@ -13,13 +13,14 @@ import (
 	"github.com/ladder/ladder/pkg/schedule"
 )
 
-// entry is one record taken from a claim, from admission until it is
-// finished: handled with Done, or its result's record acknowledged.
+// entry is one record taken from a claim, until it is finished: handled
+// with Done, or its result's record acknowledged.
 type entry struct {
 	c        *claim
 	cm       *sarama.ConsumerMessage
 	seq      uint64
 	finished bool
+	token    bool // holds a place in the lane's budget: from start until finished
 
 	// Set by the handler goroutine before it reports evHandled.
 	msg Message
@@ -46,19 +47,32 @@ type event struct {
 	err  error
 }
 
+// windowPerConcurrency × Lane.Concurrency is the most records a claimed
+// partition holds taken and not committed: behind one stuck handler, the
+// partition stops reading there instead of letting the window grow with the
+// backlog.
+const windowPerConcurrency = 16
+
 // claim is the state of one claimed lane partition. Everything in it is
 // owned by the claim's goroutine; handlers and the producer report back
 // through events.
+//
+// A record taken from the claim is added to the window, then either waits
+// behind an earlier record of its key (KeyOrdered; no place in the lane's
+// budget) or is ready: it starts once it gets a place in the budget, and
+// holds it until it is finished.
 type claim struct {
 	l      *lane
 	sess   sarama.ConsumerGroupSession
 	claim  sarama.ConsumerGroupClaim
 	events chan event
 	win    window
-	keys   map[string][]*entry // KeyOrdered: the records of each key, running one first
+	keys   map[string][]*entry // KeyOrdered: the records of each key; the first one is running or ready
+	ready  []*entry            // records to start, in order, as places in the budget free up
 	timers map[*entry]*time.Timer
 
 	running, producing int
+	waiting            int // records behind an earlier one of their key
 	stopping           bool
 
 	hctx    context.Context // the handlers' context
@@ -72,7 +86,8 @@ func newClaim(l *lane, s sarama.ConsumerGroupSession, c sarama.ConsumerGroupClai
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(s.Context()))
 	return &claim{
 		l: l, sess: s, claim: c,
-		// One event at a time per record, and at most Concurrency records.
+		// One event at a time per record holding a place in the budget,
+		// and at most Concurrency of them.
 		events:  make(chan event, l.Concurrency+1),
 		keys:    map[string][]*entry{},
 		timers:  map[*entry]*time.Timer{},
@@ -82,22 +97,24 @@ func newClaim(l *lane, s sarama.ConsumerGroupSession, c sarama.ConsumerGroupClai
 	}
 }
 
-// run takes records while the lane has room, until the claim ends; then it
-// lets the records in flight finish and returns.
+// run starts ready records as places in the lane's budget free up, and
+// takes the next record when none is ready and the partition has room,
+// until the claim ends; then it lets the records in flight finish and
+// returns.
 func (c *claim) run() {
 	defer c.close()
 	ctx := c.sess.Context()
 	msgs := c.claim.Messages()
-	var pending *sarama.ConsumerMessage // taken, waiting for room in the lane
 	for {
 		var (
 			in   <-chan *sarama.ConsumerMessage
 			slot chan<- struct{}
 		)
-		if pending == nil {
-			in = msgs
-		} else {
+		switch {
+		case len(c.ready) > 0:
 			slot = c.l.sem
+		case c.hasRoom():
+			in = msgs
 		}
 		select {
 		case cm, ok := <-in:
@@ -105,10 +122,12 @@ func (c *claim) run() {
 				c.drain()
 				return
 			}
-			pending = cm
+			c.take(cm)
 		case slot <- struct{}{}:
-			c.admit(pending)
-			pending = nil
+			e := c.ready[0]
+			c.ready[0] = nil
+			c.ready = c.ready[1:]
+			c.start(e)
 		case ev := <-c.events:
 			c.handle(ev)
 		case <-ctx.Done():
@@ -118,25 +137,38 @@ func (c *claim) run() {
 	}
 }
 
-// admit takes cm into the window, holding one token of the lane's budget,
-// and starts its handler unless an earlier record of its key is running.
-func (c *claim) admit(cm *sarama.ConsumerMessage) {
+// hasRoom says whether the partition may take another record: fewer than
+// Concurrency records wait behind their key, and fewer than
+// windowPerConcurrency × Concurrency are uncommitted. Otherwise it stops
+// reading (its fetches stop once sarama's buffers fill) until they drain.
+func (c *claim) hasRoom() bool {
+	return c.waiting < c.l.Concurrency && c.win.len() < windowPerConcurrency*c.l.Concurrency
+}
+
+// take adds cm to the window; it is ready to start unless an earlier record
+// of its key is running or ready, in which case it waits behind it, holding
+// no place in the lane's budget.
+func (c *claim) take(cm *sarama.ConsumerMessage) {
 	e := &entry{c: c, cm: cm}
 	c.win.add(e)
-	c.l.stats.inFlight.Add(1)
 	if c.l.KeyOrdered && cm.Key != nil {
 		k := string(cm.Key)
 		if q, busy := c.keys[k]; busy {
 			c.keys[k] = append(q, e)
+			c.waiting++
+			c.l.stats.waiting.Add(1)
 			return
 		}
 		c.keys[k] = []*entry{e}
 	}
-	c.start(e)
+	c.ready = append(c.ready, e)
 }
 
-// start runs e's handler in its own goroutine.
+// start runs e's handler in its own goroutine; the caller took a place in
+// the lane's budget for it.
 func (c *claim) start(e *entry) {
+	e.token = true
+	c.l.stats.inFlight.Add(1)
 	c.running++
 	c.l.stats.running.Add(1)
 	c.l.w.handlers.Go(func() {
@@ -198,8 +230,9 @@ func (c *claim) handle(ev event) {
 	}
 }
 
-// startNextOfKey starts the next record of e's key, in key-ordered lanes.
-// A stopping claim starts nothing new: the record is left for the next owner.
+// startNextOfKey makes the next record of e's key ready, in key-ordered
+// lanes. A stopping claim starts nothing new: the record is left for the
+// next owner.
 func (c *claim) startNextOfKey(e *entry) {
 	if !c.l.KeyOrdered || e.cm.Key == nil {
 		return
@@ -215,8 +248,10 @@ func (c *claim) startNextOfKey(e *entry) {
 		return
 	}
 	c.keys[k] = q
+	c.waiting--
+	c.l.stats.waiting.Add(-1)
 	if !c.stopping {
-		c.start(q[0])
+		c.ready = append(c.ready, q[0])
 	}
 }
 
@@ -292,10 +327,14 @@ func (c *claim) send(e *entry) {
 	c.l.w.producer.Input() <- e.out
 }
 
-// finish releases e's token and marks the finished prefix of the window.
+// finish gives back e's place in the budget and marks the finished prefix
+// of the window.
 func (c *claim) finish(e *entry) {
-	<-c.l.sem
-	c.l.stats.inFlight.Add(-1)
+	if e.token {
+		<-c.l.sem
+		e.token = false
+		c.l.stats.inFlight.Add(-1)
+	}
 	switch e.outcome {
 	case kindDone:
 		c.l.stats.done.Add(1)
@@ -333,18 +372,21 @@ func (c *claim) drain() {
 	}
 }
 
-// close cancels the handlers still running and gives back the tokens of
-// every record not finished: they are not committed, and the next owner of
-// the partition processes them again.
+// close cancels the handlers still running and gives back the places in
+// the budget of every record not finished: they are not committed, and the
+// next owner of the partition processes them again.
 func (c *claim) close() {
 	c.hcancel()
 	for _, t := range c.timers {
 		t.Stop()
 	}
-	c.win.unfinished(func(*entry) {
-		<-c.l.sem
-		c.l.stats.inFlight.Add(-1)
+	c.win.unfinished(func(e *entry) {
+		if e.token {
+			<-c.l.sem
+			c.l.stats.inFlight.Add(-1)
+		}
 	})
+	c.l.stats.waiting.Add(-int64(c.waiting))
 	if c.running > 0 {
 		c.l.stats.running.Add(-int64(c.running))
 	}

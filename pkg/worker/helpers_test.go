@@ -44,7 +44,7 @@ func setup(t testing.TB, partitions int32, topics ...string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := laddertest.Broker(t, partitions, append(append(l.Topics(), l.DLQTopic()), topics...)...)
+	b := laddertest.Broker(t, partitions, append(append(l.Topics(), l.DLQTopic(), l.ControlTopic()), topics...)...)
 	return &env{addr: b.Addr(), ladder: l}
 }
 
@@ -241,4 +241,51 @@ func committed(t testing.TB, addr, group, topic string) map[int32]int64 {
 
 func saramaMessage(topic, key, value string) *sarama.ProducerMessage {
 	return &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(key), Value: sarama.StringEncoder(value)}
+}
+
+// seedPartition produces n records to one partition of topic, keys key(i),
+// values "v<i>", one header "orig: <i>", and waits for the broker to
+// acknowledge them all.
+func seedPartition(t testing.TB, addr, topic string, partition int32, n int, key func(i int) string) {
+	t.Helper()
+	sc := sarama.NewConfig()
+	sc.Version = sarama.V3_0_0_0
+	sc.Producer.Return.Successes = true
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Producer.Partitioner = sarama.NewManualPartitioner
+	p, err := sarama.NewSyncProducer([]string{addr}, sc)
+	if err != nil {
+		t.Fatalf("starting producer: %v", err)
+	}
+	defer p.Close()
+	msgs := make([]*sarama.ProducerMessage, 0, n)
+	for i := range n {
+		msgs = append(msgs, &sarama.ProducerMessage{Topic: topic, Partition: partition, Key: sarama.StringEncoder(key(i)),
+			Value:   sarama.StringEncoder(fmt.Sprintf("v%d", i)),
+			Headers: []sarama.RecordHeader{{Key: []byte("orig"), Value: fmt.Appendf(nil, "%d", i)}}})
+	}
+	if err := p.SendMessages(msgs); err != nil {
+		t.Fatalf("seeding %s/%d: %v", topic, partition, err)
+	}
+}
+
+// counter counts handled records per partition, safe for concurrent use.
+type counter struct {
+	mu sync.Mutex
+	n  map[int32]int
+}
+
+func (c *counter) add(p int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[int32]int{}
+	}
+	c.n[p]++
+}
+
+func (c *counter) get(p int32) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[p]
 }

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"errors"
 	"time"
 
@@ -91,10 +92,17 @@ func (r Result) To(lane string) Result { r.lane = lane; return r }
 func (r Result) WithValue(v []byte) Result { r.value, r.setValue = v, true; return r }
 
 // WithHeaders makes a Reschedule come back with these headers in place of
-// the message's own ones. Headers named ladder-* are the ladder's and are
-// replaced by it. Other results ignore it.
+// the message's own ones. Headers named ladder-* belong to the ladder and
+// the SDK (ladder-attempt among them): they are dropped here, and the
+// rescheduled record carries the SDK's own. Other results ignore it.
 func (r Result) WithHeaders(h ...sarama.RecordHeader) Result {
-	r.headers, r.setHeaders = h, true
+	own := make([]sarama.RecordHeader, 0, len(h))
+	for _, x := range h {
+		if !bytes.HasPrefix(x.Key, ladderPrefix) {
+			own = append(own, x)
+		}
+	}
+	r.headers, r.setHeaders = own, true
 	return r
 }
 

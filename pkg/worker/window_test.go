@@ -2,8 +2,10 @@ package worker
 
 import (
 	"math/rand/v2"
+	"runtime"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/IBM/sarama"
 
@@ -134,5 +136,42 @@ func TestDefaultBackoff(t *testing.T) {
 		if got := DefaultBackoff(attempt); got != want {
 			t.Errorf("DefaultBackoff(%d) = %s, want %s", attempt, got, want)
 		}
+	}
+}
+
+// TestWindowFinishedKeepsOnlyTheOffset: records finished behind an
+// unfinished one are no longer referenced by the window, only their offsets
+// are kept, so their messages can be collected while the first one runs on.
+func TestWindowFinishedKeepsOnlyTheOffset(t *testing.T) {
+	var w window
+	first := &entry{cm: &sarama.ConsumerMessage{Offset: 0}}
+	w.add(first)
+	const n = 100
+	msgs := make([]weak.Pointer[sarama.ConsumerMessage], 0, n)
+	func() {
+		for i := 1; i <= n; i++ {
+			e := &entry{cm: &sarama.ConsumerMessage{Offset: int64(i), Value: make([]byte, 4<<10)}}
+			w.add(e)
+			msgs = append(msgs, weak.Make(e.cm))
+			if c := w.finish(e); c != -1 {
+				t.Fatalf("offset %d finished behind offset 0 committed %d", i, c)
+			}
+		}
+	}()
+	runtime.GC()
+	kept := 0
+	for _, p := range msgs {
+		if p.Value() != nil {
+			kept++
+		}
+	}
+	if kept > 0 {
+		t.Errorf("%d of %d finished messages still referenced behind an unfinished one", kept, n)
+	}
+	if w.len() != n+1 {
+		t.Errorf("window holds %d records, want %d", w.len(), n+1)
+	}
+	if c := w.finish(first); c != n+1 || w.len() != 0 {
+		t.Errorf("finishing the first: commit %d (want %d), %d left", c, n+1, w.len())
 	}
 }

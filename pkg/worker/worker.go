@@ -9,9 +9,13 @@
 //     result produced was acknowledged by the broker (acks=all, idempotent
 //     producer), and only up to the lowest record not finished yet, so a crash
 //     replays records, never skips one;
-//   - bounded memory: a lane holds at most Concurrency records taken from
-//     Kafka and not finished (plus one per claimed partition waiting for room),
-//     whatever the backlog; it stops reading its partitions at the limit;
+//   - bounded memory, whatever the backlog: a lane has at most Concurrency
+//     records running or waiting for their result's acknowledgement; each
+//     claimed partition holds besides at most Concurrency records waiting
+//     behind an earlier one of their key, and at most 16 × Concurrency
+//     records taken and not committed (a finished record behind an
+//     unfinished one keeps only its offset). A partition at a limit stops
+//     reading until it drains, without holding up the lane's other partitions;
 //   - lanes are independent: each has its own consumer group, connections and
 //     in-flight budget, so a saturated slow lane never holds up a fast one;
 //   - with Lane.KeyOrdered, records with the same key run one at a time, in
@@ -55,16 +59,21 @@ type Lane struct {
 	Group string
 	// Handler processes the lane's messages (required).
 	Handler Handler
-	// Concurrency bounds the records of the lane taken from Kafka and not
-	// finished in this process (default 256): handlers running, records
-	// waiting for an earlier one of their key, and results waiting for the
-	// broker's acknowledgement. It is shared by the lane's partitions.
+	// Concurrency is the lane's budget in this process (default 256): the
+	// most records running their handler or waiting for the broker's
+	// acknowledgement of their result, shared by the lane's partitions. It
+	// also bounds each claimed partition: at most Concurrency records
+	// waiting behind their key (KeyOrdered), and at most 16 × Concurrency
+	// records taken and not committed, as when one handler is stuck and later
+	// records finish behind it. A partition at either limit stops reading
+	// until it drains; the lane's other partitions go on.
 	Concurrency int
 	// KeyOrdered runs records with the same non-null key one at a time, in
-	// offset order (a record waits, holding a place in the budget, while an
-	// earlier one of its key runs). Records without a key are not ordered. A
-	// record that is rescheduled or retried leaves the order: it comes back
-	// through the ladder, after later records of its key.
+	// offset order: a record waits while an earlier one of its key runs,
+	// holding no place in the budget, so a hot key holds up its own
+	// partition only. Records without a key are not ordered. A record that is
+	// rescheduled or retried leaves the order: it comes back through the
+	// ladder, after later records of its key.
 	KeyOrdered bool
 	// MaxAttempts is how many times a message is handled before a Retry
 	// sends it to the dead-letter topic instead (default 5).
@@ -161,14 +170,14 @@ type lane struct {
 	Lane
 	w     *Worker
 	log   zerolog.Logger
-	sem   chan struct{} // one token per record taken and not finished
+	sem   chan struct{} // one token per record running or waiting for its result's acknowledgement
 	group sarama.ConsumerGroup
 	stats laneStats
 }
 
 type laneStats struct {
 	handled, done, rescheduled, retried, deadLettered, panics atomic.Int64
-	running, inFlight, claimed                                atomic.Int64
+	running, inFlight, waiting, claimed                       atomic.Int64
 }
 
 // Stats are one lane's running totals since the worker started.
@@ -182,9 +191,12 @@ type Stats struct {
 	Done, Rescheduled, Retried, DeadLettered int64
 	// Panics counts handler panics (each also counts as a retry or dead letter).
 	Panics int64
-	// Running is the handlers running now; InFlight the records taken from
-	// Kafka and not finished; Claimed the partitions claimed now.
-	Running, InFlight, Claimed int64
+	// Running is the handlers running now; InFlight the records holding a
+	// place in the lane's budget (running, or waiting for the broker's
+	// acknowledgement of their result); Waiting the records waiting behind an
+	// earlier one of their key (KeyOrdered), which hold none; Claimed the
+	// partitions claimed now.
+	Running, InFlight, Waiting, Claimed int64
 }
 
 // Stats returns each lane's totals, in the order the lanes were given.
@@ -194,7 +206,7 @@ func (w *Worker) Stats() []Stats {
 		s := &l.stats
 		out[i] = Stats{Lane: l.Name, Handled: s.handled.Load(), Done: s.done.Load(), Rescheduled: s.rescheduled.Load(),
 			Retried: s.retried.Load(), DeadLettered: s.deadLettered.Load(), Panics: s.panics.Load(),
-			Running: s.running.Load(), InFlight: s.inFlight.Load(), Claimed: s.claimed.Load()}
+			Running: s.running.Load(), InFlight: s.inFlight.Load(), Waiting: s.waiting.Load(), Claimed: s.claimed.Load()}
 	}
 	return out
 }

@@ -280,14 +280,15 @@ func TestFailingHandlerDeadLetters(t *testing.T) {
 	})
 }
 
-// TestSlowLaneDoesNotHoldUpFast saturates a slow lane (every handler blocks
-// until cancelled), then gives the fast lane, in the same process, a backlog
-// it handles entirely while the slow lane stays saturated. Stopping then cancels the blocked handlers after
+// TestSlowLaneDoesNotHoldUpFast gives the fast lane the same backlog twice
+// in one process: first beside an idle slow lane (the baseline), then beside
+// a saturated one (every slow handler blocks until cancelled). The second
+// run takes at most 3 × the baseline + 0.5s, and the slow lane stays
+// saturated meanwhile. Stopping then cancels the blocked handlers after
 // ShutdownTimeout and Run returns.
 func TestSlowLaneDoesNotHoldUpFast(t *testing.T) {
 	e := setup(t, 4, "work-fast", "work-slow")
 	const fastN, slowN, slowConc = 3000, 100, 8
-	seed(t, e.addr, "work-slow", slowN, func(i int) string { return fmt.Sprintf("s%d", i) })
 
 	var cancelled atomic.Int64
 	slow := func(ctx context.Context, m worker.Message) worker.Result {
@@ -305,19 +306,40 @@ func TestSlowLaneDoesNotHoldUpFast(t *testing.T) {
 		worker.Lane{Topics: []string{"work-slow"}, Concurrency: slowConc, Handler: slow},
 		worker.Lane{Topics: []string{"work-fast"}, Concurrency: 64, Handler: fast})
 
+	// fastRun seeds the fast backlog and returns how long it took to be
+	// handled (seeding included).
+	fastRun := func(name string) time.Duration {
+		t.Helper()
+		want := w.Stats()[1].Done + fastN
+		began := time.Now()
+		seed(t, e.addr, "work-fast", fastN, func(i int) string { return fmt.Sprintf("%s%d", name, i) })
+		waitFor(t, 60*time.Second, func() bool { return w.Stats()[1].Done >= want },
+			func() string {
+				return fmt.Sprintf("%s: fast lane handled %d of %d (stats %+v)", name, w.Stats()[1].Done-want+fastN, fastN, w.Stats())
+			})
+		return time.Since(began)
+	}
+
+	// Both lanes joined their groups: the baseline measures handling only.
+	waitFor(t, 30*time.Second, func() bool { st := w.Stats(); return st[0].Claimed == 4 && st[1].Claimed == 4 },
+		func() string { return fmt.Sprintf("lanes never claimed their partitions: %+v", w.Stats()) })
+	idle := fastRun("idle")
+	if s := w.Stats()[0]; s.Handled != 0 || s.Running != 0 {
+		t.Fatalf("slow lane not idle during the baseline: %+v", s)
+	}
+	seed(t, e.addr, "work-slow", slowN, func(i int) string { return fmt.Sprintf("s%d", i) })
 	waitFor(t, 30*time.Second, func() bool { return w.Stats()[0].Running == slowConc },
 		func() string { return fmt.Sprintf("slow lane never saturated: %+v", w.Stats()[0]) })
-	seeded := time.Now()
-	seed(t, e.addr, "work-fast", fastN, func(i int) string { return fmt.Sprintf("f%d", i) })
-	waitFor(t, 60*time.Second, func() bool { return w.Stats()[1].Done >= fastN },
-		func() string {
-			return fmt.Sprintf("fast lane handled %d of %d while the slow one is saturated (stats %+v)", w.Stats()[1].Done, fastN, w.Stats())
-		})
-	fastTook := time.Since(seeded)
-	s := w.Stats()[0]
-	if s.Running != slowConc || s.Handled != 0 {
+	busy := fastRun("busy")
+	if s := w.Stats()[0]; s.Running != slowConc || s.Handled != 0 {
 		t.Errorf("slow lane not saturated while the fast one ran: %+v", s)
 	}
+	t.Logf("fast lane, %d messages (seeding included): %s beside an idle slow lane, %s beside a saturated one",
+		fastN, idle.Round(time.Millisecond), busy.Round(time.Millisecond))
+	if limit := 3*idle + 500*time.Millisecond; busy > limit {
+		t.Errorf("fast lane took %s beside a saturated slow lane, more than 3 × %s + 0.5s = %s", busy, idle, limit)
+	}
+
 	began := time.Now()
 	stop()
 	if took := time.Since(began); took > 30*time.Second {
@@ -326,8 +348,7 @@ func TestSlowLaneDoesNotHoldUpFast(t *testing.T) {
 	if cancelled.Load() != slowConc {
 		t.Errorf("%d slow handlers saw their ctx cancelled, want %d", cancelled.Load(), slowConc)
 	}
-	t.Logf("fast lane: %d messages in %s (seeding included) beside a saturated slow lane; stopped in %s",
-		fastN, fastTook.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+	t.Logf("stopped in %s", time.Since(began).Round(time.Millisecond))
 }
 
 // TestGracefulStopCommits stops a worker mid-backlog: running handlers

@@ -51,6 +51,89 @@ app.kubernetes.io/part-of: ladder
 {{- if .Values.topics.spec }}/etc/ladder/topics/topics.yaml{{ else }}/usr/share/ladder/topics/topics.yaml{{ end }}
 {{- end }}
 
+{{/*
+The ladder section of the topic spec in the image (topics/topics.yaml), which
+the provisioning job applies when topics.spec is empty. The chart cannot read
+the image, so it keeps this copy; TestImageSpecMatchesChart keeps it equal.
+*/}}
+{{- define "ladder.imageTopicSpec" -}}
+topicPrefix: delay-
+tiers: [1m, 15m, 1h, 6h]
+{{- end }}
+
+{{/*
+A tier delay in milliseconds, "" when it is not whole milliseconds: Go's
+duration syntax (90s, 1h30m, 1.5h, 500ms) or whole days (2d), as ladder
+parses it.
+*/}}
+{{- define "ladder.delayMillis" -}}
+{{- $s := toString . | trim }}
+{{- $ms := 0.0 }}
+{{- if regexMatch "^[1-9][0-9]*d$" $s }}
+{{- $ms = mulf (float64 (trimSuffix "d" $s)) 86400000.0 }}
+{{- else }}
+{{- $unit := dict "ns" 0.000001 "us" 0.001 "µs" 0.001 "ms" 1.0 "s" 1000.0 "m" 60000.0 "h" 3600000.0 }}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h)" $s -1 }}
+{{- $n := regexFind "^[0-9]+(\\.[0-9]+)?" . }}
+{{- $ms = addf $ms (mulf (float64 $n) (get $unit (trimPrefix $n .))) }}
+{{- end }}
+{{- end }}
+{{- $ms = round $ms 6 }}
+{{- if and (gt $ms 0.0) (eq (floor $ms) $ms) }}{{ int64 $ms }}{{ end }}
+{{- end }}
+
+{{/*
+The tier topic names of a prefix and a list of delays (dict "prefix" "tiers"),
+shortest delay first, ", "-separated: the prefix plus the delay in its
+shortest exact unit, as ladder names them (60s and 1m are both delay-1m).
+*/}}
+{{- define "ladder.tierTopics" -}}
+{{- $keyed := list }}
+{{- range .tiers }}
+{{- $ms := include "ladder.delayMillis" . }}
+{{- $label := toString . }}
+{{- if $ms }}
+{{- $n := int64 $ms }}
+{{- if eq (mod $n 86400000) 0 }}{{ $label = printf "%dd" (div $n 86400000) }}
+{{- else if eq (mod $n 3600000) 0 }}{{ $label = printf "%dh" (div $n 3600000) }}
+{{- else if eq (mod $n 60000) 0 }}{{ $label = printf "%dm" (div $n 60000) }}
+{{- else if eq (mod $n 1000) 0 }}{{ $label = printf "%ds" (div $n 1000) }}
+{{- else }}{{ $label = printf "%dms" $n }}
+{{- end }}
+{{- end }}
+{{- $keyed = append $keyed (printf "%020s %s%s" ($ms | default "0") $.prefix $label) }}
+{{- end }}
+{{- $names := list }}
+{{- range sortAlpha $keyed }}
+{{- $names = append $names (regexReplaceAll "^ *[0-9]+ " . "") }}
+{{- end }}
+{{- join ", " $names }}
+{{- end }}
+
+{{/*
+Fails the render when the forwarders' tiers (ladder.tiers, ladder.topicPrefix)
+are not the tiers of the topic spec the provisioning job applies: the
+forwarders would read topics that were never provisioned. `ladder topics`
+refuses the same mismatch.
+*/}}
+{{- define "ladder.checkTopicSpec" -}}
+{{- if .Values.topics.provision }}
+{{- $source := printf "the topic spec in the image (%s)" (include "ladder.topicsFile" .) }}
+{{- $spec := include "ladder.imageTopicSpec" . | fromYaml }}
+{{- $hint := "; for other tiers give their topic spec in topics.spec" }}
+{{- if .Values.topics.spec }}
+{{- $source = "topics.spec" }}
+{{- $spec = .Values.topics.spec.ladder | default dict }}
+{{- $hint = "" }}
+{{- end }}
+{{- $want := include "ladder.tierTopics" (dict "prefix" ($spec.topicPrefix | default "delay-") "tiers" ($spec.tiers | default list)) }}
+{{- $have := include "ladder.tierTopics" (dict "prefix" .Values.ladder.topicPrefix "tiers" .Values.ladder.tiers) }}
+{{- if ne $want $have }}
+{{- fail (printf "ladder.tiers %v and ladder.topicPrefix %q name the tier topics %s, but %s, which the provisioning job applies, names %s: the forwarders would read topics that are never provisioned. Make them agree%s." .Values.ladder.tiers .Values.ladder.topicPrefix $have $source $want $hint) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* The shutdown timeout the forwarder is given, and the longer grace period of its pod. */}}
 {{- define "ladder.terminationGracePeriodSeconds" -}}
 {{- $shutdown := int .Values.ladder.shutdownTimeoutSeconds }}
