@@ -395,6 +395,7 @@ func (f *Forwarder) logSnapshot(msg string) {
 // every record it can have in flight.
 func (f *Forwarder) dispatchAcks() {
 	successes, errs := f.producer.Successes(), f.producer.Errors()
+	batch := map[*partition][]*flight{}
 	for successes != nil || errs != nil {
 		select {
 		case m, ok := <-successes:
@@ -404,7 +405,6 @@ func (f *Forwarder) dispatchAcks() {
 			}
 			// Hand over the acknowledgements that are already waiting as
 			// one event per partition: one wake-up for many records.
-			batch := map[*partition][]*flight{}
 			for n := 0; ok && n < 1024; n++ {
 				fl := m.Metadata.(*flight)
 				batch[fl.p] = append(batch[fl.p], fl)
@@ -417,6 +417,7 @@ func (f *Forwarder) dispatchAcks() {
 			for p, fls := range batch {
 				p.events <- event{acks: fls}
 			}
+			clear(batch) // keeps its buckets: no allocation per wake-up
 		case pe, ok := <-errs:
 			if !ok {
 				errs = nil
