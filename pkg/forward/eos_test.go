@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,4 +45,95 @@ func TestExactlyOnceEndToEnd(t *testing.T) {
 		t.Errorf("read_committed saw %d records for %d messages", len(recs), n)
 	}
 	t.Logf("exactly-once: %d messages, %d records seen; lateness median %s worst %s; %+v", n, len(recs), median, worst, f.Snapshot())
+}
+
+// TestZombieIsFenced starts a second exactly-once forwarder with the
+// transactional.id of a live one, as a restarted instance does while its
+// predecessor still runs. The newcomer's InitProducerId fences the older
+// one: its next commit fails (counted as fenced), it carries on under a new
+// transactional.id instead of fencing the newcomer in turn, and a
+// read_committed reader sees every message once, read to the end.
+func TestZombieIsFenced(t *testing.T) {
+	e := setup(t, 4)
+	work := e.target(t, true, "work")
+	same := func(c *forward.Config) { c.TransactionalID = "ladder-test-zombie" }
+	older := e.startObserved(t, true, same, func(c *forward.Config) { c.Log = c.Log.With().Str("member", "older").Logger() })
+	want := spread(t, e, "z", 600, 12*time.Second)
+	work.WaitFor(30*time.Second, func(rs []laddertest.Received) bool { return len(rs) >= 150 })
+	newer := e.startObserved(t, true, same, func(c *forward.Config) { c.Log = c.Log.With().Str("member", "newer").Logger() })
+	older.waitMetric(t, 30*time.Second, 1, "ladder_transactions_total", `outcome="fenced"`)
+	recs := work.WaitDistinct(t, len(want), 60*time.Second)
+	checkArrivals(t, recs, want, 30*time.Second)
+	if n := newer.metric(t, "ladder_transactions_total", `outcome="fenced"`); n != 0 {
+		t.Errorf("the newer forwarder was fenced %v times: the older one took its transactional.id back", n)
+	}
+	if n := newer.metric(t, "ladder_transactions_total", `outcome="committed"`); n == 0 {
+		t.Error("the newer forwarder committed nothing")
+	}
+	t.Logf("older: %v committed, %v fenced; newer: %v committed", older.metric(t, "ladder_transactions_total", `outcome="committed"`),
+		older.metric(t, "ladder_transactions_total", `outcome="fenced"`), newer.metric(t, "ladder_transactions_total", `outcome="committed"`))
+	newer.stop()
+	exactlyOnce(t, e, older.stop, work, "work", want)
+}
+
+// TestDefaultTransactionalIDs: without LADDER_TRANSACTIONAL_ID every
+// forwarder gets its own transactional.id (group, host, pid and a random
+// part), even two in one process: they share the partitions without fencing
+// each other, and a read_committed reader sees every message once.
+func TestDefaultTransactionalIDs(t *testing.T) {
+	host, _ := os.Hostname()
+	prefix := fmt.Sprintf("g-%s-%d-", host, os.Getpid())
+	ids := map[string]bool{}
+	for range 1000 {
+		id := forward.TransactionalID("g")
+		if !strings.HasPrefix(id, prefix) || ids[id] {
+			t.Fatalf("TransactionalID = %q: want a new id with prefix %q", id, prefix)
+		}
+		ids[id] = true
+	}
+
+	e := setup(t, 4)
+	work := e.target(t, true, "work")
+	a := e.startObserved(t, true)
+	b := e.startObserved(t, true)
+	want := spread(t, e, "d", 400, 8*time.Second)
+	recs := work.WaitDistinct(t, len(want), 60*time.Second)
+	checkArrivals(t, recs, want, 30*time.Second)
+	for name, o := range map[string]*observed{"a": a, "b": b} {
+		if n := o.metric(t, "ladder_transactions_total", `outcome="fenced"`); n != 0 {
+			t.Errorf("forwarder %s was fenced %v times", name, n)
+		}
+		if n := o.metric(t, "ladder_transactions_total", `outcome="committed"`); n == 0 {
+			t.Errorf("forwarder %s committed nothing: did both take part?", name)
+		}
+	}
+	b.stop()
+	exactlyOnce(t, e, a.stop, work, "work", want)
+}
+
+// TestTransactionTimesOutDuringOutage cuts the broker off for 8 seconds, longer
+// than the transaction timeout (3s): the broker aborts the open transaction
+// and fences its producer. The forwarder starts a new producer, sends the
+// records again, is ready once the broker is back, and a read_committed
+// reader sees every message once, read to the end.
+func TestTransactionTimesOutDuringOutage(t *testing.T) {
+	e, proxy := proxied(t, 2)
+	work := e.target(t, true, "work")
+	o := e.startObserved(t, true, func(c *forward.Config) { c.TxnTimeout = 3 * time.Second })
+	want := spread(t, e, "t", 300, 12*time.Second)
+	work.WaitFor(30*time.Second, func(rs []laddertest.Received) bool { return len(rs) >= 100 })
+	proxy.Cut()
+	cutAt := time.Now()
+	o.waitNotReady(t, 10*time.Second, "broker unreachable")
+	for time.Since(cutAt) < 8*time.Second {
+		time.Sleep(100 * time.Millisecond) // the outage itself: its length is the point
+	}
+	proxy.Restore()
+	recs := work.WaitDistinct(t, len(want), 90*time.Second)
+	checkArrivals(t, recs, want, 60*time.Second)
+	o.waitReady(t, 30*time.Second, "after the outage")
+	if n := o.metric(t, "ladder_transactions_total", `outcome="fenced"`); n == 0 {
+		t.Error("no fenced transaction counted: the open transaction outlived its timeout")
+	}
+	exactlyOnce(t, e, o.stop, work, "work", want)
 }

@@ -14,11 +14,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ladder/ladder/pkg/envelope"
-	"github.com/ladder/ladder/pkg/forward"
 	"github.com/ladder/ladder/pkg/laddertest"
 	"github.com/ladder/ladder/pkg/schedule"
 	"github.com/ladder/ladder/pkg/tier"
 )
+
+// The fault tests run in both delivery modes. Each asserts that nothing is
+// lost or dead-lettered (and, in exactly-once mode, that a read_committed
+// reader sees each message once, read to the end of the topic), what
+// /readyz says while the fault lasts and after it, and the metrics that
+// tell an operator about it.
 
 // proxied is setup with the broker behind a TCP proxy.
 func proxied(t *testing.T, partitions int32) (*env, *laddertest.Proxy) {
@@ -31,8 +36,6 @@ func proxied(t *testing.T, partitions int32) (*env, *laddertest.Proxy) {
 	return &env{broker: b, addr: b.Addr(), ladder: l, work: laddertest.Collect(t, b.Addr(), "work"),
 		dlq: laddertest.Collect(t, b.Addr(), l.DLQTopic())}, p
 }
-
-func fastHealth(c *forward.Config) { c.HealthInterval = 500 * time.Millisecond }
 
 // spread schedules n messages due evenly over d, starting in a second (so
 // each passes through a tier first).
@@ -53,136 +56,260 @@ func spread(t *testing.T, e *env, prefix string, n int, d time.Duration) map[str
 	return want
 }
 
-// TestBrokerUnreachable cuts every connection to the broker for 8 seconds
-// while messages flow: the forwarder reports not ready, dead-letters
-// nothing, does not stop, and once the broker is back every message
-// arrives, none early.
-func TestBrokerUnreachable(t *testing.T) {
-	e, proxy := proxied(t, 2)
-	f, _ := e.startForwarder(t, fastHealth)
-	want := spread(t, e, "u", 300, 12*time.Second)
-	e.work.WaitFor(30*time.Second, func(rs []laddertest.Received) bool { return len(rs) >= 100 })
-	laddertest.Eventually(t, 10*time.Second, func() bool { return f.Ready() == nil }, "not ready before the cut: %v", f.Ready())
-
-	proxy.Cut()
-	cutAt := time.Now()
-	laddertest.Eventually(t, 10*time.Second, func() bool { return f.Ready() != nil }, "still ready with the broker unreachable")
-	reason := f.Ready()
-	for time.Since(cutAt) < 8*time.Second {
-		time.Sleep(100 * time.Millisecond) // the outage itself: its length is the point
+// failures is what an operator sees of failed attempts in the mode: failed
+// produce attempts (at-least-once), aborted transactions (exactly-once).
+func failures(t *testing.T, o *observed, eos bool) float64 {
+	t.Helper()
+	if eos {
+		return o.metric(t, "ladder_transactions_total", `outcome="aborted"`)
 	}
-	proxy.Restore()
-
-	recs := e.work.WaitDistinct(t, len(want), 90*time.Second)
-	worst, _ := checkArrivals(t, recs, want, 60*time.Second)
-	laddertest.Eventually(t, 30*time.Second, func() bool { return f.Ready() == nil }, "not ready again after the outage: %v", f.Ready())
-	if n := e.dlq.Len(); n != 0 {
-		t.Errorf("%d records dead-lettered for a transient outage", n)
-	}
-	t.Logf("8s outage: not ready with %q; all %d arrived (%d records), worst lateness %s; %+v",
-		reason, len(want), len(recs), worst, f.Snapshot())
+	return o.metric(t, "ladder_produce_errors_total")
 }
 
-// TestSlowBroker delays every packet by 150ms each way: slower, but nothing
-// lost, early or dead-lettered.
+// TestBrokerUnreachable cuts every connection to the broker for 8 seconds
+// while messages flow: the forwarder reports not ready (ladder_brokers_up
+// 0), dead-letters nothing, does not stop, and once the broker is back it
+// is ready again and every message arrives, none early.
+func TestBrokerUnreachable(t *testing.T) {
+	eachMode(t, func(t *testing.T, eos bool) {
+		e, proxy := proxied(t, 2)
+		work := e.target(t, eos, "work")
+		o := e.startObserved(t, eos)
+		want := spread(t, e, "u", 300, 12*time.Second)
+		work.WaitFor(30*time.Second, func(rs []laddertest.Received) bool { return len(rs) >= 100 })
+		o.waitReady(t, 10*time.Second, "before the cut")
+		if up := o.metric(t, "ladder_brokers_up"); up != 1 {
+			t.Errorf("ladder_brokers_up = %v before the cut, want 1", up)
+		}
+
+		proxy.Cut()
+		cutAt := time.Now()
+		reason := o.waitNotReady(t, 10*time.Second, "broker unreachable")
+		if up := o.metric(t, "ladder_brokers_up"); up != 0 {
+			t.Errorf("ladder_brokers_up = %v with the broker unreachable, want 0", up)
+		}
+		for time.Since(cutAt) < 8*time.Second {
+			time.Sleep(100 * time.Millisecond) // the outage itself: its length is the point
+		}
+		proxy.Restore()
+
+		recs := work.WaitDistinct(t, len(want), 90*time.Second)
+		worst, _ := checkArrivals(t, recs, want, 60*time.Second)
+		o.waitReady(t, 30*time.Second, "after the outage")
+		if up := o.metric(t, "ladder_brokers_up"); up != 1 {
+			t.Errorf("ladder_brokers_up = %v after the outage, want 1", up)
+		}
+		// At-least-once, records fail after the producer's retries; in
+		// exactly-once mode the open transaction waits for the broker and
+		// commits (no abort is needed): ladder_brokers_up and /readyz tell.
+		if n := failures(t, o, eos); n == 0 && !eos {
+			t.Error("no failed attempt counted during an 8s outage")
+		}
+		if n := e.dlq.Len(); n != 0 {
+			t.Errorf("%d records dead-lettered for a transient outage", n)
+		}
+		t.Logf("8s outage: not ready with %q; all %d arrived (%d records), worst lateness %s; %v failures counted; %+v",
+			reason, len(want), len(recs), worst, failures(t, o, eos), o.Snapshot())
+		if eos {
+			exactlyOnce(t, e, o.stop, work, "work", want)
+		}
+	})
+}
+
+// TestSlowBroker delays every packet by 150ms each way: slower, but ready,
+// and nothing lost, early or dead-lettered.
 func TestSlowBroker(t *testing.T) {
-	e, proxy := proxied(t, 2)
-	proxy.SetDelay(150 * time.Millisecond)
-	e.startForwarder(t)
-	want := spread(t, e, "s", 200, 8*time.Second)
-	recs := e.work.WaitDistinct(t, len(want), 90*time.Second)
-	worst, median := checkArrivals(t, recs, want, 30*time.Second)
-	if n := e.dlq.Len(); n != 0 {
-		t.Errorf("%d records dead-lettered on a slow broker", n)
-	}
-	t.Logf("150ms each way: all %d arrived, lateness median %s worst %s", len(want), median, worst)
+	eachMode(t, func(t *testing.T, eos bool) {
+		e, proxy := proxied(t, 2)
+		proxy.SetDelay(150 * time.Millisecond)
+		work := e.target(t, eos, "work")
+		o := e.startObserved(t, eos)
+		want := spread(t, e, "s", 200, 8*time.Second)
+		recs := work.WaitDistinct(t, len(want), 90*time.Second)
+		worst, median := checkArrivals(t, recs, want, 30*time.Second)
+		o.waitReady(t, 10*time.Second, "on a slow broker")
+		if n := e.dlq.Len(); n != 0 {
+			t.Errorf("%d records dead-lettered on a slow broker", n)
+		}
+		// Through a slow broker the scheduler may write the first messages
+		// straight to the target (their due time passed meanwhile): count
+		// those the ladder delivered (ladder-hops set).
+		viaLadder := 0
+		for _, r := range laddertest.Distinct(recs) {
+			if h := r.Headers[envelope.Hops]; h != "" && h != "0" {
+				viaLadder++
+			}
+		}
+		if viaLadder == 0 {
+			t.Fatal("no message went through the ladder")
+		}
+		o.waitMetric(t, 20*time.Second, float64(viaLadder), "ladder_forwarded_records_total", `outcome="delivered"`)
+		if eos {
+			if n := o.metric(t, "ladder_transactions_total", `outcome="committed"`); n == 0 {
+				t.Error("no committed transaction counted")
+			}
+			exactlyOnce(t, e, o.stop, work, "work", want)
+		}
+		t.Logf("150ms each way: all %d arrived, lateness median %s worst %s", len(want), median, worst)
+	})
 }
 
 // TestMissingTargetTopic: a record for a topic that does not exist yet is
-// retried with back-off, never dead-lettered, its offset held (the records
-// behind it still flow); readiness reports the failure; once the topic is
-// created the record arrives.
+// retried with back-off, never dead-lettered, its offset held; readiness
+// reports the failure; once the topic is created the record arrives and the
+// forwarder is ready again. The other partition keeps flowing meanwhile.
+// At-least-once, the records behind it in its own partition flow too; in
+// exactly-once mode they wait behind it (a transaction commits a partition's
+// offset up to its last record), but the forwarder aborts no transaction and
+// starts no new group session for it.
 func TestMissingTargetTopic(t *testing.T) {
-	l, err := tier.Parse(testTiers, tier.DefaultPrefix)
+	eachMode(t, func(t *testing.T, eos bool) {
+		e := setup(t, 2)
+		work := e.target(t, eos, "work")
+		o := e.startObserved(t, eos)
+		p := manualProducer(t, e.addr)
+		due := strconv.FormatInt(time.Now().Add(500*time.Millisecond).UnixMilli(), 10)
+		for _, r := range []struct {
+			key, target string
+			partition   int32
+		}{{"for-later", "later", 0}, {"behind", "work", 0}, {"other", "work", 1}} {
+			sendTo(t, p, "delay-1s", r.partition, r.key, []sarama.RecordHeader{header(envelope.Target, r.target), header(envelope.Due, due)})
+		}
+
+		flowing := 2
+		if eos {
+			flowing = 1 // "behind" waits for "for-later"
+		}
+		recs := work.WaitDistinct(t, flowing, 20*time.Second)
+		laddertest.Eventually(t, 20*time.Second, func() bool { return o.metric(t, "ladder_produce_errors_total") >= 2 },
+			"fewer than 2 failed attempts counted: %+v", o.Snapshot())
+		reason := o.waitNotReady(t, 20*time.Second, "producing to a missing topic")
+		if !strings.Contains(reason, "producing fails") {
+			t.Errorf("readiness says %q", reason)
+		}
+		if eos {
+			if keys := laddertest.Distinct(work.Records()); len(keys) != 1 || keys["other"].Key == nil {
+				t.Errorf("exactly-once: %d keys arrived before the topic existed, want only %q", len(keys), "other")
+			}
+			if n := o.metric(t, "ladder_transactions_total", `outcome="aborted"`); n != 0 {
+				t.Errorf("%v transactions aborted for a missing topic, want 0", n)
+			}
+			if n := o.metric(t, "ladder_group_sessions_total"); n != 1 {
+				t.Errorf("ladder_group_sessions_total = %v, want 1: a missing topic must not restart the session", n)
+			}
+		}
+
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := e.broker.EnsureTopics(ctx, nil, 1, "later"); err != nil {
+			t.Fatal(err)
+		}
+		later := e.target(t, eos, "later")
+		if got := later.WaitDistinct(t, 1, 40*time.Second); string(got[0].Key) != "for-later" {
+			t.Errorf("got %q", got[0].Key)
+		}
+		recs = work.WaitDistinct(t, 2, 20*time.Second)
+		o.waitReady(t, 20*time.Second, "after the topic appeared")
+		if n := e.dlq.Len(); n != 0 {
+			t.Errorf("%d records dead-lettered for a missing topic", n)
+		}
+		if eos {
+			if n := o.metric(t, "ladder_group_sessions_total"); n != 1 {
+				t.Errorf("ladder_group_sessions_total = %v at the end, want 1", n)
+			}
+			exactlyOnce(t, e, o.stop, work, "work", map[string]bool{"behind": true, "other": true})
+		}
+		t.Logf("missing topic: %v failed attempts, not ready with %q, delivered once the topic existed; %d records on work",
+			o.metric(t, "ladder_produce_errors_total"), reason, len(recs))
+	})
+}
+
+// TestTargetRefusesWrites: for 6 seconds the broker answers
+// NOT_ENOUGH_REPLICAS to every produce request that writes to the target
+// (a broker short of in-sync replicas); the forwarder is not ready while
+// it lasts, retries, and then every message arrives, none early, none
+// dead-lettered, and it is ready again. In exactly-once mode the aborted
+// transactions are sent again without a new group session.
+func TestTargetRefusesWrites(t *testing.T) {
+	eachMode(t, func(t *testing.T, eos bool) {
+		e := setup(t, 2)
+		work := e.target(t, eos, "work")
+		var refused atomic.Int64
+		until := time.Now().Add(6 * time.Second)
+		c := e.broker.Cluster()
+		c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+			c.KeepControl()
+			pr := req.(*kmsg.ProduceRequest)
+			toWork := false
+			for _, tp := range pr.Topics {
+				toWork = toWork || tp.Topic == "work"
+			}
+			if !toWork || time.Now().After(until) {
+				return nil, nil, false
+			}
+			refused.Add(1)
+			resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+			for _, tp := range pr.Topics {
+				rt := kmsg.NewProduceResponseTopic()
+				rt.Topic = tp.Topic
+				for _, pp := range tp.Partitions {
+					rp := kmsg.NewProduceResponseTopicPartition()
+					rp.Partition = pp.Partition
+					rp.ErrorCode = kerr.NotEnoughReplicas.Code
+					rt.Partitions = append(rt.Partitions, rp)
+				}
+				resp.Topics = append(resp.Topics, rt)
+			}
+			return resp, nil, true
+		})
+		o := e.startObserved(t, eos)
+		want := spread(t, e, "r", 200, 3*time.Second)
+		reason := o.waitNotReady(t, 20*time.Second, "the target refusing writes")
+		recs := work.WaitDistinct(t, len(want), 60*time.Second)
+		worst, _ := checkArrivals(t, recs, want, 40*time.Second)
+		o.waitReady(t, 20*time.Second, "after the refusals")
+		if refused.Load() == 0 {
+			t.Fatal("no produce request was refused: nothing was tested")
+		}
+		if n := failures(t, o, eos); n == 0 {
+			t.Error("no failed attempt counted")
+		}
+		if n := e.dlq.Len(); n != 0 {
+			t.Errorf("%d records dead-lettered for NOT_ENOUGH_REPLICAS", n)
+		}
+		if eos {
+			if n := o.metric(t, "ladder_group_sessions_total"); n != 1 {
+				t.Errorf("ladder_group_sessions_total = %v, want 1: an aborted transaction must not restart the session", n)
+			}
+			exactlyOnce(t, e, o.stop, work, "work", want)
+		}
+		t.Logf("%d produce requests refused over 6s: not ready with %q; all %d arrived, worst lateness %s; %v failures counted; %+v",
+			refused.Load(), reason, len(want), worst, failures(t, o, eos), o.Snapshot())
+	})
+}
+
+// sendTo writes one record to the given partition (p: manualProducer).
+func sendTo(t *testing.T, p sarama.SyncProducer, topic string, partition int32, key string, headers []sarama.RecordHeader) {
+	t.Helper()
+	if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: partition, Key: sarama.StringEncoder(key),
+		Value: sarama.StringEncoder("v-" + key), Headers: headers}); err != nil {
+		t.Fatalf("producing %s: %v", key, err)
+	}
+}
+
+// manualProducer is a synchronous producer that writes to the partition each
+// message names.
+func manualProducer(t *testing.T, addr string) sarama.SyncProducer {
+	t.Helper()
+	sc := sarama.NewConfig()
+	sc.Version = sarama.V3_0_0_0
+	sc.Producer.Return.Successes = true
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Producer.Partitioner = sarama.NewManualPartitioner
+	p, err := sarama.NewSyncProducer([]string{addr}, sc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := laddertest.Ladder(t, l, 1, "work")
-	e := &env{broker: b, addr: b.Addr(), ladder: l, work: laddertest.Collect(t, b.Addr(), "work"), dlq: laddertest.Collect(t, b.Addr(), l.DLQTopic())}
-	f, _ := e.startForwarder(t, fastHealth)
-	p := laddertest.Producer(t, e.addr)
-	due := strconv.FormatInt(time.Now().Add(500*time.Millisecond).UnixMilli(), 10)
-	send(t, p, "delay-1s", "for-later", []sarama.RecordHeader{header(envelope.Target, "later"), header(envelope.Due, due)})
-	send(t, p, "delay-1s", "behind", []sarama.RecordHeader{header(envelope.Target, "work"), header(envelope.Due, due)})
-
-	e.work.WaitDistinct(t, 1, 20*time.Second) // the record behind is not blocked
-	laddertest.Eventually(t, 20*time.Second, func() bool { return f.Snapshot().Retried >= 2 }, "no retries: %+v", f.Snapshot())
-	laddertest.Eventually(t, 20*time.Second, func() bool { return f.Ready() != nil }, "ready while producing fails")
-	reason := f.Ready()
-	if !strings.Contains(reason.Error(), "producing fails") {
-		t.Errorf("readiness says %q", reason)
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := b.EnsureTopics(ctx, nil, 1, "later"); err != nil {
-		t.Fatal(err)
-	}
-	later := laddertest.Collect(t, e.addr, "later")
-	got := later.WaitDistinct(t, 1, 40*time.Second)
-	if string(got[0].Key) != "for-later" {
-		t.Errorf("got %q", got[0].Key)
-	}
-	laddertest.Eventually(t, 20*time.Second, func() bool { return f.Ready() == nil }, "not ready after the topic appeared: %v", f.Ready())
-	if n := e.dlq.Len(); n != 0 {
-		t.Errorf("%d records dead-lettered for a missing topic", n)
-	}
-	t.Logf("missing topic: %d retries, not ready with %q, delivered once the topic existed", f.Snapshot().Retried, reason)
-}
-
-// TestTargetRefusesWrites: for 4 seconds the broker answers
-// NOT_ENOUGH_REPLICAS to every produce request that writes to the target
-// (a broker short of in-sync replicas); the forwarder retries, and every
-// message arrives, none early, none dead-lettered.
-func TestTargetRefusesWrites(t *testing.T) {
-	e := setup(t, 2)
-	var refused atomic.Int64
-	until := time.Now().Add(4 * time.Second)
-	c := e.broker.Cluster()
-	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		pr := req.(*kmsg.ProduceRequest)
-		toWork := false
-		for _, tp := range pr.Topics {
-			toWork = toWork || tp.Topic == "work"
-		}
-		if !toWork || time.Now().After(until) {
-			return nil, nil, false
-		}
-		refused.Add(1)
-		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
-		for _, tp := range pr.Topics {
-			rt := kmsg.NewProduceResponseTopic()
-			rt.Topic = tp.Topic
-			for _, pp := range tp.Partitions {
-				rp := kmsg.NewProduceResponseTopicPartition()
-				rp.Partition = pp.Partition
-				rp.ErrorCode = kerr.NotEnoughReplicas.Code
-				rt.Partitions = append(rt.Partitions, rp)
-			}
-			resp.Topics = append(resp.Topics, rt)
-		}
-		return resp, nil, true
-	})
-	f, _ := e.startForwarder(t)
-	want := spread(t, e, "r", 200, 3*time.Second)
-	recs := e.work.WaitDistinct(t, len(want), 60*time.Second)
-	worst, _ := checkArrivals(t, recs, want, 40*time.Second)
-	if refused.Load() == 0 {
-		t.Fatal("no produce request was refused: nothing was tested")
-	}
-	if n := e.dlq.Len(); n != 0 {
-		t.Errorf("%d records dead-lettered for NOT_ENOUGH_REPLICAS", n)
-	}
-	t.Logf("%d produce requests refused over 4s: all %d arrived, worst lateness %s; %+v", refused.Load(), len(want), worst, f.Snapshot())
+	t.Cleanup(func() { p.Close() })
+	return p
 }

@@ -139,22 +139,27 @@ type Forwarder struct {
 	log    zerolog.Logger
 	topics []string
 
-	producer sarama.AsyncProducer // at-least-once mode
-	txn      *txnLoop             // exactly-once mode
-	epoch    atomic.Uint64        // consumer group sessions so far
-	client   sarama.Client        // the consumer group's
+	producer sarama.AsyncProducer         // at-least-once mode
+	solo     chan *sarama.ProducerMessage // at-least-once mode: records sent alone (sendAlone)
+	txn      *txnLoop                     // exactly-once mode
+	maxBytes int                          // the producer's Producer.MaxMessageBytes
+	client   sarama.Client                // the consumer group's
 	group    sarama.ConsumerGroup
 	metrics  *metrics
+
+	sessMu     sync.Mutex
+	endSession context.CancelFunc // ends the session being joined or run
+	known      sync.Map           // target topics whose metadata is known (exactly-once mode)
+	// failingParts counts the partitions with a failing record: a success
+	// clears the produce failure of readiness only when none is left.
+	failingParts atomic.Int64
 
 	partsMu sync.Mutex
 	parts   map[*partition]struct{} // claimed partitions, for gauges and offset refresh
 
 	control *control.State
 	health  health
-
-	poisonMu sync.Mutex
-	poison   map[poisonKey]poisonEntry // records a target refused (exactly-once mode)
-	stats    Stats
+	stats   Stats
 }
 
 // Stats are running totals since the forwarder started. Read them with Snapshot.
@@ -186,7 +191,7 @@ func New(cfg Config) (*Forwarder, error) {
 		return nil, fmt.Errorf("invalid forwarder config: %w", err)
 	}
 	f := &Forwarder{cfg: cfg, log: cfg.Log.With().Str("group", cfg.Group).Logger(), topics: cfg.Ladder.Topics(),
-		metrics: newMetrics(), parts: map[*partition]struct{}{}, control: control.NewState(), poison: map[poisonKey]poisonEntry{}}
+		metrics: newMetrics(cfg.ExactlyOnce), parts: map[*partition]struct{}{}, control: control.NewState()}
 	if cfg.Registerer != nil {
 		for _, c := range append(f.metrics.collectors(), f) {
 			if err := cfg.Registerer.Register(c); err != nil {
@@ -216,6 +221,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	// Tiers written by exactly-once forwarders may hold aborted records: never
 	// forward them. Without transactions this costs nothing.
 	cc.Consumer.IsolationLevel = sarama.ReadCommitted
+	f.maxBytes = pc.Producer.MaxMessageBytes
 	if f.cfg.ExactlyOnce {
 		cc.Consumer.Offsets.AutoCommit.Enable = false // offsets are committed in the transactions
 		f.txn = newTxnLoop(f, brokers, transactionalConfig(pc, f.cfg.TransactionalID, f.cfg.TxnTimeout))
@@ -235,8 +241,13 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		sinks.Go(func() { f.txn.run(txnCtx) })
 		stopSinks = cancel
 	} else {
+		f.solo = make(chan *sarama.ProducerMessage, 1024)
 		sinks.Go(f.dispatchAcks)
-		stopSinks = f.producer.AsyncClose
+		sinks.Go(func() { f.sendAlone(brokers, pc) })
+		stopSinks = func() {
+			close(f.solo)
+			f.producer.AsyncClose()
+		}
 	}
 	var groupErrs sync.WaitGroup
 	groupErrs.Go(func() {
@@ -280,12 +291,13 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	h := &handler{f: f}
 	backoff := newBackoff(100*time.Millisecond, 10*time.Second)
 	for ctx.Err() == nil {
-		// Each session has its own context so an aborted transaction can end
-		// it: the partitions then resume from their committed offsets.
+		// Each session has its own context so that a fenced commit can end
+		// it (and only it): its partitions resume from their committed
+		// offsets, wherever the group assigns them.
 		sess, endSession := context.WithCancel(ctx)
-		if f.txn != nil {
-			f.txn.setSession(endSession)
-		}
+		f.sessMu.Lock()
+		f.endSession = endSession
+		f.sessMu.Unlock()
 		err := f.group.Consume(sess, f.topics, h)
 		endSession()
 		switch {
@@ -416,10 +428,69 @@ func (f *Forwarder) dispatchAcks() {
 	}
 }
 
-type handler struct{ f *Forwarder }
+// sendAlone sends the records of f.solo one at a time, each alone in its
+// produce request, and hands each result to its partition (at-least-once
+// mode). It is for records refused for good, to tell a record the target
+// refuses from a batch it refuses.
+func (f *Forwarder) sendAlone(brokers []string, pc *sarama.Config) {
+	var p sarama.SyncProducer
+	defer func() {
+		if p != nil {
+			p.Close()
+		}
+	}()
+	for msg := range f.solo {
+		fl := msg.Metadata.(*flight)
+		var err error
+		if p == nil {
+			if p, err = sarama.NewSyncProducer(brokers, pc); err != nil {
+				p, err = nil, fmt.Errorf("starting the producer of records sent alone: %w", err)
+			}
+		}
+		if err == nil {
+			_, _, err = p.SendMessage(msg)
+		}
+		fl.p.notify(event{f: fl, err: err})
+	}
+}
+
+type handler struct {
+	f   *Forwarder
+	cur atomic.Pointer[session] // set in Setup, before the session's claims start
+}
+
+// session is one consumer group session (one generation) of this forwarder.
+type session struct {
+	sarama.ConsumerGroupSession
+	end    context.CancelFunc
+	once   sync.Once
+	fenced chan struct{} // closed when a commit of the session was fenced
+}
+
+// fence ends the session after a commit of it was refused for a stale
+// generation.
+func (s *session) fence() {
+	s.once.Do(func() {
+		close(s.fenced)
+		s.end()
+	})
+}
+
+func (s *session) isFenced() bool {
+	select {
+	case <-s.fenced:
+		return true
+	default:
+		return false
+	}
+}
 
 func (h *handler) Setup(s sarama.ConsumerGroupSession) error {
-	h.f.epoch.Add(1)
+	h.f.sessMu.Lock()
+	end := h.f.endSession
+	h.f.sessMu.Unlock()
+	h.cur.Store(&session{ConsumerGroupSession: s, end: end, fenced: make(chan struct{})})
+	h.f.metrics.sessions.Inc()
 	h.f.health.setSession(true)
 	h.f.log.Info().Str("member", s.MemberID()).Int32("generation", s.GenerationID()).
 		Interface("claims", s.Claims()).Msg("partitions assigned")
@@ -437,10 +508,11 @@ func (h *handler) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerG
 	if !ok {
 		return fmt.Errorf("claimed topic %s is not a tier of ladder %s", c.Topic(), h.f.cfg.Ladder)
 	}
-	p := newPartition(h.f, s, c, t)
+	p := newPartition(h.f, h.cur.Load(), c, t)
 	h.f.track(p, true)
 	defer h.f.track(p, false)
 	p.run()
+	close(p.done)
 	return nil
 }
 
@@ -468,38 +540,32 @@ func permanent(err error) bool {
 	return false
 }
 
-type poisonEntry struct {
-	err   error
-	count int
+// topicKnown reports whether the metadata of topic was read (exactly-once
+// mode: a record joins a transaction only then).
+func (f *Forwarder) topicKnown(topic string) bool {
+	_, ok := f.known.Load(topic)
+	return ok
 }
 
-type poisonKey struct {
-	topic     string
-	partition int32
-	offset    int64
-}
-
-// markPoison remembers a tier record the target refused for good, so that
-// when its aborted transaction makes it come round again it is dead-lettered
-// instead of aborting transaction after transaction.
-func (f *Forwarder) markPoison(k poisonKey, err error) {
-	f.poisonMu.Lock()
-	defer f.poisonMu.Unlock()
-	if len(f.poison) > 10_000 {
-		clear(f.poison) // bounded; a forgotten one is found again by its next abort
+// lookupTopic reads the metadata of topic from the brokers and remembers
+// the topic as known when it exists with partitions.
+func (f *Forwarder) lookupTopic(topic string) error {
+	if err := f.client.RefreshMetadata(topic); err != nil {
+		return fmt.Errorf("reading the metadata of topic %s: %w", topic, err)
 	}
-	f.poison[k] = poisonEntry{err: err, count: f.poison[k].count + 1}
-}
-
-// poisoned returns the refusal of a record refused permanentAfter times.
-func (f *Forwarder) poisoned(k poisonKey) error {
-	f.poisonMu.Lock()
-	defer f.poisonMu.Unlock()
-	if e := f.poison[k]; e.count >= permanentAfter {
-		return e.err
+	parts, err := f.client.Partitions(topic)
+	if err == nil && len(parts) == 0 {
+		err = sarama.ErrUnknownTopicOrPartition
 	}
+	if err != nil {
+		return fmt.Errorf("reading the partitions of topic %s: %w", topic, err)
+	}
+	f.known.Store(topic, struct{}{})
 	return nil
 }
+
+// forgetTopic makes the metadata of topic be read again before its next record.
+func (f *Forwarder) forgetTopic(topic string) { f.known.Delete(topic) }
 
 // backoff is a capped exponential back-off.
 type backoff struct{ cur, min, max time.Duration }

@@ -22,13 +22,15 @@ type metrics struct {
 	produceErrors   *prometheus.CounterVec
 	releaseLateness *prometheus.HistogramVec
 	dueLateness     *prometheus.HistogramVec
+	transactions    *prometheus.CounterVec
+	sessions        prometheus.Counter
 }
 
 // latencyBuckets span 1ms to about 1h.
 var latencyBuckets = prometheus.ExponentialBuckets(0.001, 2.5, 17)
 
-func newMetrics() *metrics {
-	return &metrics{
+func newMetrics(exactlyOnce bool) *metrics {
+	m := &metrics{
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ladder_forwarded_records_total",
 			Help: "Records forwarded out of a tier and acknowledged by the broker, by outcome (forwarded to a smaller tier, delivered to the target, early by work-ahead, dead_lettered).",
@@ -51,11 +53,25 @@ func newMetrics() *metrics {
 			Help:    "For records delivered to their target: forward time minus ladder-due.",
 			Buckets: latencyBuckets,
 		}, []string{"tier"}),
+		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ladder_transactions_total",
+			Help: "Exactly-once transactions by outcome: committed, aborted (its records are sent again), fenced (aborted because this forwarder was fenced: a stale group generation, which ends that session, or another producer with its transactional.id).",
+		}, []string{"outcome"}),
+		sessions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ladder_group_sessions_total",
+			Help: "Consumer group sessions this forwarder started (one per rebalance it took part in).",
+		}),
 	}
+	if exactlyOnce {
+		for _, o := range []string{TxnCommitted, TxnAborted, TxnFenced} {
+			m.transactions.WithLabelValues(o)
+		}
+	}
+	return m
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.records, m.deadLettered, m.produceErrors, m.releaseLateness, m.dueLateness}
+	return []prometheus.Collector{m.records, m.deadLettered, m.produceErrors, m.releaseLateness, m.dueLateness, m.transactions, m.sessions}
 }
 
 // tierMetrics are the instruments of one tier, resolved once per claim so
@@ -99,11 +115,24 @@ var (
 		"The largest time by which a claimed partition's head is past its release time and not yet forwarded (0 when every head is waiting or forwarded).", []string{"tier"}, nil)
 	descNextRelease = prometheus.NewDesc("ladder_next_release_seconds",
 		"Seconds until the earliest held head of the tier is released.", []string{"tier"}, nil)
+	descBrokersUp = prometheus.NewDesc("ladder_brokers_up",
+		"1 when the last broker health check (every HealthInterval: the end offsets of the claimed partitions, or the controller) succeeded, else 0.", nil, nil)
 )
+
+// brokersUp is 1 when the brokers answered the last health check in time.
+func (f *Forwarder) brokersUp() float64 {
+	h := &f.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.brokersChecked.IsZero() || h.brokersErr != nil || time.Since(h.brokersChecked) > grace(f.cfg.HealthInterval, brokerStale) {
+		return 0
+	}
+	return 1
+}
 
 // Describe implements prometheus.Collector.
 func (f *Forwarder) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descClaimed, descPaused, descPending, descOverdue, descNextRelease} {
+	for _, d := range []*prometheus.Desc{descClaimed, descPaused, descPending, descOverdue, descNextRelease, descBrokersUp} {
 		ch <- d
 	}
 }
@@ -139,6 +168,7 @@ func (f *Forwarder) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	f.partsMu.Unlock()
+	ch <- prometheus.MustNewConstMetric(descBrokersUp, prometheus.GaugeValue, f.brokersUp())
 	for t, a := range by {
 		ch <- prometheus.MustNewConstMetric(descClaimed, prometheus.GaugeValue, float64(a.claimed), t)
 		ch <- prometheus.MustNewConstMetric(descPaused, prometheus.GaugeValue, float64(a.paused), t)

@@ -2,6 +2,7 @@ package forward
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -26,22 +27,37 @@ type flight struct {
 	early    time.Time         // due (or release) time when work-ahead released it before; else zero
 	dlq      bool
 	reason   envelope.Reason // why, for a dead letter
-	attempts int
+	attempts int             // failed attempts: produce errors (at-least-once), permanent refusals (exactly-once)
+	lastErr  error           // the last refusal (exactly-once)
+	batch    *txnBatch       // the transaction it was sent in (exactly-once)
+	// solo sends it alone: in a produce request of its own (at-least-once),
+	// in a transaction of its own (exactly-once). It was refused for good,
+	// perhaps only for the batch it travelled in (a target whose
+	// max.message.bytes is below the producer's batches).
+	solo bool
 }
 
-// event is a producer result for a flight, or the end of its back-off.
+// event is a producer result for a flight, or the end of its back-off; in
+// exactly-once mode, a committed or an aborted transaction.
 type event struct {
 	f      *flight
 	acks   []*flight // acknowledged records of this partition, in order
 	err    error
 	resend bool
+	abort  uint64    // exactly-once: a transaction with records of this partition aborted; its new send generation
+	failed []failure // exactly-once: the records of the aborted transaction that failed, with why
+}
+
+// failure is a record of an aborted transaction and its produce error.
+type failure struct {
+	fl  *flight
+	err error
 }
 
 // partition is the state of one claimed tier partition. Everything in it
 // is owned by the claim's goroutine.
 type partition struct {
 	f      *Forwarder
-	sess   sarama.ConsumerGroupSession
 	claim  sarama.ConsumerGroupClaim
 	tier   tier.Tier
 	tp     map[string][]int32
@@ -67,10 +83,26 @@ type partition struct {
 	headFar    bool // the head is further from due than ResumeLead
 	log        zerolog.Logger
 	m          *tierMetrics
-	epoch      uint64 // the consumer group session this claim belongs to
-	// aborted is set when an exactly-once transaction with this partition's
-	// records failed: the session restarts and its window cannot complete.
-	aborted bool
+	sess       *session      // the consumer group session this claim belongs to
+	done       chan struct{} // closed when the claim has ended
+
+	// Exactly-once mode. The transaction loop drops records sent under a
+	// send generation older than txnGen, which it advances when it aborts a
+	// transaction with records of this partition; the partition then sends
+	// its unacknowledged records again under the new generation (resend).
+	txnGen     atomic.Uint64
+	sendGen    uint64 // the generation records are sent under
+	abortedGen uint64 // the newest generation an abort asked for
+	resending  bool
+	holding    bool // the next record waits for its target's metadata
+	txnFailing bool // a transaction aborted since the last commit
+	ending     bool // the claim ended: finish does not send again
+	// abandoned is set when a transaction with this partition's records
+	// aborted after the claim ended: its window cannot complete.
+	abandoned bool
+
+	failingFlights int  // at-least-once: records in the window that failed at least once
+	failing        bool // counted in Forwarder.failingParts
 
 	// Read by the metrics collector and the offset refresher.
 	pausedState  atomic.Bool
@@ -94,12 +126,11 @@ func (p *partition) pending() int64 {
 	return p.pendingRecords(next, end)
 }
 
-func newPartition(f *Forwarder, s sarama.ConsumerGroupSession, c sarama.ConsumerGroupClaim, t tier.Tier) *partition {
+func newPartition(f *Forwarder, s *session, c sarama.ConsumerGroupClaim, t tier.Tier) *partition {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	p := &partition{
 		f:      f,
-		sess:   s,
 		claim:  c,
 		tier:   t,
 		tp:     map[string][]int32{c.Topic(): {c.Partition()}},
@@ -107,7 +138,8 @@ func newPartition(f *Forwarder, s sarama.ConsumerGroupSession, c sarama.Consumer
 		timer:  timer,
 		log:    f.log.With().Str("topic", c.Topic()).Int32("partition", c.Partition()).Logger(),
 		m:      f.metrics.forTier(t.Topic),
-		epoch:  f.epoch.Load(),
+		sess:   s,
+		done:   make(chan struct{}),
 	}
 	p.nextOffset.Store(c.InitialOffset()) // negative (oldest/newest) until the first record
 	return p
@@ -140,6 +172,14 @@ func (p *partition) run() {
 		case m, ok := <-p.claimed():
 			p.enqueue(m, ok)
 		}
+	}
+}
+
+// notify hands ev to the partition unless its claim has ended.
+func (p *partition) notify(ev event) {
+	select {
+	case p.events <- ev:
+	case <-p.done:
 	}
 }
 
@@ -204,10 +244,6 @@ func (p *partition) process(ctx context.Context, m *sarama.ConsumerMessage) bool
 	if err == nil {
 		err = p.check(env, now)
 	}
-	if perr := p.f.poisoned(poisonKey{m.Topic, m.Partition, m.Offset}); err == nil && perr != nil {
-		err = &envelope.HeaderError{Header: envelope.Target, Reason: envelope.ReasonRejected,
-			Detail: fmt.Sprintf("%s refused the record for good: %v", env.Target, perr)}
-	}
 	if err != nil {
 		return p.send(ctx, p.deadLetter(m, err))
 	}
@@ -234,12 +270,52 @@ func (p *partition) process(ctx context.Context, m *sarama.ConsumerMessage) bool
 		fl.early = due
 	}
 	fl.msg = p.hop(m, env, fl.early, at)
+	if size := fl.msg.ByteSize(recordVersion); size > p.f.maxBytes {
+		// sarama refuses it on every attempt, without asking the broker.
+		return p.send(ctx, p.deadLetter(m, &envelope.HeaderError{Header: "record", Reason: ReasonTooLarge,
+			Detail: fmt.Sprintf("%d bytes to forward, over the producer's limit of %s (Producer.MaxMessageBytes): it would be refused on every attempt",
+				size, byteLabel(p.f.maxBytes))}))
+	}
 	if !isEarly {
 		// Releasable when it was due and had become the head: time spent
 		// behind an earlier head is the routing rule, not forwarder lag.
 		p.observe(fl, later(release, now))
 	}
 	return p.send(ctx, fl)
+}
+
+// ReasonTooLarge is the dead-letter reason of a record larger than the
+// forwarder's producer may send (Producer.MaxMessageBytes, 1 MiB), which a
+// tier topic with a larger max.message.bytes can hold.
+const ReasonTooLarge envelope.Reason = "too_large"
+
+// recordVersion is the record format sarama sizes messages with for
+// Kafka 0.11 and later (ladder requires 2.x or later).
+const recordVersion = 2
+
+// spanLabel renders a span of milliseconds for people: "about 973 years",
+// "400 days", "5 hours", "90s".
+func spanLabel(ms int64) string {
+	const day = 24 * 60 * 60 * 1000
+	switch {
+	case ms >= 2*365*day:
+		return fmt.Sprintf("about %d years", ms/(day*36525/100))
+	case ms >= 2*day:
+		return fmt.Sprintf("%d days", ms/day)
+	case ms >= 2*60*60*1000:
+		return fmt.Sprintf("%d hours", ms/(60*60*1000))
+	}
+	return (time.Duration(ms) * time.Millisecond).Round(time.Second).String()
+}
+
+func byteLabel(n int) string {
+	switch {
+	case n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 func later(a, b time.Time) time.Time {
@@ -274,9 +350,11 @@ func (p *partition) releaseAt(m *sarama.ConsumerMessage, env envelope.Envelope, 
 func (p *partition) check(env envelope.Envelope, now time.Time) error {
 	l := p.f.cfg.Ladder
 	if !env.Due.IsZero() && env.Due.Sub(now) > p.f.cfg.MaxDelay {
+		// In milliseconds: time.Time.Sub saturates at about 292 years.
 		return &envelope.HeaderError{Header: envelope.Due, Reason: envelope.ReasonDueTooFar,
-			Detail: fmt.Sprintf("%s is %s ahead, beyond the maximum delay %s", env.Due.UTC().Format(time.RFC3339),
-				env.Due.Sub(now).Round(time.Hour), p.f.cfg.MaxDelay)}
+			Detail: fmt.Sprintf("due %s, %s ahead, beyond the maximum delay of %s (latest accepted due %s)",
+				env.Due.UTC().Format(time.RFC3339), spanLabel(env.Due.UnixMilli()-now.UnixMilli()), tier.Label(p.f.cfg.MaxDelay),
+				now.Add(p.f.cfg.MaxDelay).UTC().Format(time.RFC3339))}
 	}
 	if l.Internal(env.Target) {
 		return &envelope.HeaderError{Header: envelope.Target, Reason: envelope.ReasonInvalidTarget,
@@ -314,13 +392,25 @@ func (p *partition) hop(m *sarama.ConsumerMessage, env envelope.Envelope, earlyU
 func (p *partition) deadLetter(m *sarama.ConsumerMessage, reason error) *flight {
 	p.log.Warn().Int64("offset", m.Offset).Str("reason", string(envelope.ReasonOf(reason))).
 		Str("error", reason.Error()).Msg("dead-lettering record")
-	return &flight{p: p, offset: m.Offset, dlq: true, reason: envelope.ReasonOf(reason), msg: &sarama.ProducerMessage{
+	text := reason.Error()
+	msg := &sarama.ProducerMessage{
 		Topic:     p.f.cfg.Ladder.DLQTopic(),
 		Key:       encoder(m.Key),
 		Value:     encoder(m.Value),
-		Headers:   envelope.DeadLetter(m.Headers, reason.Error()),
+		Headers:   envelope.DeadLetter(m.Headers, text),
 		Timestamp: time.Now(),
-	}}
+	}
+	// A dead letter the producer would refuse would hold the partition for
+	// ever: drop the value, then the key, until it fits.
+	if msg.ByteSize(recordVersion) > p.f.maxBytes && m.Value != nil {
+		text += fmt.Sprintf("; value of %d bytes dropped: the dead letter would exceed the producer's limit of %s", len(m.Value), byteLabel(p.f.maxBytes))
+		msg.Value, msg.Headers = nil, envelope.DeadLetter(m.Headers, text)
+	}
+	if msg.ByteSize(recordVersion) > p.f.maxBytes && m.Key != nil {
+		text += fmt.Sprintf("; key of %d bytes dropped too", len(m.Key))
+		msg.Key, msg.Headers = nil, envelope.DeadLetter(m.Headers, text)
+	}
+	return &flight{p: p, offset: m.Offset, src: m, dlq: true, reason: envelope.ReasonOf(reason), msg: msg}
 }
 
 // encoder keeps a null key or value null: an empty encoder would turn it
@@ -332,7 +422,8 @@ func encoder(b []byte) sarama.Encoder {
 	return sarama.ByteEncoder(b)
 }
 
-// send waits for room in the window, then hands fl to the producer.
+// send waits for room in the window, then hands fl to the producer (or,
+// in exactly-once mode, to the transaction loop).
 func (p *partition) send(ctx context.Context, fl *flight) bool {
 	// A full window waits until it is down to three quarters, so records and
 	// acknowledgements move in bursts rather than one per wake-up.
@@ -348,19 +439,13 @@ func (p *partition) send(ctx context.Context, fl *flight) bool {
 			}
 		}
 	}
-	fl.msg.Metadata = fl
-	var toProducer chan<- *sarama.ProducerMessage
-	var toTxn chan<- *flight
 	if p.f.txn != nil {
-		toTxn = p.f.txn.in
-	} else {
-		toProducer = p.f.producer.Input()
+		return p.sendTxn(ctx, fl)
 	}
+	fl.msg.Metadata = fl
 	for sent := false; !sent; {
 		select {
-		case toProducer <- fl.msg:
-			sent = true
-		case toTxn <- fl:
+		case p.f.producer.Input() <- fl.msg:
 			sent = true
 		case m, ok := <-p.claimed():
 			p.enqueue(m, ok)
@@ -372,13 +457,116 @@ func (p *partition) send(ctx context.Context, fl *flight) bool {
 	return true
 }
 
+// sendTxn hands fl to the transaction loop once its topic's metadata is
+// known, under the current send generation.
+func (p *partition) sendTxn(ctx context.Context, fl *flight) bool {
+	for !p.f.topicKnown(fl.msg.Topic) {
+		if !p.awaitTopic(ctx, fl.msg.Topic) {
+			return false
+		}
+		p.restamp(fl, time.Now()) // it waited: route and stamp it anew
+	}
+	fl.msg.Metadata = fl
+	it := txnItem{fl: fl, gen: p.sendGen}
+	for {
+		select {
+		case p.f.txn.in <- it:
+			p.win.add(fl)
+			return true
+		case m, ok := <-p.claimed():
+			p.enqueue(m, ok)
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// restamp builds fl's message anew at now: routed again and stamped with
+// the forwarding time (a dead letter is only stamped).
+func (p *partition) restamp(fl *flight, now time.Time) {
+	if fl.dlq {
+		fl.msg = cloneMessage(fl.msg, now)
+	} else {
+		fl.msg = p.hop(fl.src, fl.env, fl.early, now)
+	}
+	fl.msg.Metadata = fl
+}
+
+// awaitTopic waits, retrying with back-off, until the metadata of topic is
+// known (true), or the claim ends (false). Meanwhile the partition handles
+// its events and reads its claim (paused once the queue is long), its
+// offset held; the wait is logged, counted as a failed attempt, and makes
+// the forwarder not ready.
+func (p *partition) awaitTopic(ctx context.Context, topic string) bool {
+	wasWaiting := p.waiting
+	p.holding, p.waiting = true, true
+	defer func() {
+		p.holding, p.waiting = false, wasWaiting
+		p.updatePause()
+		p.updateFailing()
+	}()
+	for attempt := 1; ; attempt++ {
+		looked := make(chan struct{})
+		var err error
+		go func() {
+			defer close(looked)
+			err = p.f.lookupTopic(topic)
+		}()
+		if !p.serve(ctx, looked) {
+			return false
+		}
+		if err == nil {
+			return true
+		}
+		p.updateFailing()
+		p.m.produceErrors.Inc()
+		p.f.stats.Retried.Add(1)
+		p.f.health.produced(err)
+		d := retryDelay(attempt)
+		p.log.Warn().Err(err).Str("to", topic).Int("attempt", attempt).Dur("retry_in", d).
+			Msg("exactly-once: the target's metadata is unknown; holding the partition at this record and retrying")
+		wait := make(chan struct{})
+		t := time.AfterFunc(d, func() { close(wait) })
+		ok := p.serve(ctx, wait)
+		t.Stop()
+		if !ok {
+			return false
+		}
+	}
+}
+
+// serve handles events and reads the claim until done is closed (true) or
+// the claim ends (false).
+func (p *partition) serve(ctx context.Context, done <-chan struct{}) bool {
+	for {
+		select {
+		case <-done:
+			return true
+		case ev := <-p.events:
+			p.handle(ctx, ev)
+		case m, ok := <-p.msgs:
+			p.enqueue(m, ok)
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
 // handle applies a producer result: marks the offset after an
 // acknowledgement, or schedules the record to be sent again after a failure.
 // A failed record is never dead-lettered: the cause (broker away, topic
 // missing) is not the record's fault, and it holds the offset until it is sent.
 func (p *partition) handle(ctx context.Context, ev event) {
+	if len(ev.acks) > 0 && p.f.txn != nil && p.txnFailing {
+		p.txnFailing = false // a transaction with its records committed
+		p.updateFailing()
+	}
 	for _, fl := range ev.acks {
 		p.acked(fl)
+	}
+	if ev.abort > 0 {
+		p.aborted(ctx, ev)
+		return
 	}
 	fl := ev.f
 	switch {
@@ -390,21 +578,30 @@ func (p *partition) handle(ctx context.Context, ev event) {
 			fl.msg = p.hop(fl.src, fl.env, fl.early, time.Now())
 		}
 		fl.msg.Metadata = fl
+		input := p.f.producer.Input()
+		if fl.solo {
+			input = p.f.solo
+		}
 		select {
-		case p.f.producer.Input() <- fl.msg:
+		case input <- fl.msg:
 		case <-ctx.Done():
 		}
-	case ev.err != nil && p.f.txn != nil:
-		p.aborted = true // the session restarts from the committed offsets
 	case ev.err != nil:
 		fl.attempts++
+		if fl.attempts == 1 {
+			p.failingFlights++
+			p.updateFailing()
+		}
 		p.m.produceErrors.Inc()
-		if permanent(ev.err) && !fl.dlq && fl.attempts >= permanentAfter {
-			p.rejected(ctx, fl, ev.err)
-			return
+		p.f.health.produced(ev.err)
+		if permanent(ev.err) && !fl.dlq {
+			if fl.solo && fl.attempts >= permanentAfter {
+				p.rejected(ctx, fl, ev.err) // refused alone: for itself
+				return
+			}
+			fl.solo = true
 		}
 		p.f.stats.Retried.Add(1)
-		p.f.health.produced(ev.err)
 		d := retryDelay(fl.attempts)
 		p.log.Warn().Err(ev.err).Int64("offset", fl.offset).Str("to", fl.msg.Topic).Int("attempt", fl.attempts).
 			Dur("retry_in", d).Msg("producing record failed; holding its offset and retrying")
@@ -414,10 +611,88 @@ func (p *partition) handle(ctx context.Context, ev event) {
 	}
 }
 
+// aborted takes note that a transaction with records of this partition
+// aborted, and sends the unacknowledged records again.
+func (p *partition) aborted(ctx context.Context, ev event) {
+	p.abortedGen = max(p.abortedGen, ev.abort)
+	p.txnFailing = true
+	p.updateFailing()
+	for _, fe := range ev.failed {
+		p.m.produceErrors.Inc()
+		p.f.stats.Retried.Add(1)
+		if errors.Is(fe.err, sarama.ErrUnknownTopicOrPartition) {
+			p.f.forgetTopic(fe.fl.msg.Topic) // deleted? its metadata is read again before the next attempt
+		}
+		if permanent(fe.err) && !fe.fl.dlq {
+			fe.fl.attempts++
+			fe.fl.lastErr = fe.err
+		}
+	}
+	if p.ending {
+		p.abandoned = true
+		return
+	}
+	if !p.resending {
+		p.resend(ctx)
+	}
+}
+
+// resend sends every unacknowledged record again, in order, under the send
+// generation of the newest abort (again, if another abort comes meanwhile).
+// A record its target refused permanentAfter times is dead-lettered instead.
+func (p *partition) resend(ctx context.Context) bool {
+	p.resending = true
+	defer func() { p.resending = false }()
+	for p.abortedGen > p.sendGen {
+		p.sendGen = p.abortedGen
+		old := p.win.q
+		p.win = window{}
+		now := time.Now()
+		for _, fl := range old {
+			if fl.acked {
+				continue
+			}
+			nf := &flight{p: p, offset: fl.offset, src: fl.src, env: fl.env, early: fl.early, dlq: fl.dlq, reason: fl.reason,
+				attempts: fl.attempts, lastErr: fl.lastErr, msg: fl.msg}
+			if !nf.dlq && nf.attempts >= permanentAfter {
+				nf = p.rejection(nf, nf.lastErr)
+			} else {
+				nf.solo = nf.attempts > 0
+				p.restamp(nf, now)
+			}
+			if !p.sendTxn(ctx, nf) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// updateFailing counts the partition in Forwarder.failingParts while one
+// of its records is failing: readiness is cleared only when none is.
+func (p *partition) updateFailing() {
+	failing := p.failingFlights > 0 || p.holding || p.txnFailing
+	if failing == p.failing {
+		return
+	}
+	p.failing = failing
+	if failing {
+		p.f.failingParts.Add(1)
+	} else if p.f.failingParts.Add(-1) == 0 {
+		p.f.health.produced(nil)
+	}
+}
+
 // acked accounts for a record the broker acknowledged (or whose transaction
 // committed) and marks the offsets it completes.
 func (p *partition) acked(fl *flight) {
-	p.f.health.produced(nil)
+	if fl.attempts > 0 && p.f.txn == nil {
+		p.failingFlights--
+		p.updateFailing()
+	}
+	if p.f.failingParts.Load() == 0 {
+		p.f.health.produced(nil)
+	}
 	switch {
 	case fl.dlq:
 		p.f.stats.DeadLettered.Add(1)
@@ -440,18 +715,25 @@ func (p *partition) acked(fl *flight) {
 }
 
 // permanentAfter is how many times a record must be refused as too large or
-// invalid before it is dead-lettered: a refusal of a whole batch (a target
-// whose max.message.bytes is below the producer's batch size) can pass once
-// the record travels in a smaller batch.
+// invalid, the last time alone, before it is dead-lettered: a refusal of a
+// whole batch (a target whose max.message.bytes is below the producer's
+// batches) passes once the record travels alone, and the record is sent
+// alone after its first refusal.
 const permanentAfter = 3
 
-// rejected dead-letters fl, which its target refuses for good.
-func (p *partition) rejected(ctx context.Context, fl *flight, cause error) {
+// rejection turns fl, which its target refuses for good, into its dead letter.
+func (p *partition) rejection(fl *flight, cause error) *flight {
 	reason := &envelope.HeaderError{Header: envelope.Target, Reason: envelope.ReasonRejected,
 		Detail: fmt.Sprintf("%s refused the record %d times: %v", fl.msg.Topic, fl.attempts, cause)}
 	dl := p.deadLetter(fl.src, reason)
 	fl.dlq, fl.reason, fl.msg = true, dl.reason, dl.msg
 	fl.msg.Metadata = fl
+	return fl
+}
+
+// rejected dead-letters fl, which its target refuses for good (at-least-once).
+func (p *partition) rejected(ctx context.Context, fl *flight, cause error) {
+	p.rejection(fl, cause)
 	select {
 	case p.f.producer.Input() <- fl.msg:
 	case <-ctx.Done():
@@ -529,10 +811,18 @@ func (p *partition) setPaused(paused bool) {
 }
 
 // finish waits, up to ShutdownTimeout, for the records in flight to be
-// acknowledged so their offsets are marked before the claim is released.
+// acknowledged so their offsets are marked (or committed) before the claim
+// is released. In exactly-once mode it gives up at once when a transaction
+// of the partition aborted or its session was fenced: the next owner
+// forwards those records from the committed offset.
 func (p *partition) finish() {
-	defer p.setPaused(false)
-	if p.win.len() == 0 || p.aborted {
+	p.ending = true
+	defer func() {
+		p.setPaused(false)
+		p.failingFlights, p.holding, p.txnFailing = 0, false, false
+		p.updateFailing()
+	}()
+	if p.win.len() == 0 || p.abandoned || p.abortedGen > p.sendGen {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.f.cfg.ShutdownTimeout)
@@ -541,9 +831,11 @@ func (p *partition) finish() {
 		select {
 		case ev := <-p.events:
 			p.handle(ctx, ev)
-			if p.aborted {
+			if p.abandoned {
 				return
 			}
+		case <-p.sess.fenced:
+			return
 		case <-ctx.Done():
 			p.log.Warn().Int("in_flight", p.win.len()).Dur("waited", p.f.cfg.ShutdownTimeout).
 				Msg("releasing partition with unacknowledged records; the next owner forwards them again")

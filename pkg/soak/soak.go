@@ -100,7 +100,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 
 	// Watch the target from its current end.
-	w := &watcher{due: map[string]time.Time{}, seen: map[string]int{}}
+	w := &watcher{due: map[string]time.Time{}, seen: map[string]int{}, read: map[int32]int64{}}
 	consumer, err := sarama.NewConsumerFromClient(client)
 	if err != nil {
 		return Result{}, err
@@ -212,9 +212,65 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			cfg.Progress(w.status(time.Since(began), fw))
 		}
 	}
+	// Count to the end of the target: stop the forwarders (their last
+	// transactions end), write a marker to every partition and read up to
+	// them, so a duplicate that arrived after the last new key counts too.
+	fw.stopAll()
+	if ctx.Err() == nil {
+		if err := w.readToEnd(ctx, cfg.Kafka, cfg.Target, parts[cfg.Target], time.Minute); err != nil {
+			return Result{}, err
+		}
+	}
 	res := w.result()
 	res.Kills, res.Forwarders, res.ExactlyOnce, res.Duration = fw.kills, cfg.Forwarders, cfg.ExactlyOnce, time.Since(began)
 	return res, ctx.Err()
+}
+
+// endKey is the key of the end markers readToEnd writes.
+const endKey = "ladder-soak-end-of-topic"
+
+// readToEnd writes an end marker (a plain record) to every partition of
+// topic and waits until the watcher has read up to each: reading a
+// partition in order, it has then read everything committed before.
+func (w *watcher) readToEnd(ctx context.Context, k kafkaconf.Config, topic string, parts []int32, timeout time.Duration) error {
+	pc, err := k.Producer()
+	if err != nil {
+		return err
+	}
+	pc.Producer.Partitioner = sarama.NewManualPartitioner
+	p, err := sarama.NewSyncProducer(k.BrokerList(), pc)
+	if err != nil {
+		return fmt.Errorf("starting the end-marker producer: %w", kafkaconf.Explain(err, k.BrokerList()))
+	}
+	defer p.Close()
+	markers := map[int32]int64{}
+	for _, part := range parts {
+		_, off, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: part, Key: sarama.StringEncoder(endKey)})
+		if err != nil {
+			return fmt.Errorf("writing the end marker of %s/%d: %w", topic, part, err)
+		}
+		markers[part] = off
+	}
+	deadline := time.Now().Add(timeout)
+	for !w.reached(markers) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("the end markers of %s were not all read within %s", topic, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil
+}
+
+// reached reports whether every partition was read up to its marker.
+func (w *watcher) reached(markers map[int32]int64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for part, off := range markers {
+		if r, ok := w.read[part]; !ok || r < off {
+			return false
+		}
+	}
+	return true
 }
 
 func jitter(r *rand.Rand, mean time.Duration) time.Duration {
@@ -226,6 +282,7 @@ func jitter(r *rand.Rand, mean time.Duration) time.Duration {
 
 type watcher struct {
 	mu      sync.Mutex
+	read    map[int32]int64 // the last offset read per partition of the target
 	due     map[string]time.Time
 	seen    map[string]int
 	dups    int
@@ -249,9 +306,12 @@ func (w *watcher) failed(key string) {
 
 func (w *watcher) arrive(m *sarama.ConsumerMessage) {
 	now := time.Now()
+	w.mu.Lock()
+	w.read[m.Partition] = m.Offset
+	w.mu.Unlock()
 	env, err := envelope.Decode(m.Headers)
 	if err != nil {
-		return
+		return // not scheduled by the soak (an end marker)
 	}
 	key := string(m.Key)
 	w.mu.Lock()
@@ -398,6 +458,8 @@ func (f *fleet) restartDead() {
 	}
 }
 
+// stopAll stops every forwarder (SIGTERM, SIGKILL after 30s); it may be
+// called again.
 func (f *fleet) stopAll() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -408,7 +470,9 @@ func (f *fleet) stopAll() {
 			case <-f.done[i]:
 			case <-time.After(30 * time.Second):
 				_ = c.Process.Kill()
+				<-f.done[i]
 			}
+			f.procs[i] = nil
 		}
 	}
 }
