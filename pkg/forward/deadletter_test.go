@@ -216,6 +216,7 @@ func TestRecordOverProducerLimitIsDeadLettered(t *testing.T) {
 			t.Fatal(err)
 		}
 		work := e.target(t, eos, "work")
+		dlq := e.target(t, eos, e.ladder.DLQTopic())
 		o := e.startObserved(t, eos)
 		sc := laddertestConfig()
 		sc.Producer.Return.Successes = true
@@ -236,7 +237,7 @@ func TestRecordOverProducerLimitIsDeadLettered(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		dl, ok := e.dlq.WaitFor(30*time.Second, func(rs []laddertest.Received) bool { return len(rs) >= 1 })
+		dl, ok := dlq.WaitFor(30*time.Second, func(rs []laddertest.Received) bool { return len(rs) >= 1 })
 		if !ok {
 			t.Fatalf("the record over the producer's limit was not dead-lettered: %+v", o.Snapshot())
 		}
@@ -257,6 +258,7 @@ func TestRecordOverProducerLimitIsDeadLettered(t *testing.T) {
 		}
 		if eos {
 			exactlyOnce(t, e, o.stop, work, "work", map[string]bool{"fits": true})
+			exactlyOnce(t, e, o.stop, dlq, e.ladder.DLQTopic(), map[string]bool{"huge": true})
 		}
 	})
 }
@@ -293,6 +295,7 @@ func TestRefusedRecordsAmongMany(t *testing.T) {
 			t.Fatal(err)
 		}
 		small := e.target(t, eos, "small")
+		dlq := e.target(t, eos, e.ladder.DLQTopic())
 		p := laddertest.Producer(t, e.addr)
 		due := strconv.FormatInt(time.Now().Add(2*time.Second).UnixMilli(), 10)
 		big := make([]byte, 8000)
@@ -315,7 +318,7 @@ func TestRefusedRecordsAmongMany(t *testing.T) {
 		}
 		o := e.startObserved(t, eos)
 		small.WaitDistinct(t, len(want), 90*time.Second)
-		dl, ok := e.dlq.WaitFor(30*time.Second, func(rs []laddertest.Received) bool { return len(rs) >= len(refused) })
+		dl, ok := dlq.WaitFor(30*time.Second, func(rs []laddertest.Received) bool { return len(rs) >= len(refused) })
 		if !ok {
 			t.Fatalf("%d of %d refused records dead-lettered", len(dl), len(refused))
 		}
@@ -329,6 +332,9 @@ func TestRefusedRecordsAmongMany(t *testing.T) {
 		}
 		if eos {
 			exactlyOnce(t, e, o.stop, small, "small", want)
+			exactlyOnce(t, e, o.stop, dlq, e.ladder.DLQTopic(), refused)
+		} else if keys := laddertest.Distinct(dlq.Records()); len(keys) != len(refused) {
+			t.Errorf("%d distinct keys dead-lettered, want the %d refused", len(keys), len(refused))
 		}
 		t.Logf("%d delivered, %d dead-lettered; %v failed attempts", len(want), len(dl), o.metric(t, "ladder_produce_errors_total"))
 	})

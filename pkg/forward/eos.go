@@ -306,8 +306,9 @@ func (t *txnLoop) abort(ctx context.Context, sess *session, batch []*flight, fai
 		ev.Int32("generation", sess.GenerationID()).Msg("exactly-once: commit fenced, the group has moved to a new generation; " +
 			"ending this session (its partitions resume from their committed offsets)")
 	case byProducer:
-		ev.Str("transactional_id", t.pc.Producer.Transaction.ID).Msg("exactly-once: another producer uses this transactional.id " +
-			"and fenced this one; continuing with a new one, and sending the records again")
+		ev.Str("transactional_id", t.pc.Producer.Transaction.ID).Msg("exactly-once: producer fenced: another producer took this " +
+			"transactional.id, or the broker aborted a transaction open longer than the transaction timeout; continuing under a new " +
+			"transactional.id and sending the records again")
 	default:
 		ev.Msg("exactly-once: transaction failed; aborting it and sending its records again")
 	}

@@ -110,3 +110,30 @@ func TestDefaultTransactionalIDs(t *testing.T) {
 	b.stop()
 	exactlyOnce(t, e, a.stop, work, "work", want)
 }
+
+// TestTransactionTimesOutDuringOutage cuts the broker off for 8 seconds, longer
+// than the transaction timeout (3s): the broker aborts the open transaction
+// and fences its producer. The forwarder starts a new producer, sends the
+// records again, is ready once the broker is back, and a read_committed
+// reader sees every message once, read to the end.
+func TestTransactionTimesOutDuringOutage(t *testing.T) {
+	e, proxy := proxied(t, 2)
+	work := e.target(t, true, "work")
+	o := e.startObserved(t, true, func(c *forward.Config) { c.TxnTimeout = 3 * time.Second })
+	want := spread(t, e, "t", 300, 12*time.Second)
+	work.WaitFor(30*time.Second, func(rs []laddertest.Received) bool { return len(rs) >= 100 })
+	proxy.Cut()
+	cutAt := time.Now()
+	o.waitNotReady(t, 10*time.Second, "broker unreachable")
+	for time.Since(cutAt) < 8*time.Second {
+		time.Sleep(100 * time.Millisecond) // the outage itself: its length is the point
+	}
+	proxy.Restore()
+	recs := work.WaitDistinct(t, len(want), 90*time.Second)
+	checkArrivals(t, recs, want, 60*time.Second)
+	o.waitReady(t, 30*time.Second, "after the outage")
+	if n := o.metric(t, "ladder_transactions_total", `outcome="fenced"`); n == 0 {
+		t.Error("no fenced transaction counted: the open transaction outlived its timeout")
+	}
+	exactlyOnce(t, e, o.stop, work, "work", want)
+}
