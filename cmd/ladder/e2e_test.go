@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ladder/ladder/pkg/laddertest"
+	"github.com/ladder/ladder/pkg/offsets"
 	"github.com/ladder/ladder/pkg/schedule"
 	"github.com/ladder/ladder/pkg/tier"
 )
