@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/ladder/ladder/pkg/envelope"
@@ -178,6 +179,21 @@ func (p *partition) run() {
 			return
 		case m, ok := <-p.claimed():
 			p.enqueue(m, ok)
+			p.drainClaim()
+		}
+	}
+}
+
+// drainClaim moves the records the claim already has at hand into the
+// queue, up to its limit, without blocking: one select over every channel
+// of run per batch of records rather than per record.
+func (p *partition) drainClaim() {
+	for c := p.claimed(); c != nil; c = p.claimed() {
+		select {
+		case m, ok := <-c:
+			p.enqueue(m, ok)
+		default:
+			return
 		}
 	}
 }
@@ -475,6 +491,7 @@ func (p *partition) send(ctx context.Context, fl *flight) bool {
 			sent = true
 		case m, ok := <-p.claimed():
 			p.enqueue(m, ok)
+			p.drainClaim()
 		case <-ctx.Done():
 			return false
 		}
@@ -587,9 +604,7 @@ func (p *partition) handle(ctx context.Context, ev event) {
 		p.txnFailing = false // a transaction with its records committed
 		p.updateFailing()
 	}
-	for _, fl := range ev.acks {
-		p.acked(fl)
-	}
+	p.acked(ev.acks...)
 	if ev.abort > 0 {
 		p.aborted(ctx, ev)
 		return
@@ -709,31 +724,49 @@ func (p *partition) updateFailing() {
 	}
 }
 
-// acked accounts for a record the broker acknowledged (or whose transaction
-// committed) and marks the offsets it completes.
-func (p *partition) acked(fl *flight) {
-	if fl.attempts > 0 && p.f.txn == nil {
-		p.failingFlights--
-		p.updateFailing()
+// acked accounts for records the broker acknowledged (or whose transaction
+// committed), in the order they were sent, and marks the offset they
+// complete: once per batch, however many records it has.
+func (p *partition) acked(fls ...*flight) {
+	var forwarded, delivered, early, deadLettered int64
+	commit := int64(-1)
+	for _, fl := range fls {
+		if fl.attempts > 0 && p.f.txn == nil {
+			p.failingFlights--
+			p.updateFailing()
+		}
+		switch {
+		case fl.dlq:
+			deadLettered++
+			p.m.deadLetter(string(fl.reason))
+		case !fl.early.IsZero():
+			early++
+		case fl.msg.Topic == fl.env.Target:
+			delivered++
+		default:
+			forwarded++
+		}
+		if c := p.win.done(fl); c >= 0 {
+			commit = c
+		}
 	}
 	if p.f.failingParts.Load() == 0 {
 		p.f.health.produced(nil)
 	}
-	switch {
-	case fl.dlq:
-		p.f.stats.DeadLettered.Add(1)
-		p.m.deadLetter(string(fl.reason))
-	case !fl.early.IsZero():
-		p.f.stats.Early.Add(1)
-		p.m.early.Inc()
-	case fl.msg.Topic == fl.env.Target:
-		p.f.stats.Delivered.Add(1)
-		p.m.delivered.Inc()
-	default:
-		p.f.stats.Forwarded.Add(1)
-		p.m.forwarded.Inc()
+	for _, c := range []struct {
+		n     int64
+		total *atomic.Int64
+		m     prometheus.Counter
+	}{{forwarded, &p.f.stats.Forwarded, p.m.forwarded}, {delivered, &p.f.stats.Delivered, p.m.delivered},
+		{early, &p.f.stats.Early, p.m.early}, {deadLettered, &p.f.stats.DeadLettered, nil}} {
+		if c.n > 0 {
+			c.total.Add(c.n)
+			if c.m != nil {
+				c.m.Add(float64(c.n))
+			}
+		}
 	}
-	if commit := p.win.done(fl); commit >= 0 && p.f.txn == nil {
+	if commit >= 0 && p.f.txn == nil {
 		// Exactly-once mode committed the offset in the transaction.
 		p.sess.MarkOffset(p.claim.Topic(), p.claim.Partition(), commit, "")
 		p.nextOffset.Store(commit)
