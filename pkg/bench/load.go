@@ -108,28 +108,31 @@ func load(ctx context.Context, env *Env, label string, from, n int64, producers 
 	return loadStats{Records: n, Elapsed: el, Rate: float64(n) / el.Seconds()}, nil
 }
 
-// waitCount polls count until it reaches want, and returns when the count
-// first moved above base and when it reached want.
-func waitCount(ctx context.Context, prog *progress, base, want int64, timeout time.Duration, count func() (int64, error)) (first, done time.Time, err error) {
+// waitCount polls count until it reaches want, and returns when it last
+// saw the count at base (nothing moved yet: the moving time starts there, so
+// a phase that moves everything between two polls still has a length) and
+// when it reached want.
+func waitCount(ctx context.Context, prog *progress, base, want int64, timeout time.Duration, count func() (int64, error)) (idle, done time.Time, err error) {
 	deadline := time.Now().Add(timeout)
+	idle = time.Now()
 	for {
 		n, err := count()
 		now := time.Now()
 		if err == nil {
 			prog.set(n - base)
-			if n > base && first.IsZero() {
-				first = now
+			if n <= base {
+				idle = now
 			}
 			if n >= want {
-				return first, now, nil
+				return idle, now, nil
 			}
 		}
 		if now.After(deadline) {
-			return first, now, errors.Join(fmt.Errorf("%d of %d records after %s", n-base, want-base, timeout), err)
+			return idle, now, errors.Join(fmt.Errorf("%d of %d records after %s", n-base, want-base, timeout), err)
 		}
 		select {
 		case <-ctx.Done():
-			return first, now, ctx.Err()
+			return idle, now, ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

@@ -95,6 +95,46 @@ func ReasonOf(err error) Reason {
 // valid ladder-target, with a malformed time or count, or with a ladder header
 // given twice yields a *HeaderError; Decode never panics on any input.
 func Decode(headers []*sarama.RecordHeader) (Envelope, error) {
+	return (*Decoder)(nil).Decode(headers)
+}
+
+// Decoder is Decode with a memory of the targets it validated, for a reader
+// of many records (a forwarder's partition): a target seen before is
+// neither validated nor copied again. The zero value is ready; a Decoder is
+// not safe for concurrent use. A nil *Decoder decodes without a memory.
+type Decoder struct {
+	targets map[string]string
+}
+
+// maxTargets bounds a Decoder's memory; past it, the memory starts afresh.
+// Lanes are few, so this is only reached by a stream of distinct targets.
+const maxTargets = 256
+
+// target returns v as a valid target name, or the reason it is not one.
+func (d *Decoder) target(v []byte) (string, error) {
+	if d != nil {
+		if t, ok := d.targets[string(v)]; ok { // no allocation for the lookup
+			return t, nil
+		}
+	}
+	t := string(v)
+	if t == "" {
+		return "", &HeaderError{Header: Target, Reason: ReasonMissingTarget, Detail: "is empty"}
+	}
+	if err := tier.ValidateTopic(t); err != nil {
+		return "", &HeaderError{Header: Target, Reason: ReasonInvalidTarget, Detail: err.Error()}
+	}
+	if d != nil {
+		if d.targets == nil || len(d.targets) >= maxTargets {
+			d.targets = make(map[string]string, 8)
+		}
+		d.targets[t] = t
+	}
+	return t, nil
+}
+
+// Decode is the package's Decode.
+func (d *Decoder) Decode(headers []*sarama.RecordHeader) (Envelope, error) {
 	var env Envelope
 	var seen [6]bool
 	for _, h := range headers {
@@ -113,13 +153,7 @@ func Decode(headers []*sarama.RecordHeader) (Envelope, error) {
 		var err error
 		switch name {
 		case Target:
-			env.Target = string(h.Value)
-			if env.Target == "" {
-				return Envelope{}, &HeaderError{Header: Target, Reason: ReasonMissingTarget, Detail: "is empty"}
-			}
-			if verr := tier.ValidateTopic(env.Target); verr != nil {
-				return Envelope{}, &HeaderError{Header: Target, Reason: ReasonInvalidTarget, Detail: verr.Error()}
-			}
+			env.Target, err = d.target(h.Value)
 		case Due:
 			var ms int64
 			if ms, err = parseUint(Due, h.Value, ReasonInvalidDue); err == nil {
@@ -190,7 +224,6 @@ var (
 	hopsKey      = []byte(Hops)
 	earlyKey     = []byte(Early)
 	errorKey     = []byte(Error)
-	zeroHops     = []byte("0")
 )
 
 // parseUint parses a non-negative decimal: ASCII digits only, no sign, no space.
@@ -215,6 +248,23 @@ func truncate(v []byte) []byte {
 	return v
 }
 
+// counts holds the decimal renderings of small counts, shared by every
+// record written (sarama never modifies a header value).
+var counts = func() (c [256][]byte) {
+	for i := range c {
+		c[i] = strconv.AppendInt(nil, int64(i), 10)
+	}
+	return c
+}()
+
+// count renders n in decimal, without allocating for small n.
+func count(n int) []byte {
+	if n >= 0 && n < len(counts) {
+		return counts[n]
+	}
+	return strconv.AppendInt(nil, int64(n), 10)
+}
+
 // Millis renders t as decimal unix milliseconds.
 func Millis(t time.Time) []byte {
 	return strconv.AppendInt(nil, t.UnixMilli(), 10)
@@ -236,7 +286,7 @@ func New(target string, due, scheduled time.Time, own []sarama.RecordHeader) []s
 		out = append(out, sarama.RecordHeader{Key: dueKey, Value: Millis(due)})
 	}
 	out = append(out, sarama.RecordHeader{Key: scheduledKey, Value: Millis(scheduled)},
-		sarama.RecordHeader{Key: hopsKey, Value: zeroHops})
+		sarama.RecordHeader{Key: hopsKey, Value: count(0)})
 	return out
 }
 
@@ -244,7 +294,12 @@ func New(target string, due, scheduled time.Time, own []sarama.RecordHeader) []s
 // and byte for byte, except ladder-hops, which becomes hops+1, and
 // ladder-early, which is replaced when early > 0.
 func Next(in []*sarama.RecordHeader, hops int, early time.Duration) []sarama.RecordHeader {
-	out := make([]sarama.RecordHeader, 0, len(in)+2)
+	return AppendNext(make([]sarama.RecordHeader, 0, len(in)+2), in, hops, early)
+}
+
+// AppendNext is Next appending to out, so that a caller can supply the
+// storage (the forwarder allocates it with the record it builds).
+func AppendNext(out []sarama.RecordHeader, in []*sarama.RecordHeader, hops int, early time.Duration) []sarama.RecordHeader {
 	for _, h := range in {
 		if h == nil {
 			continue
@@ -259,7 +314,7 @@ func Next(in []*sarama.RecordHeader, hops int, early time.Duration) []sarama.Rec
 		}
 		out = append(out, sarama.RecordHeader{Key: h.Key, Value: h.Value})
 	}
-	out = append(out, sarama.RecordHeader{Key: hopsKey, Value: strconv.AppendInt(nil, int64(hops+1), 10)})
+	out = append(out, sarama.RecordHeader{Key: hopsKey, Value: count(hops + 1)})
 	if early > 0 {
 		out = append(out, sarama.RecordHeader{Key: earlyKey, Value: strconv.AppendInt(nil, early.Milliseconds(), 10)})
 	}

@@ -153,6 +153,10 @@ func value(hs []sarama.RecordHeader, key string) string {
 // FuzzDecode feeds arbitrary header sets to Decode. It must never panic; when
 // it accepts a record, the next hop must decode to the same envelope with one
 // more hop and the same foreign headers, byte for byte.
+// fuzzDecoder lives across fuzz inputs, so its memory of targets is tested
+// against many records (fuzz targets run one at a time per process).
+var fuzzDecoder Decoder
+
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(Target), []byte("work"), []byte(Due), []byte("1767225600000"), []byte("x-trace"), []byte{0xff, 0})
 	f.Add([]byte(Target), []byte(""), []byte(Hops), []byte("9"), []byte(Due), []byte("12"))
@@ -161,6 +165,13 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, k1, v1, k2, v2, k3, v3 []byte) {
 		in := []*sarama.RecordHeader{{Key: k1, Value: v1}, {Key: k2, Value: v2}, {Key: k3, Value: v3}}
 		env, err := Decode(in)
+		// A Decoder remembers validated targets: twice, it must agree with Decode.
+		for range 2 {
+			denv, derr := fuzzDecoder.Decode(in)
+			if denv != env || (derr == nil) != (err == nil) || (err != nil && derr.Error() != err.Error()) {
+				t.Fatalf("Decoder gives %+v, %v; Decode %+v, %v", denv, derr, env, err)
+			}
+		}
 		if err != nil {
 			if ReasonOf(err) == "" {
 				t.Fatalf("error without a reason: %v", err)

@@ -293,6 +293,24 @@ func (t *txnLoop) abort(ctx context.Context, sess *session, batch []*flight, fai
 			byProducer, cause = true, fmt.Errorf("producing to %s: %w", fl.msg.Topic, err)
 		}
 	}
+	// Abort first: the abort itself may be the first to learn that another
+	// producer took the transactional.id (its record failed with an invalid
+	// state before the broker said why).
+	if t.producer != nil {
+		status := t.producer.TxnStatus()
+		switch {
+		case status&sarama.ProducerTxnFlagFatalError != 0 || byProducer:
+			t.close() // fenced or broken: a new producer starts afresh
+		case status&(sarama.ProducerTxnFlagInTransaction|sarama.ProducerTxnFlagAbortableError) != 0:
+			if err := t.producer.AbortTxn(); err != nil {
+				if !byProducer && producerFenced(err) {
+					byProducer, cause = true, fmt.Errorf("aborting the transaction: %w", err)
+				}
+				t.f.log.Warn().Err(err).Msg("exactly-once: abort failed; replacing the producer")
+				t.close()
+			}
+		}
+	}
 	outcome := TxnAborted
 	if fenced || byProducer {
 		outcome = TxnFenced
@@ -311,18 +329,6 @@ func (t *txnLoop) abort(ctx context.Context, sess *session, batch []*flight, fai
 			"transactional.id and sending the records again")
 	default:
 		ev.Msg("exactly-once: transaction failed; aborting it and sending its records again")
-	}
-	if t.producer != nil {
-		status := t.producer.TxnStatus()
-		switch {
-		case status&sarama.ProducerTxnFlagFatalError != 0 || byProducer:
-			t.close() // fenced or broken: a new producer starts afresh
-		case status&(sarama.ProducerTxnFlagInTransaction|sarama.ProducerTxnFlagAbortableError) != 0:
-			if err := t.producer.AbortTxn(); err != nil {
-				t.f.log.Warn().Err(err).Msg("exactly-once: abort failed; replacing the producer")
-				t.close()
-			}
-		}
 	}
 	if byProducer {
 		// Taking the id back would fence the other producer in turn, and

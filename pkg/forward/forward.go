@@ -391,40 +391,36 @@ func (f *Forwarder) logSnapshot(msg string) {
 }
 
 // dispatchAcks routes every producer result to the partition that sent the
-// record. It never blocks: each partition's event channel has room for
-// every record it can have in flight.
+// record, until the producer closes. It never blocks: each partition's event
+// channel has room for every record it can have in flight. Successes and
+// errors have a goroutine each: a plain receive costs less than a select.
 func (f *Forwarder) dispatchAcks() {
-	successes, errs := f.producer.Successes(), f.producer.Errors()
-	for successes != nil || errs != nil {
-		select {
-		case m, ok := <-successes:
-			if !ok {
-				successes = nil
-				continue
-			}
-			// Hand over the acknowledgements that are already waiting as
-			// one event per partition: one wake-up for many records.
-			batch := map[*partition][]*flight{}
-			for n := 0; ok && n < 1024; n++ {
-				fl := m.Metadata.(*flight)
-				batch[fl.p] = append(batch[fl.p], fl)
-				select {
-				case m, ok = <-successes:
-				default:
-					ok = false
-				}
-			}
-			for p, fls := range batch {
-				p.events <- event{acks: fls}
-			}
-		case pe, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
+	var errs sync.WaitGroup
+	errs.Go(func() {
+		for pe := range f.producer.Errors() {
 			fl := pe.Msg.Metadata.(*flight)
 			fl.p.events <- event{f: fl, err: pe.Err}
 		}
+	})
+	defer errs.Wait()
+	successes := f.producer.Successes()
+	batch := map[*partition][]*flight{}
+	for m := range successes {
+		// Hand over the acknowledgements that are already waiting as one
+		// event per partition: one wake-up for many records.
+		for ok, n := true, 0; ok && n < 1024; n++ {
+			fl := m.Metadata.(*flight)
+			batch[fl.p] = append(batch[fl.p], fl)
+			select {
+			case m, ok = <-successes:
+			default:
+				ok = false
+			}
+		}
+		for p, fls := range batch {
+			p.events <- event{acks: fls}
+		}
+		clear(batch) // keeps its buckets: no allocation per wake-up
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/ladder/ladder/pkg/envelope"
@@ -35,6 +36,12 @@ type flight struct {
 	// perhaps only for the batch it travelled in (a target whose
 	// max.message.bytes is below the producer's batches).
 	solo bool
+
+	// Storage of the first record built for the flight (see hop), allocated
+	// with it: one allocation per forwarded record instead of five.
+	rec        sarama.ProducerMessage
+	key, value sarama.ByteEncoder
+	headers    [6]sarama.RecordHeader
 }
 
 // event is a producer result for a flight, or the end of its back-off; in
@@ -83,8 +90,9 @@ type partition struct {
 	headFar    bool // the head is further from due than ResumeLead
 	log        zerolog.Logger
 	m          *tierMetrics
-	sess       *session      // the consumer group session this claim belongs to
-	done       chan struct{} // closed when the claim has ended
+	dec        envelope.Decoder // remembers the targets it validated
+	sess       *session         // the consumer group session this claim belongs to
+	done       chan struct{}    // closed when the claim has ended
 
 	// Exactly-once mode. The transaction loop drops records sent under a
 	// send generation older than txnGen, which it advances when it aborts a
@@ -171,6 +179,21 @@ func (p *partition) run() {
 			return
 		case m, ok := <-p.claimed():
 			p.enqueue(m, ok)
+			p.drainClaim()
+		}
+	}
+}
+
+// drainClaim moves the records the claim already has at hand into the
+// queue, up to its limit, without blocking: one select over every channel
+// of run per batch of records rather than per record.
+func (p *partition) drainClaim() {
+	for c := p.claimed(); c != nil; c = p.claimed() {
+		select {
+		case m, ok := <-c:
+			p.enqueue(m, ok)
+		default:
+			return
 		}
 	}
 }
@@ -240,7 +263,7 @@ func (p *partition) process(ctx context.Context, m *sarama.ConsumerMessage) bool
 		p.nextOffset.Store(m.Offset)
 	}
 	now := time.Now() // the record is the head from now on
-	env, err := envelope.Decode(m.Headers)
+	env, err := p.dec.Decode(m.Headers)
 	if err == nil {
 		err = p.check(env, now)
 	}
@@ -269,7 +292,7 @@ func (p *partition) process(ctx context.Context, m *sarama.ConsumerMessage) bool
 	if isEarly {
 		fl.early = due
 	}
-	fl.msg = p.hop(m, env, fl.early, at)
+	fl.msg = p.hop(fl, at)
 	if size := fl.msg.ByteSize(recordVersion); size > p.f.maxBytes {
 		// sarama refuses it on every attempt, without asking the broker.
 		return p.send(ctx, p.deadLetter(m, &envelope.HeaderError{Header: "record", Reason: ReasonTooLarge,
@@ -371,22 +394,35 @@ func (p *partition) check(env envelope.Envelope, now time.Time) error {
 // stamped with it: the next tier measures its delay from this timestamp. An
 // early release (earlyUntil set) goes straight to the target with
 // ladder-early set to how early it is.
-func (p *partition) hop(m *sarama.ConsumerMessage, env envelope.Envelope, earlyUntil, now time.Time) *sarama.ProducerMessage {
+//
+// The first record of a flight is built in the storage allocated with it.
+// A rebuild (a resend) allocates anew: the producer may not be done with
+// the earlier record yet.
+func (p *partition) hop(fl *flight, now time.Time) *sarama.ProducerMessage {
+	m, env := fl.src, fl.env
 	topic := env.Target
 	var ahead time.Duration
 	switch next, ok := p.f.cfg.Ladder.Route(now, env.Due); {
-	case !earlyUntil.IsZero():
-		ahead = max(earlyUntil.Sub(now), time.Millisecond)
+	case !fl.early.IsZero():
+		ahead = max(fl.early.Sub(now), time.Millisecond)
 	case ok && !env.Due.IsZero():
 		topic = next.Topic
 	}
-	return &sarama.ProducerMessage{
-		Topic:     topic,
-		Key:       encoder(m.Key),
-		Value:     encoder(m.Value),
-		Headers:   envelope.Next(m.Headers, env.Hops, ahead),
-		Timestamp: now,
+	if fl.msg != nil {
+		return &sarama.ProducerMessage{Topic: topic, Key: encoder(m.Key), Value: encoder(m.Value),
+			Headers: envelope.Next(m.Headers, env.Hops, ahead), Timestamp: now}
 	}
+	fl.rec = sarama.ProducerMessage{Topic: topic, Headers: envelope.AppendNext(fl.headers[:0], m.Headers, env.Hops, ahead),
+		Timestamp: now}
+	if m.Key != nil { // a null key stays null: see encoder
+		fl.key = m.Key
+		fl.rec.Key = &fl.key
+	}
+	if m.Value != nil {
+		fl.value = m.Value
+		fl.rec.Value = &fl.value
+	}
+	return &fl.rec
 }
 
 func (p *partition) deadLetter(m *sarama.ConsumerMessage, reason error) *flight {
@@ -443,12 +479,19 @@ func (p *partition) send(ctx context.Context, fl *flight) bool {
 		return p.sendTxn(ctx, fl)
 	}
 	fl.msg.Metadata = fl
+	select { // the common case, without the cost of a select over every channel below
+	case p.f.producer.Input() <- fl.msg:
+		p.win.add(fl)
+		return true
+	default:
+	}
 	for sent := false; !sent; {
 		select {
 		case p.f.producer.Input() <- fl.msg:
 			sent = true
 		case m, ok := <-p.claimed():
 			p.enqueue(m, ok)
+			p.drainClaim()
 		case <-ctx.Done():
 			return false
 		}
@@ -487,7 +530,7 @@ func (p *partition) restamp(fl *flight, now time.Time) {
 	if fl.dlq {
 		fl.msg = cloneMessage(fl.msg, now)
 	} else {
-		fl.msg = p.hop(fl.src, fl.env, fl.early, now)
+		fl.msg = p.hop(fl, now)
 	}
 	fl.msg.Metadata = fl
 }
@@ -561,9 +604,7 @@ func (p *partition) handle(ctx context.Context, ev event) {
 		p.txnFailing = false // a transaction with its records committed
 		p.updateFailing()
 	}
-	for _, fl := range ev.acks {
-		p.acked(fl)
-	}
+	p.acked(ev.acks...)
 	if ev.abort > 0 {
 		p.aborted(ctx, ev)
 		return
@@ -575,7 +616,7 @@ func (p *partition) handle(ctx context.Context, ev event) {
 		if fl.dlq {
 			fl.msg = cloneMessage(fl.msg, time.Now())
 		} else {
-			fl.msg = p.hop(fl.src, fl.env, fl.early, time.Now())
+			fl.msg = p.hop(fl, time.Now())
 		}
 		fl.msg.Metadata = fl
 		input := p.f.producer.Input()
@@ -683,31 +724,49 @@ func (p *partition) updateFailing() {
 	}
 }
 
-// acked accounts for a record the broker acknowledged (or whose transaction
-// committed) and marks the offsets it completes.
-func (p *partition) acked(fl *flight) {
-	if fl.attempts > 0 && p.f.txn == nil {
-		p.failingFlights--
-		p.updateFailing()
+// acked accounts for records the broker acknowledged (or whose transaction
+// committed), in the order they were sent, and marks the offset they
+// complete: once per batch, however many records it has.
+func (p *partition) acked(fls ...*flight) {
+	var forwarded, delivered, early, deadLettered int64
+	commit := int64(-1)
+	for _, fl := range fls {
+		if fl.attempts > 0 && p.f.txn == nil {
+			p.failingFlights--
+			p.updateFailing()
+		}
+		switch {
+		case fl.dlq:
+			deadLettered++
+			p.m.deadLetter(string(fl.reason))
+		case !fl.early.IsZero():
+			early++
+		case fl.msg.Topic == fl.env.Target:
+			delivered++
+		default:
+			forwarded++
+		}
+		if c := p.win.done(fl); c >= 0 {
+			commit = c
+		}
 	}
 	if p.f.failingParts.Load() == 0 {
 		p.f.health.produced(nil)
 	}
-	switch {
-	case fl.dlq:
-		p.f.stats.DeadLettered.Add(1)
-		p.m.deadLetter(string(fl.reason))
-	case !fl.early.IsZero():
-		p.f.stats.Early.Add(1)
-		p.m.early.Inc()
-	case fl.msg.Topic == fl.env.Target:
-		p.f.stats.Delivered.Add(1)
-		p.m.delivered.Inc()
-	default:
-		p.f.stats.Forwarded.Add(1)
-		p.m.forwarded.Inc()
+	for _, c := range []struct {
+		n     int64
+		total *atomic.Int64
+		m     prometheus.Counter
+	}{{forwarded, &p.f.stats.Forwarded, p.m.forwarded}, {delivered, &p.f.stats.Delivered, p.m.delivered},
+		{early, &p.f.stats.Early, p.m.early}, {deadLettered, &p.f.stats.DeadLettered, nil}} {
+		if c.n > 0 {
+			c.total.Add(c.n)
+			if c.m != nil {
+				c.m.Add(float64(c.n))
+			}
+		}
 	}
-	if commit := p.win.done(fl); commit >= 0 && p.f.txn == nil {
+	if commit >= 0 && p.f.txn == nil {
 		// Exactly-once mode committed the offset in the transaction.
 		p.sess.MarkOffset(p.claim.Topic(), p.claim.Partition(), commit, "")
 		p.nextOffset.Store(commit)

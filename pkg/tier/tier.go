@@ -51,9 +51,10 @@ func (t Tier) Label() string { return Label(t.Delay) }
 // Ladder is an ordered set of tiers, smallest delay first. A Ladder is
 // immutable after Parse or New and safe for concurrent use.
 type Ladder struct {
-	prefix string
-	tiers  []Tier
-	byName map[string]int
+	prefix       string
+	tiers        []Tier
+	byName       map[string]int
+	dlq, control string // named once: Internal runs for every forwarded record
 }
 
 // Parse parses a comma-separated tier list such as "1m,15m,1h,6h" and names the
@@ -97,7 +98,7 @@ func New(delays []time.Duration, prefix string) (*Ladder, error) {
 	}
 	sorted := slices.Clone(delays)
 	slices.Sort(sorted)
-	l := &Ladder{prefix: prefix, byName: make(map[string]int, len(sorted))}
+	l := &Ladder{prefix: prefix, byName: make(map[string]int, len(sorted)), dlq: prefix + DLQSuffix, control: prefix + ControlSuffix}
 	for i, d := range sorted {
 		if d <= 0 || d%time.Millisecond != 0 {
 			return nil, fmt.Errorf("%w: delay %s must be a positive whole number of milliseconds", ErrInvalidSpec, d)
@@ -150,16 +151,16 @@ func (l *Ladder) Topics() []string {
 }
 
 // DLQTopic is the dead-letter topic: prefix + "dlq".
-func (l *Ladder) DLQTopic() string { return l.prefix + DLQSuffix }
+func (l *Ladder) DLQTopic() string { return l.dlq }
 
 // ControlTopic is the control topic: prefix + "control".
-func (l *Ladder) ControlTopic() string { return l.prefix + ControlSuffix }
+func (l *Ladder) ControlTopic() string { return l.control }
 
 // Internal reports whether topic is one of the ladder's own topics (a tier,
 // the dead-letter or the control topic): never a valid target, it would loop.
 func (l *Ladder) Internal(topic string) bool {
 	_, isTier := l.byName[topic]
-	return isTier || topic == l.DLQTopic() || topic == l.ControlTopic()
+	return isTier || topic == l.dlq || topic == l.control
 }
 
 // Lookup returns the tier stored in topic, if topic is one of the ladder's tiers.
