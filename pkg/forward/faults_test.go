@@ -180,7 +180,7 @@ func TestMissingTargetTopic(t *testing.T) {
 		if eos {
 			flowing = 1 // "behind" waits for "for-later"
 		}
-		recs := work.WaitDistinct(t, flowing, 20*time.Second)
+		work.WaitDistinct(t, flowing, 20*time.Second)
 		laddertest.Eventually(t, 20*time.Second, func() bool { return o.metric(t, "ladder_produce_errors_total") >= 2 },
 			"fewer than 2 failed attempts counted: %+v", o.Snapshot())
 		reason := o.waitNotReady(t, 20*time.Second, "producing to a missing topic")
@@ -208,7 +208,7 @@ func TestMissingTargetTopic(t *testing.T) {
 		if got := later.WaitDistinct(t, 1, 40*time.Second); string(got[0].Key) != "for-later" {
 			t.Errorf("got %q", got[0].Key)
 		}
-		recs = work.WaitDistinct(t, 2, 20*time.Second)
+		recs := work.WaitDistinct(t, 2, 20*time.Second)
 		o.waitReady(t, 20*time.Second, "after the topic appeared")
 		if n := e.dlq.Len(); n != 0 {
 			t.Errorf("%d records dead-lettered for a missing topic", n)
