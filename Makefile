@@ -21,10 +21,10 @@ build-prod:
 	CGO_ENABLED=0 $(GO) build -tags nodev -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ladder
 
 ## test: every test, with the race detector, against the embedded broker over TCP; then the subtests skipped
-## under -race for a data race inside sarama (see raceDetector in pkg/forward), without it; then the chart checks
+## under -race for a data race inside sarama (see skipSaramaTxnRace in pkg/forward), without it; then the chart checks
 test:
 	$(GO) test -race -timeout 15m ./...
-	$(GO) test -count=1 -timeout 5m -run 'TestRefusedRecordsAmongMany/exactly-once' ./pkg/forward
+	$(GO) test -count=1 -timeout 5m -run '^(TestRefusedRecordsAmongMany|TestTargetRefusesWrites)$$/^exactly-once$$' ./pkg/forward
 	$(MAKE) --no-print-directory chart-test
 
 ## chart-test: render charts/ladder with the helm SDK, enforce values.schema.json, decode every manifest strictly

@@ -272,16 +272,8 @@ func TestRecordOverProducerLimitIsDeadLettered(t *testing.T) {
 // refused one.
 func TestRefusedRecordsAmongMany(t *testing.T) {
 	eachMode(t, func(t *testing.T, eos bool) {
-		if eos && raceDetector {
-			// sarama v1.61.1 races when several records of one transaction
-			// fail: transactionManager.transitionTo writes t.lastError under
-			// statusLock (transaction_manager.go:249), called by returnErrors
-			// from the goroutine brokerProducer.handleError starts per failed
-			// batch (async_producer.go:1583, retryBatch), while the broker
-			// producer reads t.lastError holding only partitionInTxnLock in
-			// publishTxnPartitions (transaction_manager.go:884). `make test`
-			// runs this subtest once more without -race.
-			t.Skip("sarama v1.61.1 data race in its transaction manager when several records of a transaction fail; run without -race (make test does)")
+		if eos {
+			skipSaramaTxnRace(t)
 		}
 		e := setup(t, 3)
 		admin, err := sarama.NewClusterAdmin([]string{e.addr}, laddertestConfig())
