@@ -1,9 +1,7 @@
 package main
 
 import (
-	"fmt"
 	"math/rand/v2"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -56,7 +54,7 @@ func TestExactlyOnceSurvivesKills(t *testing.T) {
 			t.Errorf("%s exited with %v after SIGTERM", id, err)
 		}
 	}
-	recs := readToEnd(t, addr, "work", work)
+	recs := work.ReadToEnd(t, addr, "work")
 	if dups := verify(t, recs, want); dups != 0 {
 		t.Errorf("read_committed saw %d duplicates across %d kills", dups, kills)
 	}
@@ -64,58 +62,4 @@ func TestExactlyOnceSurvivesKills(t *testing.T) {
 		t.Errorf("read_committed saw %d records for %d messages", len(recs), n)
 	}
 	t.Logf("exactly-once: %d messages, %d SIGKILLs, %d records seen by read_committed to the end of the topic, 0 lost", n, kills, len(recs))
-}
-
-// endKey prefixes the keys of the end markers readToEnd writes.
-const endKey = "end-of-topic-"
-
-// readToEnd writes an end marker (a plain record) to every partition of
-// topic and waits until c has read all of them: reading a partition in
-// order, c has then read everything committed before. Stop the forwarders
-// first. It returns what c read, without the markers.
-func readToEnd(t *testing.T, addr, topic string, c *laddertest.Collector) []laddertest.Received {
-	t.Helper()
-	sc := laddertestAdminConfig()
-	sc.Producer.Return.Successes = true
-	sc.Producer.RequiredAcks = sarama.WaitForAll
-	sc.Producer.Partitioner = sarama.NewManualPartitioner
-	client, err := sarama.NewClient([]string{addr}, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	parts, err := client.Partitions(topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := sarama.NewSyncProducerFromClient(client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	for _, part := range parts {
-		if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: part,
-			Key: sarama.StringEncoder(fmt.Sprint(endKey, part))}); err != nil {
-			t.Fatalf("writing the end marker of %s/%d: %v", topic, part, err)
-		}
-	}
-	recs, ok := c.WaitFor(60*time.Second, func(rs []laddertest.Received) bool {
-		n := 0
-		for _, r := range rs {
-			if strings.HasPrefix(string(r.Key), endKey) {
-				n++
-			}
-		}
-		return n == len(parts)
-	})
-	if !ok {
-		t.Fatalf("the end markers of %s were not all read within 60s", topic)
-	}
-	out := recs[:0]
-	for _, r := range recs {
-		if !strings.HasPrefix(string(r.Key), endKey) {
-			out = append(out, r)
-		}
-	}
-	return out
 }

@@ -167,7 +167,7 @@ func TestMissingTargetTopic(t *testing.T) {
 		e := setup(t, 2)
 		work := e.target(t, eos, "work")
 		o := e.startObserved(t, eos)
-		p := manualProducer(t, e.addr)
+		p := laddertest.ManualProducer(t, e.addr)
 		due := strconv.FormatInt(time.Now().Add(500*time.Millisecond).UnixMilli(), 10)
 		for _, r := range []struct {
 			key, target string
@@ -297,28 +297,11 @@ func TestTargetRefusesWrites(t *testing.T) {
 	})
 }
 
-// sendTo writes one record to the given partition (p: manualProducer).
+// sendTo writes one record to the given partition (p: laddertest.ManualProducer).
 func sendTo(t *testing.T, p sarama.SyncProducer, topic string, partition int32, key string, headers []sarama.RecordHeader) {
 	t.Helper()
 	if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: partition, Key: sarama.StringEncoder(key),
 		Value: sarama.StringEncoder("v-" + key), Headers: headers}); err != nil {
 		t.Fatalf("producing %s: %v", key, err)
 	}
-}
-
-// manualProducer is a synchronous producer that writes to the partition each
-// message names.
-func manualProducer(t *testing.T, addr string) sarama.SyncProducer {
-	t.Helper()
-	sc := sarama.NewConfig()
-	sc.Version = sarama.V3_0_0_0
-	sc.Producer.Return.Successes = true
-	sc.Producer.RequiredAcks = sarama.WaitForAll
-	sc.Producer.Partitioner = sarama.NewManualPartitioner
-	p, err := sarama.NewSyncProducer([]string{addr}, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return p
 }

@@ -2,7 +2,6 @@ package forward_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ladder/ladder/pkg/forward"
@@ -122,68 +120,12 @@ func (o *observed) metric(t *testing.T, name string, labels ...string) float64 {
 	return sum
 }
 
-// endKey prefixes the keys of the end markers readToEnd writes.
-const endKey = "end-of-topic-"
-
-// readToEnd writes an end marker (a plain record) to every partition of
-// topic and waits until c has read all of them. A consumer reads a
-// partition in order, so c has then read everything written before the
-// markers: a duplicate that arrived after the last new key is counted too.
-// Stop the forwarders first. It returns what c read, without the markers.
-func readToEnd(t *testing.T, addr, topic string, c *laddertest.Collector) []laddertest.Received {
-	t.Helper()
-	sc := sarama.NewConfig()
-	sc.Version = sarama.V3_0_0_0
-	sc.Producer.Return.Successes = true
-	sc.Producer.RequiredAcks = sarama.WaitForAll
-	sc.Producer.Partitioner = sarama.NewManualPartitioner
-	client, err := sarama.NewClient([]string{addr}, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	parts, err := client.Partitions(topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := sarama.NewSyncProducerFromClient(client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	for _, part := range parts {
-		if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: part,
-			Key: sarama.StringEncoder(fmt.Sprint(endKey, part))}); err != nil {
-			t.Fatalf("writing the end marker of %s/%d: %v", topic, part, err)
-		}
-	}
-	recs, ok := c.WaitFor(60*time.Second, func(rs []laddertest.Received) bool {
-		n := 0
-		for _, r := range rs {
-			if strings.HasPrefix(string(r.Key), endKey) {
-				n++
-			}
-		}
-		return n == len(parts)
-	})
-	if !ok {
-		t.Fatalf("the end markers of %s were not all read within 60s", topic)
-	}
-	out := recs[:0]
-	for _, r := range recs {
-		if !strings.HasPrefix(string(r.Key), endKey) {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 // exactlyOnce stops the forwarder, reads topic to its end and fails the test
 // unless every key of want was read exactly once.
 func exactlyOnce[V any](t *testing.T, e *env, stop func(), c *laddertest.Collector, topic string, want map[string]V) {
 	t.Helper()
 	stop()
-	recs := readToEnd(t, e.addr, topic, c)
+	recs := c.ReadToEnd(t, e.addr, topic)
 	seen := map[string]int{}
 	for _, r := range recs {
 		seen[string(r.Key)]++

@@ -28,16 +28,7 @@ type record struct {
 
 func produce(t *testing.T, addr string, recs ...record) {
 	t.Helper()
-	sc := sarama.NewConfig()
-	sc.Version = sarama.V3_0_0_0
-	sc.Producer.Return.Successes = true
-	sc.Producer.RequiredAcks = sarama.WaitForAll
-	sc.Producer.Partitioner = sarama.NewManualPartitioner
-	p, err := sarama.NewSyncProducer([]string{addr}, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := laddertest.ManualProducer(t, addr)
 	for _, r := range recs {
 		var hs []sarama.RecordHeader
 		if r.target != "" {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -264,14 +265,84 @@ func Eventually(tb testing.TB, timeout time.Duration, cond func() bool, format s
 // Producer returns a synchronous producer (acks=all) for seeding topics.
 func Producer(tb testing.TB, addr string) sarama.SyncProducer {
 	tb.Helper()
+	return producer(tb, addr, sarama.NewHashPartitioner)
+}
+
+// ManualProducer is Producer writing to the partition each message names.
+func ManualProducer(tb testing.TB, addr string) sarama.SyncProducer {
+	tb.Helper()
+	return producer(tb, addr, sarama.NewManualPartitioner)
+}
+
+func producer(tb testing.TB, addr string, partitioner sarama.PartitionerConstructor) sarama.SyncProducer {
+	tb.Helper()
 	sc := sarama.NewConfig()
 	sc.Version = sarama.V3_0_0_0
 	sc.Producer.Return.Successes = true
 	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Producer.Partitioner = partitioner
 	p, err := sarama.NewSyncProducer([]string{addr}, sc)
 	if err != nil {
 		tb.Fatalf("starting producer: %v", err)
 	}
 	tb.Cleanup(func() { p.Close() })
 	return p
+}
+
+// endKey prefixes the keys of the end markers ReadToEnd writes.
+const endKey = "end-of-topic-"
+
+// ReadToEnd writes an end marker (a plain record) to every partition of
+// topic on the broker at addr and waits until c has read all of them. A
+// consumer reads a partition in order, so c has then read everything written
+// before the markers: a duplicate that arrived after the last new key is
+// counted too. Stop the writers first. It returns what c read, without the
+// markers.
+func (c *Collector) ReadToEnd(tb testing.TB, addr, topic string) []Received {
+	tb.Helper()
+	sc := sarama.NewConfig()
+	sc.Version = sarama.V3_0_0_0
+	sc.Producer.Return.Successes = true
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Producer.Partitioner = sarama.NewManualPartitioner
+	client, err := sarama.NewClient([]string{addr}, sc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer client.Close()
+	parts, err := client.Partitions(topic)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p, err := sarama.NewSyncProducerFromClient(client)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer p.Close()
+	for _, part := range parts {
+		if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: part,
+			Key: sarama.StringEncoder(fmt.Sprint(endKey, part))}); err != nil {
+			tb.Fatalf("writing the end marker of %s/%d: %v", topic, part, err)
+		}
+	}
+	isMarker := func(r Received) bool { return strings.HasPrefix(string(r.Key), endKey) }
+	recs, ok := c.WaitFor(60*time.Second, func(rs []Received) bool {
+		n := 0
+		for _, r := range rs {
+			if isMarker(r) {
+				n++
+			}
+		}
+		return n == len(parts)
+	})
+	if !ok {
+		tb.Fatalf("the end markers of %s were not all read within 60s", topic)
+	}
+	out := recs[:0]
+	for _, r := range recs {
+		if !isMarker(r) {
+			out = append(out, r)
+		}
+	}
+	return out
 }

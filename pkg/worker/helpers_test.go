@@ -248,16 +248,7 @@ func saramaMessage(topic, key, value string) *sarama.ProducerMessage {
 // acknowledge them all.
 func seedPartition(t testing.TB, addr, topic string, partition int32, n int, key func(i int) string) {
 	t.Helper()
-	sc := sarama.NewConfig()
-	sc.Version = sarama.V3_0_0_0
-	sc.Producer.Return.Successes = true
-	sc.Producer.RequiredAcks = sarama.WaitForAll
-	sc.Producer.Partitioner = sarama.NewManualPartitioner
-	p, err := sarama.NewSyncProducer([]string{addr}, sc)
-	if err != nil {
-		t.Fatalf("starting producer: %v", err)
-	}
-	defer p.Close()
+	p := laddertest.ManualProducer(t, addr)
 	msgs := make([]*sarama.ProducerMessage, 0, n)
 	for i := range n {
 		msgs = append(msgs, &sarama.ProducerMessage{Topic: topic, Partition: partition, Key: sarama.StringEncoder(key(i)),
