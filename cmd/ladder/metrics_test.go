@@ -42,31 +42,6 @@ func httpGet(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// metricValue is the value of the sample named name with every label of
-// labels (e.g. `tier="delay-15s"`), summed over the samples that match.
-func metricValue(body, name string, labels ...string) (float64, bool) {
-	var sum float64
-	found := false
-	for _, line := range strings.Split(body, "\n") {
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			ok = ok && strings.Contains(line, l)
-		}
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err == nil {
-			sum += v
-			found = true
-		}
-	}
-	return sum, found
-}
-
 // sendTo produces records to one tier partition, with headers given as name, value pairs.
 func sendTo(t *testing.T, addr, topic string, partition int32, key string, headers ...string) {
 	t.Helper()
@@ -114,11 +89,11 @@ func TestMetricsAndHealth(t *testing.T) {
 	var body string
 	laddertest.Eventually(t, 30*time.Second, func() bool {
 		_, body = httpGet(t, base+"/metrics")
-		pending, _ := metricValue(body, "ladder_pending_records", `tier="delay-15s"`)
-		paused, _ := metricValue(body, "ladder_paused_partitions", `tier="delay-15s"`)
+		pending, _ := laddertest.MetricValue(body, "ladder_pending_records", `tier="delay-15s"`)
+		paused, _ := laddertest.MetricValue(body, "ladder_paused_partitions", `tier="delay-15s"`)
 		return pending == held && paused >= 1
 	}, "ladder_pending_records/ladder_paused_partitions for delay-15s never showed %d held records:\n%s", held, body)
-	if next, ok := metricValue(body, "ladder_next_release_seconds", `tier="delay-15s"`); !ok || next <= 0 || next > 15 {
+	if next, ok := laddertest.MetricValue(body, "ladder_next_release_seconds", `tier="delay-15s"`); !ok || next <= 0 || next > 15 {
 		t.Errorf("ladder_next_release_seconds{tier=delay-15s} = %v (present %v), want within the tier's 15s", next, ok)
 	}
 
@@ -129,16 +104,16 @@ func TestMetricsAndHealth(t *testing.T) {
 	work.WaitDistinct(t, 20, 30*time.Second)
 	laddertest.Eventually(t, 10*time.Second, func() bool {
 		_, body = httpGet(t, base+"/metrics")
-		delivered, _ := metricValue(body, "ladder_forwarded_records_total", `outcome="delivered"`)
+		delivered, _ := laddertest.MetricValue(body, "ladder_forwarded_records_total", `outcome="delivered"`)
 		return delivered >= 20
 	}, "ladder_forwarded_records_total{outcome=delivered} never reached 20:\n%s", body)
-	if n, _ := metricValue(body, "ladder_release_lateness_seconds_count"); n < 20 {
+	if n, _ := laddertest.MetricValue(body, "ladder_release_lateness_seconds_count"); n < 20 {
 		t.Errorf("ladder_release_lateness_seconds_count = %v, want ≥ 20", n)
 	}
-	if n, _ := metricValue(body, "ladder_delivery_lateness_seconds_count"); n < 20 {
+	if n, _ := laddertest.MetricValue(body, "ladder_delivery_lateness_seconds_count"); n < 20 {
 		t.Errorf("ladder_delivery_lateness_seconds_count = %v, want ≥ 20", n)
 	}
-	if pending, _ := metricValue(body, "ladder_pending_records", `tier="delay-15s"`); pending != held {
+	if pending, _ := laddertest.MetricValue(body, "ladder_pending_records", `tier="delay-15s"`); pending != held {
 		t.Errorf("held records: ladder_pending_records{tier=delay-15s} = %v, want %d", pending, held)
 	}
 
@@ -149,10 +124,10 @@ func TestMetricsAndHealth(t *testing.T) {
 	work.WaitDistinct(t, 20+hops, 40*time.Second)
 	laddertest.Eventually(t, 10*time.Second, func() bool {
 		_, body = httpGet(t, base+"/metrics")
-		n, _ := metricValue(body, "ladder_forwarded_records_total", `tier="delay-5s"`, `outcome="forwarded"`)
+		n, _ := laddertest.MetricValue(body, "ladder_forwarded_records_total", `tier="delay-5s"`, `outcome="forwarded"`)
 		return n == hops
 	}, "ladder_forwarded_records_total{tier=delay-5s,outcome=forwarded} never reached %d:\n%s", hops, body)
-	if n, _ := metricValue(body, "ladder_forwarded_records_total", `tier="delay-1s"`, `outcome="delivered"`); n < 20+hops {
+	if n, _ := laddertest.MetricValue(body, "ladder_forwarded_records_total", `tier="delay-1s"`, `outcome="delivered"`); n < 20+hops {
 		t.Errorf("ladder_forwarded_records_total{tier=delay-1s,outcome=delivered} = %v, want ≥ %d", n, 20+hops)
 	}
 
@@ -161,9 +136,9 @@ func TestMetricsAndHealth(t *testing.T) {
 	sendTo(t, addr, "delay-1s", 2, "bad-due", "ladder-target", "work", "ladder-due", "soon")
 	laddertest.Eventually(t, 20*time.Second, func() bool {
 		_, body = httpGet(t, base+"/metrics")
-		missing, _ := metricValue(body, "ladder_dead_lettered_records_total", `tier="delay-1s"`, `reason="missing_target"`)
-		badDue, _ := metricValue(body, "ladder_dead_lettered_records_total", `tier="delay-1s"`, `reason="invalid_due"`)
-		all, _ := metricValue(body, "ladder_forwarded_records_total", `outcome="dead_lettered"`)
+		missing, _ := laddertest.MetricValue(body, "ladder_dead_lettered_records_total", `tier="delay-1s"`, `reason="missing_target"`)
+		badDue, _ := laddertest.MetricValue(body, "ladder_dead_lettered_records_total", `tier="delay-1s"`, `reason="invalid_due"`)
+		all, _ := laddertest.MetricValue(body, "ladder_forwarded_records_total", `outcome="dead_lettered"`)
 		return missing == 1 && badDue == 1 && all == 2
 	}, "ladder_dead_lettered_records_total never showed one missing_target and one invalid_due:\n%s", body)
 
@@ -175,7 +150,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	sendTo(t, addr, "delay-1s", 0, "behind", "ladder-target", "work", "ladder-due", now)
 	overdue := func() float64 {
 		_, body = httpGet(t, base+"/metrics")
-		v, _ := metricValue(body, "ladder_head_overdue_seconds", `tier="delay-1s"`)
+		v, _ := laddertest.MetricValue(body, "ladder_head_overdue_seconds", `tier="delay-1s"`)
 		return v
 	}
 	var first float64

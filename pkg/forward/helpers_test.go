@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -104,20 +103,8 @@ func (o *observed) readyz(t *testing.T) (bool, string) {
 func (o *observed) metric(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
 	_, body := o.get(t, "/metrics")
-	var sum float64
-	for _, line := range strings.Split(body, "\n") {
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			ok = ok && strings.Contains(line, l)
-		}
-		if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); ok && err == nil {
-			sum += v
-		}
-	}
-	return sum
+	v, _ := laddertest.MetricValue(body, name, labels...)
+	return v
 }
 
 // exactlyOnce stops the forwarder, reads topic to its end and fails the test

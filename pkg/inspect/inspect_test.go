@@ -290,19 +290,7 @@ func runForwarderEOS(t *testing.T, l *tier.Ladder, addr, group string) {
 // into topic, leaving the transaction open; the caller commits or aborts.
 func openTxn(t *testing.T, addr, topic string, partitions ...int32) sarama.SyncProducer {
 	t.Helper()
-	sc := sarama.NewConfig()
-	sc.Version = sarama.V3_0_0_0
-	sc.Producer.Return.Successes = true
-	sc.Producer.RequiredAcks = sarama.WaitForAll
-	sc.Producer.Partitioner = sarama.NewManualPartitioner
-	sc.Producer.Idempotent = true
-	sc.Producer.Transaction.ID = "inspect-test-open"
-	sc.Net.MaxOpenRequests = 1
-	p, err := sarama.NewSyncProducer([]string{addr}, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
+	p := laddertest.TxnProducer(t, addr, "inspect-test-open")
 	if err := p.BeginTxn(); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -274,13 +275,27 @@ func ManualProducer(tb testing.TB, addr string) sarama.SyncProducer {
 	return producer(tb, addr, sarama.NewManualPartitioner)
 }
 
-func producer(tb testing.TB, addr string, partitioner sarama.PartitionerConstructor) sarama.SyncProducer {
+// TxnProducer is ManualProducer with transactional.id id: BeginTxn,
+// SendMessage..., CommitTxn or AbortTxn.
+func TxnProducer(tb testing.TB, addr, id string) sarama.SyncProducer {
+	tb.Helper()
+	return producer(tb, addr, sarama.NewManualPartitioner, func(sc *sarama.Config) {
+		sc.Producer.Idempotent = true
+		sc.Producer.Transaction.ID = id
+		sc.Net.MaxOpenRequests = 1
+	})
+}
+
+func producer(tb testing.TB, addr string, partitioner sarama.PartitionerConstructor, tune ...func(*sarama.Config)) sarama.SyncProducer {
 	tb.Helper()
 	sc := sarama.NewConfig()
 	sc.Version = sarama.V3_0_0_0
 	sc.Producer.Return.Successes = true
 	sc.Producer.RequiredAcks = sarama.WaitForAll
 	sc.Producer.Partitioner = partitioner
+	for _, t := range tune {
+		t(sc)
+	}
 	p, err := sarama.NewSyncProducer([]string{addr}, sc)
 	if err != nil {
 		tb.Fatalf("starting producer: %v", err)
@@ -345,4 +360,29 @@ func (c *Collector) ReadToEnd(tb testing.TB, addr, topic string) []Received {
 		}
 	}
 	return out
+}
+
+// MetricValue is the sum of the samples named name in a Prometheus text
+// exposition (a /metrics body) that carry every label of labels (each like
+// `tier="delay-15s"`), and whether there was any.
+func MetricValue(body, name string, labels ...string) (float64, bool) {
+	var sum float64
+	found := false
+	for _, line := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			ok = ok && strings.Contains(line, l)
+		}
+		if !ok {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
+			sum += v
+			found = true
+		}
+	}
+	return sum, found
 }

@@ -10,25 +10,6 @@ import (
 	"github.com/ladder/ladder/pkg/offsets"
 )
 
-// txnProducer is a transactional producer writing to partition 0.
-func txnProducer(t *testing.T, addr, id string) sarama.SyncProducer {
-	t.Helper()
-	sc := sarama.NewConfig()
-	sc.Version = sarama.V3_0_0_0
-	sc.Producer.Return.Successes = true
-	sc.Producer.RequiredAcks = sarama.WaitForAll
-	sc.Producer.Partitioner = sarama.NewManualPartitioner
-	sc.Producer.Idempotent = true
-	sc.Producer.Transaction.ID = id
-	sc.Net.MaxOpenRequests = 1
-	p, err := sarama.NewSyncProducer([]string{addr}, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return p
-}
-
 // inTxn writes keys to t/0 in one transaction, then commits or aborts it.
 func inTxn(t *testing.T, p sarama.SyncProducer, commit bool, keys ...string) {
 	t.Helper()
@@ -58,8 +39,8 @@ func TestReadRangeSkipsMarkersAndAborted(t *testing.T) {
 	b := laddertest.Broker(t, 1, "t")
 	addr := b.Addr()
 	plain := laddertest.Producer(t, addr)
-	txn := txnProducer(t, addr, "records-test")
-	open := txnProducer(t, addr, "records-test-open")
+	txn := laddertest.TxnProducer(t, addr, "records-test")
+	open := laddertest.TxnProducer(t, addr, "records-test-open")
 
 	send := func(k string) {
 		if _, _, err := plain.SendMessage(&sarama.ProducerMessage{Topic: "t", Key: sarama.StringEncoder(k), Value: sarama.StringEncoder("v")}); err != nil {
