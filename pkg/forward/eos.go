@@ -244,8 +244,8 @@ collect:
 		meta := &sarama.ConsumerGroupMetadata{GroupID: t.f.cfg.Group, GenerationID: sess.GenerationID(), MemberID: sess.MemberID()}
 		if err = t.producer.AddOffsetsToTxnWithGroupMetadata(offsets, meta); err != nil {
 			err = fmt.Errorf("adding the tier offsets to the transaction: %w", err)
-		} else if err = t.producer.CommitTxn(); err != nil {
-			err = fmt.Errorf("committing the transaction: %w", err)
+		} else {
+			err = t.commit(ctx)
 		}
 	}
 	if err != nil {
@@ -265,6 +265,37 @@ collect:
 		p.notify(event{acks: fls})
 	}
 	return leftover
+}
+
+// commit commits the open transaction. When sarama gives up after its own
+// retries (CONCURRENT_TRANSACTIONS or a coordinator away for a while), it
+// leaves the producer committing, neither abortable nor fatal: every later
+// BeginTxn would fail. The commit is then retried with back-off, until it
+// completes or sarama reports an error to abort on. Replacing the producer
+// instead could complete a commit that did reach the broker, and the
+// records would be sent again: duplicates.
+func (t *txnLoop) commit(ctx context.Context) error {
+	b := newBackoff(100*time.Millisecond, 5*time.Second)
+	for {
+		err := t.producer.CommitTxn()
+		if err == nil {
+			return nil
+		}
+		err = fmt.Errorf("committing the transaction: %w", err)
+		st := t.producer.TxnStatus()
+		if st&sarama.ProducerTxnFlagCommittingTransaction == 0 ||
+			st&(sarama.ProducerTxnFlagAbortableError|sarama.ProducerTxnFlagFatalError) != 0 {
+			return err
+		}
+		t.f.health.produced(err)
+		d := b.next()
+		t.f.log.Warn().Err(err).Dur("retry_in", d).Msg("exactly-once: the commit did not complete; retrying it")
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(d):
+		}
+	}
 }
 
 // groupFenced reports whether err says the commit's group generation is

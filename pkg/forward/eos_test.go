@@ -6,12 +6,15 @@ import (
 	"math/rand/v2"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ladder/ladder/pkg/forward"
 	"github.com/ladder/ladder/pkg/laddertest"
 	"github.com/ladder/ladder/pkg/schedule"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // TestExactlyOnceEndToEnd: in exactly-once mode, messages with random
@@ -135,5 +138,34 @@ func TestTransactionTimesOutDuringOutage(t *testing.T) {
 	if n := o.metric(t, "ladder_transactions_total", `outcome="fenced"`); n == 0 {
 		t.Error("no fenced transaction counted: the open transaction outlived its timeout")
 	}
+	exactlyOnce(t, e, o.stop, work, "work", want)
+}
+
+// TestCommitRetriesExhausted: the transaction coordinator answers
+// CONCURRENT_TRANSACTIONS to the first EndTxn requests, more times than
+// sarama retries (Transaction.Retry.Max = 10), then recovers. CommitTxn
+// returns an error with the producer left in EndTransaction|Committing;
+// the forwarder must recover and deliver everything once.
+func TestCommitRetriesExhausted(t *testing.T) {
+	e := setup(t, 2)
+	work := e.target(t, true, "work")
+	var refused atomic.Int64
+	c := e.broker.Cluster()
+	c.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		r := req.(*kmsg.EndTxnRequest)
+		if !r.Commit || refused.Load() >= 15 {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		resp := r.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.ConcurrentTransactions.Code
+		return resp, nil, true
+	})
+	o := e.startObserved(t, true)
+	want := spread(t, e, "c", 100, 3*time.Second)
+	recs := work.WaitDistinct(t, len(want), 60*time.Second)
+	checkArrivals(t, recs, want, 60*time.Second)
+	t.Logf("refused %d EndTxn; %+v", refused.Load(), o.Snapshot())
 	exactlyOnce(t, e, o.stop, work, "work", want)
 }
