@@ -2,6 +2,7 @@ package main
 
 import (
 	"math/rand/v2"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -50,6 +51,9 @@ func TestExactlyOnceSurvivesKills(t *testing.T) {
 	}
 	work.WaitDistinct(t, n, 120*time.Second)
 	for id, p := range procs {
+		// A forwarder restarted just now may not handle signals yet.
+		laddertest.Eventually(t, 30*time.Second, func() bool { return strings.Contains(p.out.String(), "forwarder started") },
+			"%s never logged its start:\n%s", id, p.out)
 		if err := p.stop(t, syscall.SIGTERM, 60*time.Second); err != nil {
 			t.Errorf("%s exited with %v after SIGTERM", id, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/ladder/ladder/pkg/forward"
+	"github.com/ladder/ladder/pkg/kafkaconf"
 	"github.com/ladder/ladder/pkg/laddertest"
 	"github.com/ladder/ladder/pkg/tier"
 )
@@ -38,10 +40,27 @@ func produce(t *testing.T, addr string, recs ...record) {
 			hs = append(hs, sarama.RecordHeader{Key: []byte("ladder-due"), Value: []byte(strconv.FormatInt(r.due.UnixMilli(), 10))})
 		}
 		if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: r.topic, Partition: r.partition, Headers: hs,
-			Value: sarama.StringEncoder("v"), Timestamp: r.timestamp}); err != nil {
+			Key: sarama.StringEncoder(keyFor(t, r.partition)), Value: sarama.StringEncoder("v"), Timestamp: r.timestamp}); err != nil {
 			t.Fatalf("producing to %s/%d: %v", r.topic, r.partition, err)
 		}
 	}
+}
+
+// keyFor returns a key that the forwarders' partitioner (murmur2) puts in
+// partition of a two-partition topic (any key in a one-partition topic), so
+// a record forwarded into its own tier again comes back to its partition
+// (a null key would land on a random one).
+func keyFor(t *testing.T, partition int32) string {
+	t.Helper()
+	part := kafkaconf.NewMurmur2Partitioner("")
+	for i := range 100 {
+		k := fmt.Sprint("k", i)
+		if got, err := part.Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(k)}, 2); err == nil && got == partition {
+			return k
+		}
+	}
+	t.Fatalf("no key for partition %d", partition)
+	return ""
 }
 
 // runForwarder runs a forwarder in-process until the test ends.
