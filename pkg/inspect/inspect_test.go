@@ -63,10 +63,15 @@ func keyFor(t *testing.T, partition int32) string {
 	return ""
 }
 
-// runForwarder runs a forwarder in-process until the test ends.
-func runForwarder(t *testing.T, l *tier.Ladder, addr, group string) {
+// runForwarder runs a forwarder in-process until the test ends; tune
+// adjusts its configuration.
+func runForwarder(t *testing.T, l *tier.Ladder, addr, group string, tune ...func(*forward.Config)) {
 	t.Helper()
-	f, err := forward.New(forward.Config{Ladder: l, Group: group, Kafka: laddertest.Kafka(addr), Log: laddertest.Logger(t)})
+	cfg := forward.Config{Ladder: l, Group: group, Kafka: laddertest.Kafka(addr), Log: laddertest.Logger(t)}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	f, err := forward.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,19 +295,7 @@ func TestInspectLostRecords(t *testing.T) {
 // runForwarderEOS runs an exactly-once forwarder in-process until the test ends.
 func runForwarderEOS(t *testing.T, l *tier.Ladder, addr, group string) {
 	t.Helper()
-	f, err := forward.New(forward.Config{Ladder: l, Group: group, Kafka: laddertest.Kafka(addr), Log: laddertest.Logger(t),
-		ExactlyOnce: true, TransactionalID: group + "-txn"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := f.Run(ctx); err != nil {
-			t.Errorf("forwarder: %v", err)
-		}
-	})
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	runForwarder(t, l, addr, group, func(c *forward.Config) { c.ExactlyOnce, c.TransactionalID = true, group+"-txn" })
 }
 
 // openTxn begins a transaction and writes one record per partition given
