@@ -80,8 +80,6 @@ func benchCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		f.IntVar(&c.ValueBytes, "value-bytes", 100, "bytes per record value")
 		f.StringVar(&c.Tiers, "tiers", "1m,15m,1h,6h", "tier delays; records are preloaded into the smallest")
 		f.IntVar(&c.Rounds, "rounds", 1, "rounds (raw and forward each); medians are reported")
-		c.MaxInFlight = cfg.MaxInFlight
-		f.int(&c.MaxInFlight, "max-in-flight", "LADDER_MAX_IN_FLIGHT", "the forwarder's unacknowledged records per partition")
 		f.IntVar(&c.LoadProducers, "load-producers", 4, "parallel producers preloading the records")
 		f.DurationVar(&c.Timeout, "timeout", 30*time.Minute, "give up a phase after this long")
 		profileFlags(f, &mode, &cpuProf, &mem, "the first forward phase")

@@ -29,10 +29,12 @@ type Config struct {
 	TopicPrefix string `split_words:"true" default:"delay-" desc:"prefix of the tier topics and of the dead-letter topic (prefix + dlq)"`
 	Group       string `split_words:"true" default:"ladder" desc:"consumer group shared by every forwarder of the ladder"`
 
-	MaxInFlight     int           `split_words:"true" default:"8192" desc:"records per partition handed to the producer and not yet acknowledged"`
+	BufferMemory    string        `split_words:"true" default:"32MiB" desc:"memory the forwarder may hold of records, for the whole process: read-ahead, held heads, records in flight (bytes; units KiB, MiB, GiB)"`
 	ResumeLead      time.Duration `split_words:"true" default:"500ms" desc:"resume fetching a held partition this long before its head is due"`
-	MaxHops         int           `split_words:"true" default:"10000" desc:"dead-letter a record after this many hops (a routing loop)"`
+	MaxHops         int           `split_words:"true" default:"0" desc:"dead-letter a record after this many hops, a routing loop (0: twice the hops of LADDER_MAX_DELAY on the tiers)"`
 	MaxDelay        string        `split_words:"true" default:"365d" desc:"dead-letter a record due further ahead than this (units s, m, h, d)"`
+	TargetTimeout   time.Duration `split_words:"true" default:"60s" desc:"dead-letter a record whose target does not exist or refuses writes for this long (unknown_target, not_authorized); later records go on meanwhile"`
+	CommitInterval  time.Duration `split_words:"true" default:"500ms" desc:"at-least-once: commit acknowledged offsets this often (what a crash forwards twice)"`
 	ShutdownTimeout time.Duration `split_words:"true" default:"15s" desc:"on stop or revoke, wait this long for in-flight records to be acknowledged"`
 	StatsInterval   time.Duration `split_words:"true" default:"30s" desc:"log forwarding totals this often; 0 turns it off"`
 
@@ -108,14 +110,18 @@ func (c Config) validateForwarder() error {
 	switch {
 	case c.Group == "":
 		return &kafkaconf.FieldError{Var: "LADDER_GROUP", Accept: "a non-empty consumer group id"}
-	case c.MaxInFlight < 1 || c.MaxInFlight > 1<<20:
-		return &kafkaconf.FieldError{Var: "LADDER_MAX_IN_FLIGHT", Value: fmt.Sprint(c.MaxInFlight), Accept: "a whole number from 1 to 1048576"}
+	case c.bufferMemory() < 1<<20:
+		return &kafkaconf.FieldError{Var: "LADDER_BUFFER_MEMORY", Value: c.BufferMemory, Accept: "a size of 1MiB or more, such as 32MiB or 256MiB (units B, KiB, MiB, GiB)"}
 	case c.ResumeLead < 0:
 		return &kafkaconf.FieldError{Var: "LADDER_RESUME_LEAD", Value: c.ResumeLead.String(), Accept: "a duration of 0 or more"}
 	case c.maxDelay() <= 0:
 		return &kafkaconf.FieldError{Var: "LADDER_MAX_DELAY", Value: c.MaxDelay, Accept: "a positive delay such as 30d or 8760h"}
-	case c.MaxHops < 1:
-		return &kafkaconf.FieldError{Var: "LADDER_MAX_HOPS", Value: fmt.Sprint(c.MaxHops), Accept: "a whole number of 1 or more"}
+	case c.MaxHops < 0:
+		return &kafkaconf.FieldError{Var: "LADDER_MAX_HOPS", Value: fmt.Sprint(c.MaxHops), Accept: "a whole number: 0 (derived from LADDER_MAX_DELAY) or more"}
+	case c.TargetTimeout <= 0:
+		return &kafkaconf.FieldError{Var: "LADDER_TARGET_TIMEOUT", Value: c.TargetTimeout.String(), Accept: "a positive duration such as 60s"}
+	case c.CommitInterval <= 0:
+		return &kafkaconf.FieldError{Var: "LADDER_COMMIT_INTERVAL", Value: c.CommitInterval.String(), Accept: "a positive duration such as 500ms"}
 	case c.ShutdownTimeout <= 0 || c.ShutdownTimeout > 18*time.Second:
 		return &kafkaconf.FieldError{Var: "LADDER_SHUTDOWN_TIMEOUT", Value: c.ShutdownTimeout.String(),
 			Accept: "a positive duration up to 18s (a revoked partition must finish within the 20s rebalance timeout)"}
@@ -127,6 +133,36 @@ func (c Config) validateForwarder() error {
 		return &kafkaconf.FieldError{Var: "LADDER_STATS_INTERVAL", Value: c.StatsInterval.String(), Accept: "a duration of 0 (off) or more"}
 	}
 	return nil
+}
+
+// bufferMemory parses BufferMemory; 0 when it does not parse.
+func (c Config) bufferMemory() int64 {
+	n, err := parseBytes(c.BufferMemory)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// parseBytes reads a size: a whole number of bytes, or one with a unit B,
+// KiB, MiB, GiB (KB, MB, GB are the same powers of 1024, as Kafka's own
+// sizes are).
+func parseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	i := len(s)
+	for i > 0 && (s[i-1] < '0' || s[i-1] > '9') {
+		i--
+	}
+	var n int64
+	if _, err := fmt.Sscan(s[:i], &n); err != nil || i == 0 || n < 0 {
+		return 0, fmt.Errorf("%q is not a size", s)
+	}
+	unit := map[string]int64{"": 1, "B": 1, "KiB": 1 << 10, "KB": 1 << 10, "K": 1 << 10, "MiB": 1 << 20, "MB": 1 << 20, "M": 1 << 20,
+		"GiB": 1 << 30, "GB": 1 << 30, "G": 1 << 30}[strings.TrimSpace(s[i:])]
+	if unit == 0 {
+		return 0, fmt.Errorf("%q has an unknown unit (B, KiB, MiB, GiB)", s)
+	}
+	return n * unit, nil
 }
 
 // maxDelay parses MaxDelay (days allowed); 0 when it does not parse.
@@ -255,7 +291,9 @@ func (f *flags) log(c *Config) {
 // forwarder binds the forwarder tuning flags.
 func (f *flags) forwarder(c *Config) {
 	f.str(&c.Group, "group", "LADDER_GROUP", "consumer group of the forwarders")
-	f.int(&c.MaxInFlight, "max-in-flight", "LADDER_MAX_IN_FLIGHT", "unacknowledged records per partition")
+	f.str(&c.BufferMemory, "buffer-memory", "LADDER_BUFFER_MEMORY", "memory the forwarder may hold of records (e.g. 32MiB)")
+	f.dur(&c.TargetTimeout, "target-timeout", "LADDER_TARGET_TIMEOUT", "dead-letter a record whose target is missing or refuses writes this long")
+	f.dur(&c.CommitInterval, "commit-interval", "LADDER_COMMIT_INTERVAL", "at-least-once: commit acknowledged offsets this often")
 	f.dur(&c.ResumeLead, "resume-lead", "LADDER_RESUME_LEAD", "resume a held partition this long before its head is due")
 	f.int(&c.MaxHops, "max-hops", "LADDER_MAX_HOPS", "dead-letter a record after this many hops")
 	f.str(&c.MaxDelay, "max-delay", "LADDER_MAX_DELAY", "dead-letter a record due further ahead than this")

@@ -72,7 +72,7 @@ func startForwarder(ctx context.Context, env *Env, mode string, l *tier.Ladder, 
 				return int64(m["ladder_claimed_partitions"]), err
 			}}, nil
 	}
-	fwd, err := forward.New(forward.Config{Ladder: l, Group: group, Kafka: env.Kafka, MaxInFlight: maxInFlight,
+	fwd, err := forward.New(forward.Config{Ladder: l, Group: group, Kafka: env.Kafka,
 		Log: env.Log.With().Str("component", "forwarder").Logger()})
 	if err != nil {
 		return nil, err

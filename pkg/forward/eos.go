@@ -11,62 +11,68 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/rs/zerolog"
+
+	"github.com/ladder/ladder/pkg/backoff"
+	"github.com/ladder/ladder/pkg/group"
 )
 
 // Exactly-once mode: the forwarder consumes a tier record, produces its next
-// hop and commits the tier offset in one Kafka transaction. One transaction
-// loop per process owns a transactional producer; partitions hand it their
-// records in order, and it commits them in batches (every TxnInterval or
-// TxnMaxRecords) together with the next offset of every partition in the
-// batch, carrying the consumer group generation and member id (KIP-447) so a
-// forwarder that lost its partitions in a rebalance (a zombie) is fenced:
-// its commit fails and its records are discarded. Consumers of the targets
-// and of the tiers read with read_committed.
+// hop and commits the tier offset in one Kafka transaction. The machine
+// sends records into the open transaction; every TxnInterval (or at
+// TxnMaxRecords) it closes it: the sink waits for every record's result,
+// adds the offsets the machine computed for the partitions in it (their
+// commit points as if the transaction's records were forwarded, with what
+// parked records lie past them) with the consumer group generation and
+// member id (KIP-447), so a forwarder that lost its partitions is fenced,
+// and commits. Nothing is sent while a transaction closes: there is one
+// transaction at a time, so an abort is simple: its records are sent again,
+// in order, in the next one. Consumers of the targets and of the tiers read
+// with read_committed.
 //
 // Failures stay with what they concern:
 //   - a record joins a transaction only once its target's metadata is known
-//     (partition.awaitTopic): a missing target holds its own partition, with
-//     back-off, and aborts nothing;
-//   - a transaction commits only when every record of it was acknowledged;
-//     the producer's results are collected per transaction (txnBatch), so
-//     an error is never taken for one of the next transaction;
-//   - an aborted transaction's partitions send their unacknowledged records
-//     again, in order, in a new transaction (partition.resend); every
-//     partition of it moves to a new send generation, and the records it
-//     sent under the old one are dropped here, so a partition's records in
-//     a transaction always continue from its last committed offset;
-//   - a record the target refused for good (too large, invalid) is sent
-//     again in a transaction of its own, so that a refusal of the batch it
-//     travelled in is not taken for its own; refused permanentAfter times,
-//     it is dead-lettered;
+//     (targets.go): a missing or forbidden target parks its record and
+//     aborts nothing;
+//   - a record the target refused for good (too large, invalid), or whose
+//     target refused this forwarder's writes, is sent again in a
+//     transaction of its own;
 //   - aborts back off (100ms doubling to 10s);
-//   - only a commit refused for a stale group generation ends a session (the
-//     session of that batch), since its partitions belong to another member.
+//   - a commit refused for a stale group generation ends the session: its
+//     partitions belong to another member;
+//   - a producer fenced (the broker aborted a transaction open longer than
+//     the transaction timeout, or another producer took the transactional.id)
+//     is replaced by a new one with the same transactional.id.
 
 // Transaction outcomes, the outcome label of ladder_transactions_total.
 const (
 	TxnCommitted = "committed" // committed with the tier offsets
 	TxnAborted   = "aborted"   // aborted; its records are sent again
-	TxnFenced    = "fenced"    // aborted because this forwarder was fenced (stale group generation, or another producer with its transactional.id)
+	TxnFenced    = "fenced"    // aborted because this forwarder was fenced (stale group generation, or its producer epoch)
 )
 
-// txnItem is a flight handed to the transaction loop, with the partition's
-// send generation when it was sent.
-type txnItem struct {
-	fl  *flight
-	gen uint64
+// TransactionalID is the default transactional.id of a forwarder: unique
+// per forwarder (group, host, pid and a random part). A stable id per
+// instance (LADDER_TRANSACTIONAL_ID, e.g. a StatefulSet pod name) lets a
+// restarted instance abort its predecessor's open transaction at once
+// instead of after the transaction timeout.
+func TransactionalID(group string) string {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b) // never fails (crypto/rand.Read panics rather than return an error)
+	return fmt.Sprintf("%s-%s-%d-%s", group, host, os.Getpid(), hex.EncodeToString(b))
 }
 
-type txnLoop struct {
-	f        *Forwarder
-	brokers  []string
-	pc       *sarama.Config
-	baseID   string
-	in       chan txnItem
-	producer sarama.AsyncProducer
-	results  sync.WaitGroup // the goroutine reading the producer's results
-	backoff  *backoff
-}
+// eosState is where the transactional sink stands.
+type eosState uint8
+
+const (
+	eosStopped  eosState = iota // no producer: one is started when a record comes
+	eosStarting                 // the producer is being started
+	eosIdle                     // a producer, no open transaction
+	eosOpen                     // a transaction takes records
+	eosClosing                  // the transaction commits (or aborts): nothing is sent
+)
 
 // txnBatch collects the producer's results for the records of one transaction.
 type txnBatch struct {
@@ -88,184 +94,231 @@ func (b *txnBatch) fail(fl *flight, err error) {
 	}
 }
 
-// TransactionalID is the default transactional.id of a forwarder: unique
-// per forwarder (group, host, pid and a random part). A stable id per
-// instance (LADDER_TRANSACTIONAL_ID, e.g. a StatefulSet pod name) lets a
-// restarted instance abort its predecessor's open transaction at once
-// instead of after the transaction timeout.
-func TransactionalID(group string) string {
-	host, _ := os.Hostname()
-	return fmt.Sprintf("%s-%s-%d-%s", group, host, os.Getpid(), randomSuffix())
+// eosSink is the exactly-once sink. Its state is the machine's (one
+// goroutine); the blocking work (starting a producer, committing, aborting)
+// runs in its worker goroutine, which posts the outcome as an event.
+type eosSink struct {
+	cfg     *Config
+	log     zerolog.Logger
+	metrics *metrics
+	health  *health
+	brokers []string
+	pc      *sarama.Config
+	box     *mailbox
+	session func() *group.Session // the current group session, for the commit's group metadata
+
+	state    eosState
+	producer sarama.AsyncProducer // owned by the worker while starting and closing
+	txn      uint64
+	flights  []*flight
+	batch    *txnBatch
+	opened   time.Time
+	solo     bool
+	wait     time.Time // no transaction before this (back-off after an abort)
+	backoff  *backoff.Backoff
+	fencings int
+
+	work    chan func()
+	results sync.WaitGroup // the goroutines reading the producers' results
+	done    sync.WaitGroup
+	ctx     context.Context // ends a commit being retried when the forwarder stops
+	cancel  context.CancelFunc
 }
 
-func randomSuffix() string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b) // never fails (crypto/rand.Read panics rather than return an error)
-	return hex.EncodeToString(b)
-}
-
-func newTxnLoop(f *Forwarder, brokers []string, pc *sarama.Config) *txnLoop {
-	return &txnLoop{f: f, brokers: brokers, pc: pc, baseID: pc.Producer.Transaction.ID,
-		in: make(chan txnItem, 4096), backoff: newBackoff(100*time.Millisecond, 10*time.Second)}
-}
-
-// start creates the transactional producer (InitProducerId fences an older
-// producer with the same transactional.id and aborts its open transaction).
-func (t *txnLoop) start() error {
-	p, err := sarama.NewAsyncProducer(t.brokers, t.pc)
-	if err != nil {
-		return fmt.Errorf("starting transactional producer %s: %w", t.pc.Producer.Transaction.ID, err)
-	}
-	t.producer = p
-	t.results.Go(func() {
-		successes, errs := p.Successes(), p.Errors()
-		for successes != nil || errs != nil {
-			select {
-			case m, ok := <-successes:
-				if !ok {
-					successes = nil
-					continue
-				}
-				m.Metadata.(*flight).batch.pending.Done()
-			case pe, ok := <-errs:
-				if !ok {
-					errs = nil
-					continue
-				}
-				fl := pe.Msg.Metadata.(*flight)
-				fl.batch.fail(fl, pe.Err)
-				fl.batch.pending.Done()
-			}
+func newEOSSink(cfg *Config, log zerolog.Logger, mt *metrics, h *health, brokers []string, pc *sarama.Config, box *mailbox) *eosSink {
+	s := &eosSink{cfg: cfg, log: log, metrics: mt, health: h, brokers: brokers, pc: pc, box: box,
+		backoff: backoff.New(100*time.Millisecond, 10*time.Second), work: make(chan func(), 1)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.done.Go(func() {
+		for w := range s.work {
+			w()
 		}
 	})
-	return nil
+	return s
 }
 
-func (t *txnLoop) close() {
-	if t.producer != nil {
-		t.producer.AsyncClose()
-		t.results.Wait()
-		t.producer = nil
-	}
-}
-
-// run commits batches until ctx is done.
-func (t *txnLoop) run(ctx context.Context) {
-	defer t.close()
-	var next *txnItem
-	for {
-		if next == nil {
-			select {
-			case it := <-t.in:
-				next = &it
-			case <-ctx.Done():
-				return
-			}
-		}
-		next = t.transaction(ctx, *next)
-	}
-}
-
-// stale reports whether it must not join a transaction: its partition
-// moved to a new send generation since (it will send the record again), or
-// its session was fenced, or its claim has ended.
-func (t *txnLoop) stale(it txnItem) bool {
-	p := it.fl.p
-	if it.gen != p.txnGen.Load() || p.sess.isFenced() {
-		return true
-	}
-	select {
-	case <-p.done:
-		return true
-	default:
+func (s *eosSink) ready(fl *flight, now time.Time) bool {
+	switch s.state {
+	case eosStopped:
+		s.start()
 		return false
+	case eosIdle:
+		return !now.Before(s.wait)
+	case eosOpen:
+		return !fl.solo && !s.solo && len(s.flights) < s.cfg.TxnMaxRecords
+	}
+	return false
+}
+
+// start has the worker start a transactional producer (InitProducerId
+// fences an older producer with the same transactional.id and aborts its
+// open transaction).
+func (s *eosSink) start() {
+	s.state = eosStarting
+	s.work <- func() {
+		p, err := sarama.NewAsyncProducer(s.brokers, s.pc)
+		if err != nil {
+			err = fmt.Errorf("starting transactional producer %s: %w", s.pc.Producer.Transaction.ID, err)
+		} else {
+			s.results.Go(func() { collectResults(p) })
+		}
+		s.box.post(event{kind: evTxnDone, started: true, producer: p, err: err})
 	}
 }
 
-// transaction commits one batch starting with first and returns the item
-// that did not fit (another session), if any.
-func (t *txnLoop) transaction(ctx context.Context, first txnItem) (leftover *txnItem) {
-	if t.stale(first) {
-		return nil
+// collectResults hands each record's result to its transaction's batch.
+func collectResults(p sarama.AsyncProducer) {
+	successes, errs := p.Successes(), p.Errors()
+	for successes != nil || errs != nil {
+		select {
+		case m, ok := <-successes:
+			if !ok {
+				successes = nil
+				continue
+			}
+			m.Metadata.(*flight).batch.pending.Done()
+		case pe, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			fl := pe.Msg.Metadata.(*flight)
+			fl.batch.fail(fl, pe.Err)
+			fl.batch.pending.Done()
+		}
 	}
-	if t.producer == nil {
-		if err := t.start(); err != nil {
-			t.f.log.Error().Err(err).Msg("exactly-once: cannot start the transactional producer")
-			t.abort(ctx, first.fl.p.sess, []*flight{first.fl}, nil, err)
+}
+
+func (s *eosSink) send(fl *flight, now time.Time) {
+	if s.state == eosIdle {
+		if err := s.producer.BeginTxn(); err != nil {
+			// The producer is in a state no transaction can begin from:
+			// replace it, and send the record again in the next one.
+			err = fmt.Errorf("beginning a transaction: %w", err)
+			s.replace()
+			fl.txn = 0
+			s.box.post(event{kind: evTxnDone, flights: []*flight{fl}, err: err})
+			return
+		}
+		s.txn++
+		s.state, s.opened, s.batch, s.solo = eosOpen, now, &txnBatch{}, false
+	}
+	fl.txn, fl.batch = s.txn, s.batch
+	fl.msg.Metadata = fl
+	s.solo = s.solo || fl.solo
+	s.flights = append(s.flights, fl)
+	s.batch.pending.Add(1)
+	s.producer.Input() <- fl.msg
+}
+
+// tick closes the open transaction when it is due: TxnInterval after it
+// opened, at TxnMaxRecords, or at once for a record sent alone.
+func (s *eosSink) tick(now time.Time) time.Time {
+	switch s.state {
+	case eosOpen:
+		due := s.opened.Add(s.cfg.TxnInterval)
+		if s.solo || len(s.flights) >= s.cfg.TxnMaxRecords || !now.Before(due) {
+			s.close(false)
+			return time.Time{}
+		}
+		return due
+	case eosIdle:
+		if now.Before(s.wait) {
+			return s.wait
+		}
+	}
+	return time.Time{}
+}
+
+func (s *eosSink) ending(lost bool, _ time.Time) {
+	if s.state == eosOpen {
+		s.close(lost)
+	}
+}
+
+func (s *eosSink) idle() bool {
+	return s.state != eosOpen && s.state != eosClosing && s.state != eosStarting
+}
+
+// close has the worker commit the open transaction with the offsets of its
+// partitions (their commit points as if its records were forwarded), or
+// abort it.
+func (s *eosSink) close(abort bool) {
+	s.state = eosClosing
+	flights, batch, p, txn := s.flights, s.batch, s.producer, s.txn
+	s.flights, s.batch = nil, nil
+	points := map[*partition]committedPoint{}
+	offsets := map[string][]*sarama.PartitionOffsetMetadata{}
+	for _, fl := range flights {
+		if _, ok := points[fl.p]; ok || fl.p.gone {
+			continue
+		}
+		off, meta := fl.p.commitPoint(txn)
+		points[fl.p] = committedPoint{off, meta}
+		pm := &sarama.PartitionOffsetMetadata{Partition: fl.p.id, Offset: off}
+		if meta != "" {
+			pm.Metadata = &meta
+		}
+		offsets[fl.p.topic] = append(offsets[fl.p.topic], pm)
+	}
+	sess := s.session()
+	s.work <- func() {
+		err := s.finish(p, batch, offsets, sess, abort)
+		ev := event{kind: evTxnDone, flights: flights, err: err, failed: batch.failed}
+		if err == nil {
+			ev.commits = points
+		} else {
+			ev.fenced = groupFenced(err)
+			ev.replace = producerFenced(err) || errors.Is(err, errFatalProducer) || p.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0
+		}
+		s.box.post(ev)
+	}
+}
+
+// finish commits (or aborts) the transaction whose records were sent with
+// batch. It runs in the worker.
+func (s *eosSink) finish(p sarama.AsyncProducer, batch *txnBatch, offsets map[string][]*sarama.PartitionOffsetMetadata,
+	sess *group.Session, abort bool) error {
+	// Every record's result, before committing: a transaction with a failed
+	// record must not commit the offsets past it.
+	batch.pending.Wait()
+	err := batch.first
+	for fl, ferr := range batch.failed {
+		if producerFenced(ferr) {
+			err = fmt.Errorf("producing to %s: %w", fl.msg.Topic, ferr)
+		}
+	}
+	if abort && err == nil {
+		err = group.ErrLost
+	}
+	if err == nil {
+		meta := &sarama.ConsumerGroupMetadata{GroupID: s.cfg.Group, GenerationID: sess.Generation(), MemberID: sess.MemberID()}
+		if err = p.AddOffsetsToTxnWithGroupMetadata(offsets, meta); err != nil {
+			err = fmt.Errorf("adding the tier offsets to the transaction: %w", err)
+		} else if err = commit(s.ctx, p, s.log, s.health); err == nil {
 			return nil
 		}
 	}
-	if err := t.producer.BeginTxn(); err != nil {
-		t.abort(ctx, first.fl.p.sess, []*flight{first.fl}, nil, fmt.Errorf("beginning transaction: %w", err))
-		return nil
-	}
-	sess := first.fl.p.sess
-	b := &txnBatch{}
-	var batch []*flight
-	add := func(fl *flight) {
-		fl.batch = b
-		fl.msg.Metadata = fl
-		b.pending.Add(1)
-		batch = append(batch, fl)
-		t.producer.Input() <- fl.msg
-	}
-	add(first.fl)
-	timer := time.NewTimer(t.f.cfg.TxnInterval)
-	defer timer.Stop()
-collect:
-	for len(batch) < t.f.cfg.TxnMaxRecords && !first.fl.solo {
-		select {
-		case it := <-t.in:
-			switch {
-			case t.stale(it):
-			case it.fl.p.sess != sess || it.fl.solo:
-				leftover = &it
-				break collect
-			default:
-				add(it.fl)
+	// Abort: the abort itself may be the first to learn that another
+	// producer took the transactional.id.
+	status := p.TxnStatus()
+	switch {
+	case status&sarama.ProducerTxnFlagFatalError != 0 || producerFenced(err):
+	case status&(sarama.ProducerTxnFlagInTransaction|sarama.ProducerTxnFlagAbortableError) != 0:
+		if aerr := p.AbortTxn(); aerr != nil {
+			if producerFenced(aerr) && !producerFenced(err) {
+				err = fmt.Errorf("aborting the transaction: %w", aerr)
+			} else {
+				s.log.Warn().Err(aerr).Msg("exactly-once: abort failed; replacing the producer")
+				err = fmt.Errorf("%w (and the abort failed: %w)", err, errFatalProducer)
 			}
-		case <-timer.C:
-			break collect
 		}
 	}
-	// Every record's result, before committing: a transaction with a
-	// failed record must not commit the offsets past it.
-	b.pending.Wait()
-	err := b.first
-	last := map[*partition]int64{}
-	for _, fl := range batch {
-		last[fl.p] = fl.offset
-	}
-	if err == nil {
-		offsets := map[string][]*sarama.PartitionOffsetMetadata{}
-		for p, off := range last {
-			offsets[p.claim.Topic()] = append(offsets[p.claim.Topic()], &sarama.PartitionOffsetMetadata{Partition: p.claim.Partition(), Offset: off + 1})
-		}
-		meta := &sarama.ConsumerGroupMetadata{GroupID: t.f.cfg.Group, GenerationID: sess.GenerationID(), MemberID: sess.MemberID()}
-		if err = t.producer.AddOffsetsToTxnWithGroupMetadata(offsets, meta); err != nil {
-			err = fmt.Errorf("adding the tier offsets to the transaction: %w", err)
-		} else {
-			err = t.commit(ctx)
-		}
-	}
-	if err != nil {
-		t.abort(ctx, sess, batch, b.failed, err)
-		return leftover
-	}
-	t.backoff.reset()
-	t.f.metrics.transactions.WithLabelValues(TxnCommitted).Inc()
-	for p, off := range last {
-		p.nextOffset.Store(off + 1)
-	}
-	byPartition := map[*partition][]*flight{}
-	for _, fl := range batch {
-		byPartition[fl.p] = append(byPartition[fl.p], fl)
-	}
-	for p, fls := range byPartition {
-		p.notify(event{acks: fls})
-	}
-	return leftover
+	return err
 }
+
+// errFatalProducer marks a failure that leaves the producer unusable.
+var errFatalProducer = errors.New("the transactional producer is unusable")
 
 // commit commits the open transaction. When sarama gives up after its own
 // retries (CONCURRENT_TRANSACTIONS or a coordinator away for a while), it
@@ -274,28 +327,99 @@ collect:
 // completes or sarama reports an error to abort on. Replacing the producer
 // instead could complete a commit that did reach the broker, and the
 // records would be sent again: duplicates.
-func (t *txnLoop) commit(ctx context.Context) error {
-	b := newBackoff(100*time.Millisecond, 5*time.Second)
+func commit(ctx context.Context, p sarama.AsyncProducer, log zerolog.Logger, h *health) error {
+	b := backoff.New(100*time.Millisecond, 5*time.Second)
 	for {
-		err := t.producer.CommitTxn()
+		err := p.CommitTxn()
 		if err == nil {
 			return nil
 		}
 		err = fmt.Errorf("committing the transaction: %w", err)
-		st := t.producer.TxnStatus()
+		st := p.TxnStatus()
 		if st&sarama.ProducerTxnFlagCommittingTransaction == 0 ||
 			st&(sarama.ProducerTxnFlagAbortableError|sarama.ProducerTxnFlagFatalError) != 0 {
 			return err
 		}
-		t.f.health.produced(err)
-		d := b.next()
-		t.f.log.Warn().Err(err).Dur("retry_in", d).Msg("exactly-once: the commit did not complete; retrying it")
-		select {
-		case <-ctx.Done():
+		h.produced(err)
+		d := b.Next()
+		log.Warn().Err(err).Dur("retry_in", d).Msg("exactly-once: the commit did not complete; retrying it")
+		if !backoff.Sleep(ctx, d) {
 			return err
-		case <-time.After(d):
 		}
 	}
+}
+
+// result takes the outcome of the worker's job (a started producer, a
+// finished transaction) before the machine takes the records'.
+func (s *eosSink) result(ev *event, now time.Time) {
+	if ev.started {
+		if ev.err != nil {
+			s.log.Error().Err(ev.err).Msg("exactly-once: cannot start the transactional producer")
+			s.health.produced(ev.err)
+			s.state, s.wait = eosStopped, now.Add(s.backoff.Next())
+			return
+		}
+		s.producer, s.state = ev.producer, eosIdle
+		return
+	}
+	if s.state == eosClosing {
+		s.state = eosIdle
+	}
+	if ev.err == nil {
+		s.backoff.Reset()
+		s.fencings = 0
+		s.metrics.transactions.WithLabelValues(TxnCommitted).Inc()
+		return
+	}
+	outcome := TxnAborted
+	if ev.fenced || producerFenced(ev.err) {
+		outcome = TxnFenced
+	}
+	s.metrics.transactions.WithLabelValues(outcome).Inc()
+	d := s.backoff.Next()
+	s.wait = now.Add(d)
+	l := s.log.Warn().Err(ev.err).Int("records", len(ev.flights)).Dur("retry_in", d)
+	switch {
+	case errors.Is(ev.err, group.ErrLost):
+		l.Msg("exactly-once: the group session was lost; transaction aborted")
+	case ev.fenced:
+		l.Msg("exactly-once: commit fenced, the group has moved to a new generation; ending this session (its partitions resume from their committed offsets)")
+	case producerFenced(ev.err):
+		s.fencings++
+		l.Str("transactional_id", s.pc.Producer.Transaction.ID).Int("fencings", s.fencings).
+			Msg("exactly-once: producer fenced: the broker aborted a transaction open longer than the transaction timeout, or another producer took this transactional.id; starting a new producer with the same id and sending the records again")
+		if s.fencings >= 5 {
+			s.log.Error().Str("transactional_id", s.pc.Producer.Transaction.ID).Int("fencings", s.fencings).
+				Msg("exactly-once: fenced again and again: is another forwarder running with the same LADDER_TRANSACTIONAL_ID?")
+		}
+	default:
+		l.Msg("exactly-once: transaction failed; aborting it and sending its records again")
+	}
+	if ev.replace {
+		s.replace()
+	}
+}
+
+// replace closes the producer: the next record starts a new one with the
+// same transactional.id (InitProducerId bumps its epoch).
+func (s *eosSink) replace() {
+	if s.producer != nil {
+		p := s.producer
+		s.producer = nil
+		go p.AsyncClose()
+	}
+	s.state = eosStopped
+}
+
+// stop stops the worker and the producer.
+func (s *eosSink) stop() {
+	s.cancel()
+	close(s.work)
+	s.done.Wait()
+	if s.producer != nil {
+		s.producer.AsyncClose()
+	}
+	s.results.Wait()
 }
 
 // groupFenced reports whether err says the commit's group generation is
@@ -306,87 +430,9 @@ func groupFenced(err error) bool {
 }
 
 // producerFenced reports whether err says another producer took over this
-// producer's transactional.id.
+// producer's transactional.id, or the broker bumped its epoch.
 func producerFenced(err error) bool {
 	return errors.Is(err, sarama.ErrProducerFenced) || errors.Is(err, sarama.ErrInvalidProducerEpoch)
-}
-
-// abort aborts the open transaction (or discards a producer that cannot),
-// moves every partition of the batch to a new send generation and tells it
-// to send its unacknowledged records again (with the errors of its records
-// that failed), then backs off. A commit refused for a stale generation ends
-// sess instead: its partitions have another owner.
-func (t *txnLoop) abort(ctx context.Context, sess *session, batch []*flight, failed map[*flight]error, cause error) {
-	fenced := groupFenced(cause)
-	byProducer := producerFenced(cause)
-	for fl, err := range failed {
-		if !byProducer && producerFenced(err) {
-			byProducer, cause = true, fmt.Errorf("producing to %s: %w", fl.msg.Topic, err)
-		}
-	}
-	// Abort first: the abort itself may be the first to learn that another
-	// producer took the transactional.id (its record failed with an invalid
-	// state before the broker said why).
-	if t.producer != nil {
-		status := t.producer.TxnStatus()
-		switch {
-		case status&sarama.ProducerTxnFlagFatalError != 0 || byProducer:
-			t.close() // fenced or broken: a new producer starts afresh
-		case status&(sarama.ProducerTxnFlagInTransaction|sarama.ProducerTxnFlagAbortableError) != 0:
-			if err := t.producer.AbortTxn(); err != nil {
-				if !byProducer && producerFenced(err) {
-					byProducer, cause = true, fmt.Errorf("aborting the transaction: %w", err)
-				}
-				t.f.log.Warn().Err(err).Msg("exactly-once: abort failed; replacing the producer")
-				t.close()
-			}
-		}
-	}
-	outcome := TxnAborted
-	if fenced || byProducer {
-		outcome = TxnFenced
-	}
-	t.f.metrics.transactions.WithLabelValues(outcome).Inc()
-	t.f.health.produced(cause)
-	d := t.backoff.next()
-	ev := t.f.log.Warn().Err(cause).Int("records", len(batch)).Dur("retry_in", d)
-	switch {
-	case fenced:
-		ev.Int32("generation", sess.GenerationID()).Msg("exactly-once: commit fenced, the group has moved to a new generation; " +
-			"ending this session (its partitions resume from their committed offsets)")
-	case byProducer:
-		ev.Str("transactional_id", t.pc.Producer.Transaction.ID).Msg("exactly-once: producer fenced: another producer took this " +
-			"transactional.id, or the broker aborted a transaction open longer than the transaction timeout; continuing under a new " +
-			"transactional.id and sending the records again")
-	default:
-		ev.Msg("exactly-once: transaction failed; aborting it and sending its records again")
-	}
-	if byProducer {
-		// Taking the id back would fence the other producer in turn, and
-		// the two would fence each other for ever. Zombies are fenced by
-		// the group generation of their commits whatever the id.
-		t.pc.Producer.Transaction.ID = t.baseID + "-" + randomSuffix()
-	}
-	if fenced {
-		sess.fence()
-	}
-	byPartition := map[*partition][]*flight{}
-	for _, fl := range batch {
-		byPartition[fl.p] = append(byPartition[fl.p], fl)
-	}
-	for p, fls := range byPartition {
-		ev := event{abort: p.txnGen.Add(1)}
-		for _, fl := range fls {
-			if err, ok := failed[fl]; ok {
-				ev.failed = append(ev.failed, failure{fl, err})
-			}
-		}
-		p.notify(ev)
-	}
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
 }
 
 // transactionalConfig turns a producer configuration into a transactional one.

@@ -1,18 +1,31 @@
 // Package forward is the tier forwarder: it claims tier partitions in a
-// consumer group, holds the head record of each partition until it is due
-// (with the partition paused, so nothing more is fetched meanwhile), and
-// produces it to its next hop, a smaller tier or the target topic.
+// consumer group, holds the head record of each partition until it is due,
+// and produces it to its next hop, a smaller tier or the target topic.
 //
-// Invariants kept here (DESIGN.md):
-//   - never early: a record goes to its target only when now ≥ ladder-due;
-//   - nothing lost: a source offset is marked only after the broker
-//     acknowledged (acks=all) the forwarded record and every record before it;
-//   - bounded memory: per partition, one held head plus at most MaxInFlight
-//     records awaiting acknowledgement;
-//   - bad input never blocks a partition: an unroutable record goes to the
-//     dead-letter topic with ladder-error and the partition moves on;
-//   - rebalance-safe: a held head is dropped on revoke and refetched by the
-//     new owner from the committed offset.
+// Invariants kept here (DESIGN.md), and where:
+//   - never early (partition.releasable): a record goes to its target only
+//     when now ≥ ladder-due, unless work-ahead or a drain marks it early;
+//   - nothing lost (partition.commitPoint): a tier offset is committed only
+//     after the forwarded record and every record before it were
+//     acknowledged (acks=all), or in the same transaction (eos.go);
+//   - bounded memory (memory.go): what the forwarder holds of records is
+//     bounded in bytes for the whole process (BufferMemory); a held head is
+//     a copy of one record, and its partition fetches nothing meanwhile;
+//   - bad input never blocks a partition (targets.go, partition.park): a
+//     record that cannot be routed goes to the dead-letter topic with
+//     ladder-error; one whose target is missing or refuses writes parks
+//     while the records behind it flow, and is dead-lettered after
+//     TargetTimeout;
+//   - order (partition.toRetry): FIFO per tier partition; a failed record
+//     holds the later ones until it is acknowledged;
+//   - rebalance-safe (machine.end): a held head is dropped on revoke and
+//     fetched again by the new owner from the committed offset; a forwarder
+//     whose group session may be lost (its lease lapsed) sends nothing.
+//
+// The pieces: machine.go owns every claimed partition's state machine
+// (partition.go) and is driven by one goroutine (loop.go); the group
+// membership is package group; records are fetched by fetch.go and handed to
+// a sink: at-least-once (sink.go) or exactly-once (eos.go).
 package forward
 
 import (
@@ -20,13 +33,13 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/ladder/ladder/pkg/backoff"
 	"github.com/ladder/ladder/pkg/control"
 	"github.com/ladder/ladder/pkg/kafkaconf"
 	"github.com/ladder/ladder/pkg/tier"
@@ -42,11 +55,13 @@ type Config struct {
 	Group string
 	// Kafka is the connection configuration (required).
 	Kafka kafkaconf.Config
-	// MaxInFlight bounds the records of one partition handed to the producer
-	// and not yet acknowledged (default 8192).
-	MaxInFlight int
-	// ResumeLead is how long before a held head is due the partition resumes
-	// fetching, so the records behind it are at hand when it is released
+	// BufferMemory bounds, in bytes, what the forwarder holds of records
+	// for the whole process: fetched records not yet forwarded, records in
+	// flight to the producer, and fetches on their way (default 32 MiB,
+	// least 1 MiB). It is not per partition.
+	BufferMemory int64
+	// ResumeLead is how long before a held head is due its partition fetches
+	// again, so the records behind it are at hand when it is released
 	// (default 500ms).
 	ResumeLead time.Duration
 	// MaxDelay dead-letters a record due further ahead than this: a due in
@@ -56,12 +71,23 @@ type Config struct {
 	// and the broker health check (default 10s).
 	HealthInterval time.Duration
 	// MaxHops dead-letters a record that has passed through more tiers than
-	// this, which only a routing loop produces (default 10000).
+	// this, which only a routing loop produces (default: twice the hops a
+	// record due MaxDelay ahead takes on the ladder, at least 100). A value
+	// below those hops is refused.
 	MaxHops int
-	// ShutdownTimeout bounds how long a stopping or revoked partition waits
-	// for its in-flight records to be acknowledged (default 15s, below the 20s rebalance timeout). Records
-	// still unacknowledged then are not marked and are forwarded again by the
-	// next owner: a duplicate, never a loss.
+	// TargetTimeout is how long a record waits for its target topic to
+	// exist and accept this forwarder's writes before it is dead-lettered
+	// (unknown_target, not_authorized), as a Kafka producer's max.block.ms
+	// (default 60s). The records behind it go on meanwhile.
+	TargetTimeout time.Duration
+	// CommitInterval is how often acknowledged offsets are committed in
+	// at-least-once mode (default 500ms): what a crash forwards twice.
+	CommitInterval time.Duration
+	// ShutdownTimeout bounds how long a stopping or revoked forwarder waits
+	// for its in-flight records to be acknowledged (default 15s, below the
+	// 20s rebalance timeout). Records still unacknowledged then are not
+	// committed and are forwarded again by the next owner: a duplicate,
+	// never a loss.
 	ShutdownTimeout time.Duration
 	// StatsInterval is how often the running totals are logged (0: never).
 	StatsInterval time.Duration
@@ -89,12 +115,15 @@ type Config struct {
 	Log zerolog.Logger
 }
 
+// DefaultBufferMemory is the default of Config.BufferMemory.
+const DefaultBufferMemory = 32 << 20
+
 func (c *Config) setDefaults() {
 	if c.Group == "" {
 		c.Group = "ladder"
 	}
-	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = 8192
+	if c.BufferMemory <= 0 {
+		c.BufferMemory = DefaultBufferMemory
 	}
 	if c.ResumeLead <= 0 {
 		c.ResumeLead = 500 * time.Millisecond
@@ -105,8 +134,14 @@ func (c *Config) setDefaults() {
 	if c.HealthInterval <= 0 {
 		c.HealthInterval = 10 * time.Second
 	}
-	if c.MaxHops <= 0 {
-		c.MaxHops = 10_000
+	if c.MaxHops <= 0 && c.Ladder != nil {
+		c.MaxHops = max(100, 2*HopsWithin(c.Ladder, c.MaxDelay))
+	}
+	if c.TargetTimeout <= 0 {
+		c.TargetTimeout = time.Minute
+	}
+	if c.CommitInterval <= 0 {
+		c.CommitInterval = 500 * time.Millisecond
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 15 * time.Second
@@ -125,52 +160,52 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// ErrHopsBelowMaxDelay is returned (wrapped) by New when MaxHops is below
+// the hops a record due MaxDelay ahead takes: such records would be
+// accepted, then dead-lettered as a routing loop on their way.
+var ErrHopsBelowMaxDelay = errors.New("maximum hops below the hops of the maximum delay")
+
 func (c *Config) validate() error {
 	if c.Ladder == nil {
 		return errors.New("no ladder configured")
 	}
+	if c.BufferMemory < 1<<20 {
+		return fmt.Errorf("buffer memory of %d bytes: at least 1 MiB", c.BufferMemory)
+	}
+	if need := HopsWithin(c.Ladder, c.MaxDelay); c.MaxHops <= need {
+		return fmt.Errorf("%w: a record due %s ahead takes up to %d hops on tiers %s, and the limit is %d: raise the maximum hops above %d or lower the maximum delay",
+			ErrHopsBelowMaxDelay, tier.Label(c.MaxDelay), need, c.Ladder, c.MaxHops, need)
+	}
 	return c.Kafka.Validate()
+}
+
+// HopsWithin is an upper bound of the hops a record due at most d ahead
+// takes on l: one per largest tier it waits in, and at most the smaller
+// tiers' ratios for the remainder.
+func HopsWithin(l *tier.Ladder, d time.Duration) int {
+	ts := l.Tiers()
+	n := int(d/ts[len(ts)-1].Delay) + 1
+	for i := 0; i+1 < len(ts); i++ {
+		n += int((ts[i+1].Delay + ts[i].Delay - 1) / ts[i].Delay)
+	}
+	return n
 }
 
 // Forwarder forwards the records of every tier of one ladder. Several
 // forwarder processes with the same Group share the tier partitions.
 type Forwarder struct {
-	cfg    Config
-	log    zerolog.Logger
-	topics []string
-
-	producer sarama.AsyncProducer         // at-least-once mode
-	solo     chan *sarama.ProducerMessage // at-least-once mode: records sent alone (sendAlone)
-	txn      *txnLoop                     // exactly-once mode
-	maxBytes int                          // the producer's Producer.MaxMessageBytes
-	client   sarama.Client                // the consumer group's
-	group    sarama.ConsumerGroup
-	metrics  *metrics
-
-	sessMu     sync.Mutex
-	endSession context.CancelFunc // ends the session being joined or run
-	known      sync.Map           // target topics whose metadata is known (exactly-once mode)
-	// failingParts counts the partitions with a failing record: a success
-	// clears the produce failure of readiness only when none is left.
-	failingParts atomic.Int64
-
-	partsMu sync.Mutex
-	parts   map[*partition]struct{} // claimed partitions, for gauges and offset refresh
-
+	cfg     Config
+	log     zerolog.Logger
+	topics  []string
+	metrics *metrics
 	control *control.State
 	health  health
 	stats   Stats
-}
+	mem     budget
 
-// Stats are running totals since the forwarder started. Read them with Snapshot.
-type Stats struct {
-	Forwarded    atomic.Int64 // acknowledged records sent to a smaller tier
-	Delivered    atomic.Int64 // acknowledged records sent to their target when due
-	Early        atomic.Int64 // acknowledged records sent to their target early (work-ahead)
-	DeadLettered atomic.Int64 // acknowledged records sent to the dead-letter topic
-	Retried      atomic.Int64 // produce attempts that failed and were sent again
-	Held         atomic.Int64 // partitions currently holding a head that is not due
-	Claimed      atomic.Int64 // partitions currently claimed
+	partsMu sync.Mutex
+	parts   []*partition // the current session's, for gauges and the offset refresher
+	client  sarama.Client
 }
 
 // Snapshot is a copy of Stats.
@@ -191,7 +226,8 @@ func New(cfg Config) (*Forwarder, error) {
 		return nil, fmt.Errorf("invalid forwarder config: %w", err)
 	}
 	f := &Forwarder{cfg: cfg, log: cfg.Log.With().Str("group", cfg.Group).Logger(), topics: cfg.Ladder.Topics(),
-		metrics: newMetrics(cfg.ExactlyOnce), parts: map[*partition]struct{}{}, control: control.NewState()}
+		metrics: newMetrics(cfg.ExactlyOnce), control: control.NewState()}
+	f.mem.limit = cfg.BufferMemory
 	if cfg.Registerer != nil {
 		for _, c := range append(f.metrics.collectors(), f) {
 			if err := cfg.Registerer.Register(c); err != nil {
@@ -203,8 +239,9 @@ func New(cfg Config) (*Forwarder, error) {
 }
 
 // Run joins the group and forwards until ctx is done, then stops cleanly:
-// the claims finish their in-flight records and commit, the member leaves
-// the group, and the producer flushes. It returns nil after a clean stop.
+// the partitions finish their in-flight records and commit, the member
+// leaves the group, and the producer flushes. It returns nil after a clean
+// stop.
 func (f *Forwarder) Run(ctx context.Context) error {
 	brokers := f.cfg.Kafka.BrokerList()
 	pc, err := f.cfg.Kafka.Producer()
@@ -215,57 +252,57 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Small fetches keep memory proportional to partitions, not backlog.
-	cc.Consumer.Fetch.Default = 256 << 10
-	cc.ChannelBufferSize = 256
-	// Tiers written by exactly-once forwarders may hold aborted records: never
-	// forward them. Without transactions this costs nothing.
+	// Tiers written by exactly-once forwarders may hold aborted records:
+	// never forward them. Without transactions this costs nothing.
 	cc.Consumer.IsolationLevel = sarama.ReadCommitted
-	f.maxBytes = pc.Producer.MaxMessageBytes
+	box := newMailbox()
+	var s sink
+	var closeSink func()
+	var eos *eosSink
 	if f.cfg.ExactlyOnce {
-		cc.Consumer.Offsets.AutoCommit.Enable = false // offsets are committed in the transactions
-		f.txn = newTxnLoop(f, brokers, transactionalConfig(pc, f.cfg.TransactionalID, f.cfg.TxnTimeout))
+		eos = newEOSSink(&f.cfg, f.log, f.metrics, &f.health, brokers, transactionalConfig(pc, f.cfg.TransactionalID, f.cfg.TxnTimeout), box)
+		s, closeSink = eos, eos.stop
 	}
-
 	// Kafka may not be reachable yet (a pod starting beside its cluster):
 	// retry with back-off instead of exiting into a crash loop.
-	if !f.connect(ctx, brokers, pc, cc) {
+	connected := backoff.Retry(ctx, backoff.New(time.Second, 30*time.Second), func() error {
+		client, err := sarama.NewClient(brokers, cc)
+		if err != nil {
+			return fmt.Errorf("starting the consumer client: %w", err)
+		}
+		if eos == nil {
+			alo, err := newALOSink(brokers, pc, box)
+			if err != nil {
+				client.Close()
+				return err
+			}
+			s, closeSink = alo, alo.close
+		}
+		f.client = client
+		f.health.setBrokers(nil)
+		return nil
+	}, func(err error, d time.Duration) {
+		err = kafkaconf.Explain(err, brokers)
+		f.health.setBrokers(err)
+		f.log.Error().Err(err).Dur("retry_in", d).Msg("cannot connect to Kafka")
+	})
+	if !connected {
+		if eos != nil {
+			eos.stop()
+		}
 		return nil // stopped before Kafka was reachable
 	}
-	// Stop in order: the group (claims finish their records and commit),
-	// then the producer or transaction loop, then the client.
-	var sinks sync.WaitGroup
-	stopSinks := func() {}
-	if f.txn != nil {
-		txnCtx, cancel := context.WithCancel(context.Background())
-		sinks.Go(func() { f.txn.run(txnCtx) })
-		stopSinks = cancel
-	} else {
-		f.solo = make(chan *sarama.ProducerMessage, 1024)
-		sinks.Go(f.dispatchAcks)
-		sinks.Go(func() { f.sendAlone(brokers, pc) })
-		stopSinks = func() {
-			close(f.solo)
-			f.producer.AsyncClose()
-		}
+	mc := &machineConfig{Config: &f.cfg, control: f.control, maxMessageBytes: pc.Producer.MaxMessageBytes,
+		partitionFetchBytes: maxPartitionFetchBytes, maxFetchBytes: max(minFetchBytes, f.cfg.BufferMemory/2)}
+	m := newMachine(mc, f.log, f.metrics, &f.stats, &f.health, &f.mem)
+	m.sink = s
+	d := newDriver(f, m, box, cc)
+	if eos != nil {
+		eos.session = d.currentSession
 	}
-	var groupErrs sync.WaitGroup
-	groupErrs.Go(func() {
-		for err := range f.group.Errors() {
-			f.log.Warn().Err(err).Msg("consumer group")
-		}
-	})
-	defer func() {
-		if err := f.group.Close(); err != nil {
-			f.log.Warn().Err(err).Msg("leaving consumer group")
-		}
-		groupErrs.Wait()
-		stopSinks()
-		sinks.Wait()
-		f.client.Close()
-	}()
-	refresh, stopRefresh := context.WithCancel(ctx)
+
 	var refreshing sync.WaitGroup
+	refresh, stopRefresh := context.WithCancel(ctx)
 	refreshing.Go(func() { f.refreshOffsets(refresh) })
 	refreshing.Go(func() { f.control.Follow(refresh, f.cfg.Ladder.ControlTopic(), brokers, cc, f.log) })
 	if wa := f.cfg.WorkAhead; wa != nil {
@@ -275,97 +312,26 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			}
 		})
 	}
-	defer func() { stopRefresh(); refreshing.Wait() }()
-
+	if f.cfg.StatsInterval > 0 {
+		refreshing.Go(func() { f.logStats(refresh) })
+	}
 	mode := "at-least-once"
-	if f.txn != nil {
+	if eos != nil {
 		mode = "exactly-once, transactional.id " + f.cfg.TransactionalID
 	}
-	f.log.Info().Strs("tiers", f.topics).Strs("brokers", brokers).Str("mode", mode).Msg("forwarder started")
-	if f.cfg.StatsInterval > 0 {
-		stats, stopStats := context.WithCancel(ctx)
-		var logging sync.WaitGroup
-		logging.Go(func() { f.logStats(stats) })
-		defer func() { stopStats(); logging.Wait() }()
-	}
-	h := &handler{f: f}
-	backoff := newBackoff(100*time.Millisecond, 10*time.Second)
-	for ctx.Err() == nil {
-		// Each session has its own context so that a fenced commit can end
-		// it (and only it): its partitions resume from their committed
-		// offsets, wherever the group assigns them.
-		sess, endSession := context.WithCancel(ctx)
-		f.sessMu.Lock()
-		f.endSession = endSession
-		f.sessMu.Unlock()
-		err := f.group.Consume(sess, f.topics, h)
-		endSession()
-		switch {
-		case err == nil:
-			backoff.reset()
-		case errors.Is(err, sarama.ErrClosedConsumerGroup):
-			return nil
-		default:
-			d := backoff.next()
-			f.log.Warn().Err(err).Dur("retry_in", d).Msg("consumer group session failed")
-			select {
-			case <-ctx.Done():
-			case <-time.After(d):
-			}
-		}
-	}
+	f.log.Info().Strs("tiers", f.topics).Strs("brokers", brokers).Str("mode", mode).
+		Str("buffer_memory", byteLabel(int(f.cfg.BufferMemory))).Msg("forwarder started")
+
+	d.run(ctx)
+
 	f.log.Info().Msg("forwarder stopping")
-	return nil
-}
-
-// connect creates the producer, the consumer client and the consumer group,
-// retrying with back-off until it succeeds or ctx is done (false).
-func (f *Forwarder) connect(ctx context.Context, brokers []string, pc, cc *sarama.Config) bool {
-	b := newBackoff(time.Second, 30*time.Second)
-	for {
-		err := f.dial(brokers, pc, cc)
-		if err == nil {
-			return true
-		}
-		f.health.setBrokers(kafkaconf.Explain(err, brokers))
-		d := b.next()
-		f.log.Error().Err(kafkaconf.Explain(err, brokers)).Dur("retry_in", d).Msg("cannot connect to Kafka")
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(d):
-		}
-	}
-}
-
-func (f *Forwarder) dial(brokers []string, pc, cc *sarama.Config) error {
-	var p sarama.AsyncProducer
-	var err error
-	var closeProducer func()
-	if f.txn != nil {
-		if err := f.txn.start(); err != nil {
-			return err
-		}
-		closeProducer = f.txn.close
-	} else {
-		if p, err = sarama.NewAsyncProducer(brokers, pc); err != nil {
-			return fmt.Errorf("starting producer: %w", err)
-		}
-		closeProducer = func() { p.Close() }
-	}
-	c, err := sarama.NewClient(brokers, cc)
-	if err != nil {
-		closeProducer()
-		return fmt.Errorf("starting consumer: %w", err)
-	}
-	g, err := sarama.NewConsumerGroupFromClient(f.cfg.Group, c)
-	if err != nil {
-		c.Close()
-		closeProducer()
-		return fmt.Errorf("joining consumer group %s: %w", f.cfg.Group, err)
-	}
-	f.producer, f.client, f.group = p, c, g
-	f.health.setBrokers(nil)
+	// Stop in order: the group (done by d.run: the partitions finished
+	// their records, committed and left), then the producer, then the rest.
+	closeSink()
+	d.stop()
+	stopRefresh()
+	refreshing.Wait()
+	f.client.Close()
 	return nil
 }
 
@@ -387,195 +353,15 @@ func (f *Forwarder) logStats(ctx context.Context) {
 func (f *Forwarder) logSnapshot(msg string) {
 	s := f.Snapshot()
 	f.log.Info().Int64("forwarded", s.Forwarded).Int64("delivered", s.Delivered).Int64("early", s.Early).Int64("dead_lettered", s.DeadLettered).
-		Int64("retried", s.Retried).Int64("claimed", s.Claimed).Int64("held", s.Held).Msg(msg)
+		Int64("retried", s.Retried).Int64("claimed", s.Claimed).Int64("held", s.Held).
+		Int64("buffer_bytes", f.mem.gauge.Load()).Msg(msg)
 }
 
-// dispatchAcks routes every producer result to the partition that sent the
-// record, until the producer closes. It never blocks: each partition's event
-// channel has room for every record it can have in flight. Successes and
-// errors have a goroutine each: a plain receive costs less than a select.
-func (f *Forwarder) dispatchAcks() {
-	var errs sync.WaitGroup
-	errs.Go(func() {
-		for pe := range f.producer.Errors() {
-			fl := pe.Msg.Metadata.(*flight)
-			fl.p.events <- event{f: fl, err: pe.Err}
-		}
-	})
-	defer errs.Wait()
-	successes := f.producer.Successes()
-	batch := map[*partition][]*flight{}
-	for m := range successes {
-		// Hand over the acknowledgements that are already waiting as one
-		// event per partition: one wake-up for many records.
-		for ok, n := true, 0; ok && n < 1024; n++ {
-			fl := m.Metadata.(*flight)
-			batch[fl.p] = append(batch[fl.p], fl)
-			select {
-			case m, ok = <-successes:
-			default:
-				ok = false
-			}
-		}
-		for p, fls := range batch {
-			p.events <- event{acks: fls}
-		}
-		clear(batch) // keeps its buckets: no allocation per wake-up
-	}
-}
-
-// sendAlone sends the records of f.solo one at a time, each alone in its
-// produce request, and hands each result to its partition (at-least-once
-// mode). It is for records refused for good, to tell a record the target
-// refuses from a batch it refuses.
-func (f *Forwarder) sendAlone(brokers []string, pc *sarama.Config) {
-	var p sarama.SyncProducer
-	defer func() {
-		if p != nil {
-			p.Close()
-		}
-	}()
-	for msg := range f.solo {
-		fl := msg.Metadata.(*flight)
-		var err error
-		if p == nil {
-			if p, err = sarama.NewSyncProducer(brokers, pc); err != nil {
-				p, err = nil, fmt.Errorf("starting the producer of records sent alone: %w", err)
-			}
-		}
-		if err == nil {
-			_, _, err = p.SendMessage(msg)
-		}
-		fl.p.notify(event{f: fl, err: err})
-	}
-}
-
-type handler struct {
-	f   *Forwarder
-	cur atomic.Pointer[session] // set in Setup, before the session's claims start
-}
-
-// session is one consumer group session (one generation) of this forwarder.
-type session struct {
-	sarama.ConsumerGroupSession
-	end    context.CancelFunc
-	once   sync.Once
-	fenced chan struct{} // closed when a commit of the session was fenced
-}
-
-// fence ends the session after a commit of it was refused for a stale
-// generation.
-func (s *session) fence() {
-	s.once.Do(func() {
-		close(s.fenced)
-		s.end()
-	})
-}
-
-func (s *session) isFenced() bool {
-	select {
-	case <-s.fenced:
-		return true
-	default:
-		return false
-	}
-}
-
-func (h *handler) Setup(s sarama.ConsumerGroupSession) error {
-	h.f.sessMu.Lock()
-	end := h.f.endSession
-	h.f.sessMu.Unlock()
-	h.cur.Store(&session{ConsumerGroupSession: s, end: end, fenced: make(chan struct{})})
-	h.f.metrics.sessions.Inc()
-	h.f.health.setSession(true)
-	h.f.log.Info().Str("member", s.MemberID()).Int32("generation", s.GenerationID()).
-		Interface("claims", s.Claims()).Msg("partitions assigned")
-	return nil
-}
-
-func (h *handler) Cleanup(s sarama.ConsumerGroupSession) error {
-	h.f.health.setSession(false)
-	h.f.log.Info().Str("member", s.MemberID()).Int32("generation", s.GenerationID()).Msg("partitions released")
-	return nil
-}
-
-func (h *handler) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerGroupClaim) error {
-	t, ok := h.f.cfg.Ladder.Lookup(c.Topic())
-	if !ok {
-		return fmt.Errorf("claimed topic %s is not a tier of ladder %s", c.Topic(), h.f.cfg.Ladder)
-	}
-	p := newPartition(h.f, h.cur.Load(), c, t)
-	h.f.track(p, true)
-	defer h.f.track(p, false)
-	p.run()
-	close(p.done)
-	return nil
-}
-
-func (f *Forwarder) track(p *partition, claimed bool) {
+// setParts publishes the current session's partitions to the metrics
+// collector and the offset refresher.
+func (f *Forwarder) setParts(parts []*partition) {
 	f.partsMu.Lock()
 	defer f.partsMu.Unlock()
-	if claimed {
-		f.parts[p] = struct{}{}
-		f.stats.Claimed.Add(1)
-	} else {
-		delete(f.parts, p)
-		f.stats.Claimed.Add(-1)
-	}
+	f.parts = parts
+	f.stats.Claimed.Store(int64(len(parts)))
 }
-
-// permanent reports whether a produce error will recur however often the
-// record is sent: the target refuses this record itself.
-func permanent(err error) bool {
-	for _, k := range []sarama.KError{sarama.ErrMessageSizeTooLarge, sarama.ErrMessageSetSizeTooLarge,
-		sarama.ErrInvalidMessage, sarama.ErrInvalidRecord} {
-		if errors.Is(err, k) {
-			return true
-		}
-	}
-	return false
-}
-
-// topicKnown reports whether the metadata of topic was read (exactly-once
-// mode: a record joins a transaction only then).
-func (f *Forwarder) topicKnown(topic string) bool {
-	_, ok := f.known.Load(topic)
-	return ok
-}
-
-// lookupTopic reads the metadata of topic from the brokers and remembers
-// the topic as known when it exists with partitions.
-func (f *Forwarder) lookupTopic(topic string) error {
-	if err := f.client.RefreshMetadata(topic); err != nil {
-		return fmt.Errorf("reading the metadata of topic %s: %w", topic, err)
-	}
-	parts, err := f.client.Partitions(topic)
-	if err == nil && len(parts) == 0 {
-		err = sarama.ErrUnknownTopicOrPartition
-	}
-	if err != nil {
-		return fmt.Errorf("reading the partitions of topic %s: %w", topic, err)
-	}
-	f.known.Store(topic, struct{}{})
-	return nil
-}
-
-// forgetTopic makes the metadata of topic be read again before its next record.
-func (f *Forwarder) forgetTopic(topic string) { f.known.Delete(topic) }
-
-// backoff is a capped exponential back-off.
-type backoff struct{ cur, min, max time.Duration }
-
-func newBackoff(lo, hi time.Duration) *backoff { return &backoff{min: lo, max: hi} }
-
-func (b *backoff) next() time.Duration {
-	switch {
-	case b.cur == 0:
-		b.cur = b.min
-	case b.cur < b.max:
-		b.cur = min(2*b.cur, b.max)
-	}
-	return b.cur
-}
-
-func (b *backoff) reset() { b.cur = 0 }

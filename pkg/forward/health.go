@@ -124,8 +124,8 @@ func (f *Forwarder) readEndOffsets(ctx context.Context) error {
 	f.partsMu.Lock()
 	tps := map[string][]int32{}
 	byTP := map[offsets.TP]*partition{}
-	for p := range f.parts {
-		tp := offsets.TP{Topic: p.claim.Topic(), Partition: p.claim.Partition()}
+	for _, p := range f.parts {
+		tp := offsets.TP{Topic: p.topic, Partition: p.id}
 		tps[tp.Topic] = append(tps[tp.Topic], tp.Partition)
 		byTP[tp] = p
 	}
@@ -172,7 +172,7 @@ func (p *partition) readPending(ctx context.Context, client sarama.Client) error
 	if r := p.readable.Load(); r != nil && r.next == next && r.end == end {
 		return nil
 	}
-	rr, err := offsets.ReadRange(ctx, client, p.claim.Topic(), p.claim.Partition(), next, end)
+	rr, err := offsets.ReadRange(ctx, client, p.topic, p.id, next, end)
 	if err != nil {
 		return err
 	}

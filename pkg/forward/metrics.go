@@ -150,10 +150,10 @@ func (f *Forwarder) Collect(ch chan<- prometheus.Metric) {
 		by[t] = &agg{}
 	}
 	f.partsMu.Lock()
-	for p := range f.parts {
+	for _, p := range f.parts {
 		a := by[p.tier.Topic]
 		a.claimed++
-		if p.pausedState.Load() {
+		if p.heldState.Load() {
 			a.paused++
 		}
 		a.pending += int(p.pending())

@@ -98,6 +98,7 @@ type Head struct {
 	target  string
 	due     time.Time
 	release chan struct{}
+	notify  func() // called (it must not block) when the head is released early; may be nil
 }
 
 // Released is closed when the controller releases the head early.
@@ -156,10 +157,17 @@ func New(cfg Config) (*Controller, error) {
 // when target is not a watched lane. The caller must Drop it when the head
 // leaves (released early, due, or revoked).
 func (c *Controller) Hold(target string, due time.Time) *Head {
+	return c.HoldFunc(target, due, nil)
+}
+
+// HoldFunc is Hold that also calls notify, which must not block, when the
+// controller releases the head: a caller holding many heads in one
+// goroutine learns of a release without a channel per head.
+func (c *Controller) HoldFunc(target string, due time.Time, notify func()) *Head {
 	if _, ok := c.lanes[target]; !ok {
 		return nil
 	}
-	h := &Head{target: target, due: due, release: make(chan struct{})}
+	h := &Head{target: target, due: due, release: make(chan struct{}), notify: notify}
 	c.mu.Lock()
 	c.heads[h] = struct{}{}
 	c.mu.Unlock()
@@ -334,6 +342,9 @@ func (c *Controller) release(elapsed time.Duration) {
 			}
 			delete(c.heads, first)
 			close(first.release)
+			if first.notify != nil {
+				first.notify()
+			}
 			l.tokens--
 			l.released++
 			// Count it now: the lane's lag will rise as these arrive.

@@ -1,0 +1,184 @@
+package forward
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/ladder/ladder/pkg/envelope"
+	"github.com/ladder/ladder/pkg/tier"
+)
+
+// A record is produced to its target only once the target's metadata was
+// read: a target that does not exist, or that refuses this forwarder's
+// writes, parks its records (see partition.park) instead of failing produce
+// requests, so in exactly-once mode it never aborts a transaction of other
+// partitions, and in at-least-once mode it never holds the records behind
+// it. A parked record is dead-lettered once it has waited TargetTimeout
+// (like a Kafka producer's max.block.ms) with reason unknown_target or
+// not_authorized.
+
+// targetState is what the forwarder knows of a target topic.
+type targetState uint8
+
+const (
+	targetUnchecked targetState = iota // never looked up
+	targetKnown                        // exists; writes went through (or were not refused yet)
+	targetMissing                      // does not exist (metadata or a produce said so)
+	targetForbidden                    // this forwarder may not describe or write it
+)
+
+type target struct {
+	state    targetState
+	err      error     // why it is missing or forbidden
+	looking  bool      // a lookup is on its way
+	failures int       // lookups or produce attempts failed since the last success (back-off)
+	next     time.Time // no lookup before this
+	waiters  map[*partition]struct{}
+}
+
+// targets is the machine's view of its target topics. Lookups run in the
+// driver (lookup posts its result back as an event).
+type targets struct {
+	byName map[string]*target
+	lookup func(topic string)
+	dirty  func(*partition)
+}
+
+// maxTargets bounds the view; past it, targets nobody waits for are forgotten.
+const maxTargets = 1024
+
+func (t *targets) get(topic string) *target {
+	tg := t.byName[topic]
+	if tg == nil {
+		if len(t.byName) >= maxTargets {
+			for name, old := range t.byName {
+				if len(old.waiters) == 0 && !old.looking {
+					delete(t.byName, name)
+				}
+			}
+		}
+		tg = &target{waiters: map[*partition]struct{}{}}
+		t.byName[topic] = tg
+	}
+	return tg
+}
+
+// usable reports whether a record may be produced to topic now. When it
+// may not yet, p is told (marked dirty) when that changes, and a lookup is
+// started when its back-off allows; p wakes for the next one otherwise.
+func (t *targets) usable(topic string, p *partition, now time.Time) (bool, error) {
+	tg := t.get(topic)
+	if tg.state == targetKnown {
+		return true, nil
+	}
+	tg.waiters[p] = struct{}{}
+	switch {
+	case tg.looking:
+	case now.Before(tg.next):
+		p.setWake(tg.next)
+	default:
+		tg.looking = true
+		t.lookup(topic)
+	}
+	return false, nil
+}
+
+// expired is the dead-letter reason of a record that waited for topic
+// since since.
+func (t *targets) expired(topic string, since, now time.Time) error {
+	tg := t.get(topic)
+	reason, what := ReasonUnknownTarget, "does not exist"
+	if tg.state == targetForbidden {
+		reason, what = ReasonNotAuthorized, "refuses this forwarder's writes"
+	}
+	detail := fmt.Sprintf("%s %s: waited %s (LADDER_TARGET_TIMEOUT)", topic, what, now.Sub(since).Round(time.Second))
+	if tg.err != nil {
+		detail += ": " + tg.err.Error()
+	}
+	return &envelope.HeaderError{Header: envelope.Target, Reason: reason, Detail: detail}
+}
+
+// looked takes the result of a lookup of topic.
+func (t *targets) looked(topic string, err error, now time.Time) {
+	tg := t.get(topic)
+	tg.looking = false
+	if err == nil {
+		// Known; a target that refused the writes before is tried again
+		// (lookups run no more often than the back-off of its failures).
+		tg.state, tg.err = targetKnown, nil
+	} else {
+		t.refused(tg, err, now)
+	}
+	for p := range tg.waiters {
+		t.dirty(p)
+	}
+	clear(tg.waiters)
+}
+
+// produceFailed notes that a produce to topic failed with err. It reports
+// whether err is about the target itself (missing or forbidden): the record
+// then parks instead of holding its partition.
+func (t *targets) produceFailed(topic string, err error, now time.Time) bool {
+	if !targetError(err) {
+		return false
+	}
+	t.refused(t.get(topic), err, now)
+	return true
+}
+
+// produced notes that a record reached topic.
+func (t *targets) produced(topic string) {
+	if tg := t.byName[topic]; tg != nil && tg.failures > 0 {
+		tg.failures = 0
+	}
+}
+
+func (t *targets) refused(tg *target, err error, now time.Time) {
+	tg.failures++
+	tg.err = err
+	tg.next = now.Add(targetBackoff(tg.failures))
+	if errors.Is(err, sarama.ErrTopicAuthorizationFailed) || errors.Is(err, sarama.ErrClusterAuthorizationFailed) {
+		tg.state = targetForbidden
+	} else {
+		tg.state = targetMissing
+	}
+}
+
+// targetError reports whether a produce or lookup error is about the target
+// topic rather than the record or the brokers.
+func targetError(err error) bool {
+	return errors.Is(err, sarama.ErrUnknownTopicOrPartition) || errors.Is(err, sarama.ErrTopicAuthorizationFailed) ||
+		errors.Is(err, sarama.ErrInvalidTopic)
+}
+
+// targetBackoff is the wait before looking a missing target up again: 100ms
+// doubling to 5s.
+func targetBackoff(failures int) time.Duration {
+	d := 100 * time.Millisecond
+	for i := 1; i < failures && d < 5*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 5*time.Second)
+}
+
+// lookupTarget reads the metadata of topic; nil when it exists with
+// partitions.
+func lookupTarget(client sarama.Client, topic string) error {
+	if err := tier.ValidateTopic(topic); err != nil {
+		return fmt.Errorf("%w: %w", sarama.ErrInvalidTopic, err)
+	}
+	if err := client.RefreshMetadata(topic); err != nil {
+		return fmt.Errorf("reading the metadata of topic %s: %w", topic, err)
+	}
+	parts, err := client.Partitions(topic)
+	if err == nil && len(parts) == 0 {
+		err = sarama.ErrUnknownTopicOrPartition
+	}
+	if err != nil {
+		return fmt.Errorf("reading the partitions of topic %s: %w", topic, err)
+	}
+	return nil
+}
