@@ -113,3 +113,37 @@ func members(n int) string {
 	}
 	return fmt.Sprintf("%d members", n)
 }
+
+// Reader reads the members and lag of a set of lanes over its own
+// connection, for status output (`ladder dev`'s banner and demo).
+type Reader struct {
+	client sarama.Client
+	admin  sarama.ClusterAdmin
+	lanes  map[string]string
+}
+
+// NewReader connects to brokers; lanes maps each lane (topic) to its worker group.
+func NewReader(brokers []string, sc *sarama.Config, lanes map[string]string) (*Reader, error) {
+	client, err := sarama.NewClient(brokers, sc)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to read the lanes: %w", err)
+	}
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("admin client to read the lanes: %w", err)
+	}
+	return &Reader{client: client, admin: admin, lanes: lanes}, nil
+}
+
+// Observe reads every lane once.
+func (r *Reader) Observe() map[string]Observation {
+	out := make(map[string]Observation, len(r.lanes))
+	for topic, group := range r.lanes {
+		out[topic] = Observe(r.client, r.admin, topic, group)
+	}
+	return out
+}
+
+// Close disconnects.
+func (r *Reader) Close() error { return r.admin.Close() } // closes the client too

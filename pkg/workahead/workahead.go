@@ -227,11 +227,11 @@ func (c *Controller) Lanes() []LaneState {
 // doubling to 30s); the lanes' lag is unknown meanwhile, so nothing is
 // released early. It returns nil once ctx is done.
 func (c *Controller) Run(ctx context.Context, brokers []string, sc *sarama.Config) error {
-	client, admin := c.connect(ctx, brokers, sc)
-	if client == nil {
+	r := c.connect(ctx, brokers, sc)
+	if r == nil {
 		return nil // ctx done before Kafka was reachable
 	}
-	defer admin.Close()
+	defer r.Close()
 
 	refresh := time.NewTicker(c.cfg.Interval)
 	defer refresh.Stop()
@@ -239,14 +239,14 @@ func (c *Controller) Run(ctx context.Context, brokers []string, sc *sarama.Confi
 	step := 20 * time.Millisecond
 	tick := time.NewTicker(step)
 	defer tick.Stop()
-	c.refresh(client, admin)
+	c.refresh(r)
 	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-refresh.C:
-			c.refresh(client, admin)
+			c.refresh(r)
 		case now := <-tick.C:
 			c.release(now.Sub(last))
 			last = now
@@ -255,37 +255,32 @@ func (c *Controller) Run(ctx context.Context, brokers []string, sc *sarama.Confi
 }
 
 // connect opens the admin connection, retrying with back-off until it
-// succeeds or ctx is done (nil, nil). Each failure counts as a failed lag
-// read of every lane.
-func (c *Controller) connect(ctx context.Context, brokers []string, sc *sarama.Config) (sarama.Client, sarama.ClusterAdmin) {
+// succeeds or ctx is done (nil). Each failure counts as a failed read of
+// every lane.
+func (c *Controller) connect(ctx context.Context, brokers []string, sc *sarama.Config) *Reader {
 	wait := c.cfg.Interval
 	for {
-		client, err := sarama.NewClient(brokers, sc)
+		r, err := NewReader(brokers, sc, c.cfg.Lanes)
 		if err == nil {
-			admin, aerr := sarama.NewClusterAdminFromClient(client) // closing admin closes client
-			if aerr == nil {
-				return client, admin
-			}
-			client.Close()
-			err = fmt.Errorf("admin client: %w", aerr)
+			return r
 		}
-		err = fmt.Errorf("work-ahead: connecting to Kafka: %w", err)
+		err = fmt.Errorf("work-ahead: %w", err)
 		for _, l := range c.lanes {
 			c.record(l, Observation{Err: err})
 		}
 		c.log.Warn().Err(err).Dur("retry_in", wait).Msg("work-ahead cannot read the lanes' lag; nothing is released early until it can")
 		select {
 		case <-ctx.Done():
-			return nil, nil
+			return nil
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 30*time.Second)
 	}
 }
 
-func (c *Controller) refresh(client sarama.Client, admin sarama.ClusterAdmin) {
+func (c *Controller) refresh(r *Reader) {
 	for _, l := range c.lanes {
-		o := Observe(client, admin, l.topic, l.group)
+		o := Observe(r.client, r.admin, l.topic, l.group)
 		if state, reason, changed := c.record(l, o); changed {
 			c.log.Info().Str("lane", l.topic).Str("workers", l.group).Int("members", o.Members).Int64("lag", o.Lag).
 				Str("state", state.String()).Msg("work-ahead: lane " + l.topic + " " + state.String() + ": " + reason)
