@@ -351,7 +351,7 @@ func (i *Inspector) apply(r *Report, t tier.Tier, tr *Tier, pr *Partition, rd re
 			pr.RetentionRisk = true
 			r.warn("%s/%d: the head (offset %d) is %s old, %.0f%% of retention.ms %s: it could expire before it is forwarded",
 				t.Topic, pr.Partition, h.Offset, human(time.Duration(h.AgeMS)*time.Millisecond), 100*pr.RetentionUsed,
-				tier.Label(time.Duration(tr.RetentionMS)*time.Millisecond))
+				tier.Readable(time.Duration(tr.RetentionMS)*time.Millisecond))
 		}
 	}
 }

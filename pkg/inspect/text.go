@@ -190,7 +190,7 @@ func retention(ms int64) string {
 	case ms == 0:
 		return "retention unknown"
 	}
-	return "retention " + tier.Label(time.Duration(ms)*time.Millisecond)
+	return "retention " + tier.Readable(time.Duration(ms)*time.Millisecond)
 }
 
 // human rounds d for reading: milliseconds under a second, tenths of a
