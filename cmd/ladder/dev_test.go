@@ -15,8 +15,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/ladder/ladder/pkg/laddertest"
 )
 
 // TestDevStopsWhenForwarderStops: a forwarder that cannot serve its metrics
@@ -82,13 +80,6 @@ func TestDevBanner(t *testing.T) {
 		!strings.Contains(banner, "metrics       none here") {
 		t.Errorf("--forwarders=false banner:\n%s", banner)
 	}
-}
-
-// waitFor waits until p's output holds s and returns it.
-func waitFor(t *testing.T, p *proc, s string) string {
-	t.Helper()
-	laddertest.Eventually(t, 30*time.Second, func() bool { return strings.Contains(p.out.String(), s) }, "no %q in:\n%s", s, p.out)
-	return p.out.String()
 }
 
 // TestDevUsage: `ladder dev -h` shows each boolean flag as a flag, without a

@@ -402,3 +402,10 @@ func startDevDefault(t *testing.T) (*proc, string) {
 	out := waitFor(t, p, "  inspect:")
 	return p, bannerAddr.FindStringSubmatch(out)[1]
 }
+
+// waitFor waits until p's output holds s and returns it.
+func waitFor(t *testing.T, p *proc, s string) string {
+	t.Helper()
+	laddertest.Eventually(t, 30*time.Second, func() bool { return strings.Contains(p.out.String(), s) }, "no %q in:\n%s", s, p.out)
+	return p.out.String()
+}
