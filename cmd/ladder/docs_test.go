@@ -1,3 +1,5 @@
+//go:build !nodev
+
 package main
 
 // The documentation's commands and links, checked: every Markdown file of the
