@@ -11,7 +11,9 @@ package main
 //     charts/ladder) exists, and every `helm ... --set key=v` names a key of
 //     the chart's values.yaml;
 //   - every relative link resolves to a file, and its #anchor to a heading;
-//   - README.md's tutorial runs as written against `ladder dev`.
+//   - README.md's tutorial runs as written against `ladder dev`;
+//   - every metric the code defines, and every field of `ladder inspect
+//     --json`, is in the docs' table of them.
 // The configuration table of cmd/ladder/README.md is `ladder config --usage`.
 
 import (
@@ -722,4 +724,73 @@ func startShell(t *testing.T, env []string, cmdline string) *proc {
 		}
 	})
 	return p
+}
+
+var metricDefinition = regexp.MustCompile(`(?:Name:\s*|NewDesc\()"(ladder_[a-z0-9_]+)"`)
+
+// TestDocMetrics: every metric the code defines has a row in a metrics table
+// of the docs (pkg/forward/README.md), so a new metric is documented where
+// operators look for it.
+func TestDocMetrics(t *testing.T) {
+	var docs strings.Builder
+	for _, d := range markdownFiles(t) {
+		docs.WriteString(d.text)
+	}
+	n := 0
+	err := filepath.WalkDir(filepath.Join(repoRoot, "pkg"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range metricDefinition.FindAllSubmatch(src, -1) {
+			n++
+			if !strings.Contains(docs.String(), "| `"+string(m[1])+"` |") {
+				t.Errorf("%s defines the metric %s, which no metrics table of the docs has (pkg/forward/README.md#metrics-and-health)", path, m[1])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 15 {
+		t.Errorf("found only %d metric definitions", n)
+	}
+}
+
+var jsonTag = regexp.MustCompile("json:\"([a-z0-9_]+)")
+
+// TestDocInspectJSON: every field of `ladder inspect --json` is in the field
+// table of pkg/inspect/README.md, which promises stable names.
+func TestDocInspectJSON(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join(repoRoot, "pkg/inspect/README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(repoRoot, "pkg/inspect/*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range jsonTag.FindAllSubmatch(src, -1) {
+			n++
+			if !regexp.MustCompile("`" + string(m[1]) + `(\[\])?` + "`").Match(doc) {
+				t.Errorf("%s: the JSON field %s is not in the field table of pkg/inspect/README.md", f, m[1])
+			}
+		}
+	}
+	if n < 30 {
+		t.Errorf("found only %d JSON fields", n)
+	}
 }
