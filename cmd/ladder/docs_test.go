@@ -634,8 +634,9 @@ func TestReadmeTutorial(t *testing.T) {
 	var (
 		addr      string
 		watcher   *proc
-		scheduled = regexp.MustCompile(`scheduled for (\S+), due \S+ \(unix ms (\d+)\)`)
+		scheduled = regexp.MustCompile(`scheduled for (\S+), due \S+ \(unix ms (\d+)\), via (\S+) `)
 		target    string
+		via       string
 		due       int64
 	)
 	for _, line := range lines {
@@ -677,8 +678,13 @@ func TestReadmeTutorial(t *testing.T) {
 				t.Fatalf("README.md:%d: %s: %v\n%s", line.n, cmdline, err, out)
 			}
 			if m := scheduled.FindSubmatch(out); m != nil {
-				target = string(m[1])
+				target, via = string(m[1]), string(m[3])
 				due, _ = strconv.ParseInt(string(m[2]), 10, 64)
+			}
+			// README: inspect shows the message held in the tier it went to.
+			if len(cmd) > 1 && cmd[0] == "ladder" && cmd[1] == "inspect" && via != "" &&
+				!regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(via)+` .* held `).Match(out) {
+				t.Errorf("README.md:%d: %s does not show the message held in %s:\n%s", line.n, cmdline, via, out)
 			}
 			t.Logf("README.md:%d: %s\n%s", line.n, cmdline, out)
 		}
