@@ -12,9 +12,13 @@ DEMO_METRICS_ADDR ?= 127.0.0.1:8080
 DEMO_TIERS    ?=
 DEMO_DATA_DIR ?=
 
-.PHONY: all build build-prod install test test-short demo bench lint fmt vet staticcheck tidy-check fuzz clean chart-test chart-lint
+.PHONY: all help build build-prod install test test-short demo bench lint fmt vet staticcheck tidy-check fuzz clean chart-test chart-lint docs
 
 all: build
+
+## help: this list of targets
+help:
+	@sed -n -e 's/^## \([a-z-]*:\)/\1/p' -e 's/^## /    /p' $(MAKEFILE_LIST)
 
 ## build: the ladder binary in bin/ (with the embedded broker for `ladder dev`)
 build:
@@ -61,7 +65,7 @@ demo: build
 		$(if $(DEMO_TIERS),--tiers $(DEMO_TIERS)) $(if $(DEMO_DATA_DIR),--data-dir $(DEMO_DATA_DIR)) --log-level warn
 
 ## bench: every `ladder bench` scenario at moderate sizes against the embedded broker (a few minutes;
-## full sizes: see README, Performance). BENCH_FLAGS is added to each, e.g. BENCH_FLAGS=--json
+## full sizes: see pkg/bench/README.md). BENCH_FLAGS is added to each, e.g. BENCH_FLAGS=--json
 BENCH_FLAGS ?=
 bench: build
 	./$(BIN) bench drain --records 200000 --rounds 2 $(BENCH_FLAGS)
@@ -72,17 +76,21 @@ bench: build
 ## lint: gofmt, go vet, staticcheck, go.mod tidiness, chart-lint
 lint: fmt vet staticcheck tidy-check chart-lint
 
+## fmt: gofmt -l on every Go file; fails when one needs formatting
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+## vet: go vet ./..., and again for cmd/ladder with -tags nodev
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags nodev ./cmd/ladder
 
+## staticcheck: staticcheck (installed with go install when missing)
 staticcheck:
 	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	staticcheck ./...
 
+## tidy-check: go mod tidy -diff
 tidy-check:
 	$(GO) mod tidy -diff
 
@@ -93,5 +101,12 @@ fuzz:
 	$(GO) test ./pkg/envelope -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/tier -run '^$$' -fuzz FuzzRoute -fuzztime $(FUZZTIME)
 
+## docs: rewrite the generated tables of the docs: cmd/ladder/README.md's configuration table (ladder config
+## --usage) and charts/ladder/README.md's values table (values.yaml); make test fails while either is stale
+docs:
+	$(GO) test -count=1 -run '^TestConfigurationTable$$' ./cmd/ladder -update
+	cd charts && $(GO) test -count=1 -run '^TestValuesTable$$' . -update
+
+## clean: remove bin/
 clean:
 	rm -rf bin/
