@@ -31,8 +31,8 @@ const (
 	Scheduled = "ladder-scheduled"
 	// Hops counts the tiers the message has passed through.
 	Hops = "ladder-hops"
-	// Early is set, in milliseconds, when idle work-ahead released the message
-	// before its due time.
+	// Early is set, in milliseconds, when idle work-ahead or `ladder drain`
+	// released the message before its due time: how early.
 	Early = "ladder-early"
 	// Error is set on the dead-letter topic only: why the message could not be forwarded.
 	Error = "ladder-error"
