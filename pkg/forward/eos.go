@@ -107,16 +107,16 @@ type eosSink struct {
 	box     *mailbox
 	session func() *group.Session // the current group session, for the commit's group metadata
 
-	state    eosState
-	producer sarama.AsyncProducer // owned by the worker while starting and closing
-	txn      uint64
-	flights  []*flight
-	batch    *txnBatch
-	opened   time.Time
-	solo     bool
-	wait     time.Time // no transaction before this (back-off after an abort)
-	backoff  *backoff.Backoff
-	fencings int
+	state     eosState
+	producer  sarama.AsyncProducer // owned by the worker while starting and closing
+	txn       uint64
+	flights   []*flight
+	batch     *txnBatch
+	opened    time.Time
+	solo      bool
+	wait      time.Time // no transaction before this (back-off after an abort)
+	backoff   *backoff.Backoff
+	conflicts int // transactional.id conflicts with another producer so far
 
 	work    chan func()
 	results sync.WaitGroup // the goroutines reading the producers' results
@@ -145,7 +145,7 @@ func (s *eosSink) ready(fl *flight, now time.Time) bool {
 	case eosIdle:
 		return !now.Before(s.wait)
 	case eosOpen:
-		return !fl.solo && !s.solo && len(s.flights) < s.cfg.TxnMaxRecords
+		return (fl == nil || !fl.solo) && !s.solo && len(s.flights) < s.cfg.TxnMaxRecords
 	}
 	return false
 }
@@ -245,7 +245,7 @@ func (s *eosSink) idle() bool {
 // abort it.
 func (s *eosSink) close(abort bool) {
 	s.state = eosClosing
-	flights, batch, p, txn := s.flights, s.batch, s.producer, s.txn
+	flights, batch, p, txn, opened := s.flights, s.batch, s.producer, s.txn, s.opened
 	s.flights, s.batch = nil, nil
 	points := map[*partition]committedPoint{}
 	offsets := map[string][]*sarama.PartitionOffsetMetadata{}
@@ -264,7 +264,7 @@ func (s *eosSink) close(abort bool) {
 	sess := s.session()
 	s.work <- func() {
 		err := s.finish(p, batch, offsets, sess, abort)
-		ev := event{kind: evTxnDone, flights: flights, err: err, failed: batch.failed}
+		ev := event{kind: evTxnDone, flights: flights, err: err, failed: batch.failed, opened: opened}
 		if err == nil {
 			ev.commits = points
 		} else {
@@ -299,22 +299,39 @@ func (s *eosSink) finish(p sarama.AsyncProducer, batch *txnBatch, offsets map[st
 			return nil
 		}
 	}
-	// Abort: the abort itself may be the first to learn that another
-	// producer took the transactional.id.
-	status := p.TxnStatus()
-	switch {
-	case status&sarama.ProducerTxnFlagFatalError != 0 || producerFenced(err):
-	case status&(sarama.ProducerTxnFlagInTransaction|sarama.ProducerTxnFlagAbortableError) != 0:
-		if aerr := p.AbortTxn(); aerr != nil {
-			if producerFenced(aerr) && !producerFenced(err) {
-				err = fmt.Errorf("aborting the transaction: %w", aerr)
-			} else {
-				s.log.Warn().Err(aerr).Msg("exactly-once: abort failed; replacing the producer")
-				err = fmt.Errorf("%w (and the abort failed: %w)", err, errFatalProducer)
-			}
+	return s.abort(p, err)
+}
+
+// abort aborts the open transaction after err, retrying with back-off while
+// the coordinator cannot be reached, until it is aborted, or the producer is
+// fenced (the abort itself may be the first to learn that the broker timed
+// the transaction out, or that another producer took the transactional.id)
+// or unusable. It returns err, or why the producer must be replaced.
+func (s *eosSink) abort(p sarama.AsyncProducer, err error) error {
+	b := backoff.New(100*time.Millisecond, 2*time.Second)
+	for {
+		status := p.TxnStatus()
+		switch {
+		case producerFenced(err):
+			return err
+		case status&sarama.ProducerTxnFlagFatalError != 0:
+			return fmt.Errorf("%w: %w", errFatalProducer, err)
+		case status&(sarama.ProducerTxnFlagInTransaction|sarama.ProducerTxnFlagAbortableError) == 0:
+			return err
+		}
+		aerr := p.AbortTxn()
+		switch {
+		case aerr == nil:
+			return err
+		case producerFenced(aerr):
+			return fmt.Errorf("aborting the transaction: %w", aerr)
+		}
+		d := b.Next()
+		s.log.Warn().Err(aerr).Dur("retry_in", d).Msg("exactly-once: the abort did not complete; retrying it")
+		if !backoff.Sleep(s.ctx, d) {
+			return fmt.Errorf("%w: %w", errFatalProducer, aerr)
 		}
 	}
-	return err
 }
 
 // errFatalProducer marks a failure that leaves the producer unusable.
@@ -367,7 +384,6 @@ func (s *eosSink) result(ev *event, now time.Time) {
 	}
 	if ev.err == nil {
 		s.backoff.Reset()
-		s.fencings = 0
 		s.metrics.transactions.WithLabelValues(TxnCommitted).Inc()
 		return
 	}
@@ -384,14 +400,22 @@ func (s *eosSink) result(ev *event, now time.Time) {
 		l.Msg("exactly-once: the group session was lost; transaction aborted")
 	case ev.fenced:
 		l.Msg("exactly-once: commit fenced, the group has moved to a new generation; ending this session (its partitions resume from their committed offsets)")
+	case producerFenced(ev.err) && now.Sub(ev.opened) >= s.cfg.TxnTimeout:
+		l.Str("transactional_id", s.pc.Producer.Transaction.ID).
+			Msg("exactly-once: producer fenced: the broker aborted the transaction, open longer than the transaction timeout; starting a new producer with the same transactional.id and sending the records again")
 	case producerFenced(ev.err):
-		s.fencings++
-		l.Str("transactional_id", s.pc.Producer.Transaction.ID).Int("fencings", s.fencings).
-			Msg("exactly-once: producer fenced: the broker aborted a transaction open longer than the transaction timeout, or another producer took this transactional.id; starting a new producer with the same id and sending the records again")
-		if s.fencings >= 5 {
-			s.log.Error().Str("transactional_id", s.pc.Producer.Transaction.ID).Int("fencings", s.fencings).
-				Msg("exactly-once: fenced again and again: is another forwarder running with the same LADDER_TRANSACTIONAL_ID?")
-		}
+		// Fenced within the timeout: another producer initialized this
+		// transactional.id (a newer instance with the same
+		// LADDER_TRANSACTIONAL_ID). Taking it back would fence that one in
+		// turn, and the two would fence each other for ever: move to the
+		// next id of this process (base-1, base-2, ...: one per such
+		// conflict, not one per fencing). Zombies are fenced by the group
+		// generation of their commits whatever the id.
+		s.conflicts++
+		old := s.pc.Producer.Transaction.ID
+		s.pc.Producer.Transaction.ID = fmt.Sprintf("%s-%d", s.cfg.TransactionalID, s.conflicts)
+		l.Str("transactional_id", old).Str("next_transactional_id", s.pc.Producer.Transaction.ID).
+			Msg("exactly-once: producer fenced by another producer with this transactional.id (is another forwarder running with the same LADDER_TRANSACTIONAL_ID?); continuing under the next id and sending the records again")
 	default:
 		l.Msg("exactly-once: transaction failed; aborting it and sending its records again")
 	}

@@ -3,7 +3,6 @@ package forward_test
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -151,76 +150,6 @@ func TestSlowBroker(t *testing.T) {
 			exactlyOnce(t, e, o.stop, work, "work", want)
 		}
 		t.Logf("150ms each way: all %d arrived, lateness median %s worst %s", len(want), median, worst)
-	})
-}
-
-// TestMissingTargetTopic: a record for a topic that does not exist yet is
-// retried with back-off, never dead-lettered, its offset held; readiness
-// reports the failure; once the topic is created the record arrives and the
-// forwarder is ready again. The other partition keeps flowing meanwhile.
-// At-least-once, the records behind it in its own partition flow too; in
-// exactly-once mode they wait behind it (a transaction commits a partition's
-// offset up to its last record), but the forwarder aborts no transaction and
-// starts no new group session for it.
-func TestMissingTargetTopic(t *testing.T) {
-	eachMode(t, func(t *testing.T, eos bool) {
-		e := setup(t, 2)
-		work := e.target(t, eos, "work")
-		o := e.startObserved(t, eos)
-		p := laddertest.ManualProducer(t, e.addr)
-		due := strconv.FormatInt(time.Now().Add(500*time.Millisecond).UnixMilli(), 10)
-		for _, r := range []struct {
-			key, target string
-			partition   int32
-		}{{"for-later", "later", 0}, {"behind", "work", 0}, {"other", "work", 1}} {
-			sendTo(t, p, "delay-1s", r.partition, r.key, []sarama.RecordHeader{header(envelope.Target, r.target), header(envelope.Due, due)})
-		}
-
-		flowing := 2
-		if eos {
-			flowing = 1 // "behind" waits for "for-later"
-		}
-		work.WaitDistinct(t, flowing, 20*time.Second)
-		laddertest.Eventually(t, 20*time.Second, func() bool { return o.metric(t, "ladder_produce_errors_total") >= 2 },
-			"fewer than 2 failed attempts counted: %+v", o.Snapshot())
-		reason := o.waitNotReady(t, 20*time.Second, "producing to a missing topic")
-		if !strings.Contains(reason, "producing fails") {
-			t.Errorf("readiness says %q", reason)
-		}
-		if eos {
-			if keys := laddertest.Distinct(work.Records()); len(keys) != 1 || keys["other"].Key == nil {
-				t.Errorf("exactly-once: %d keys arrived before the topic existed, want only %q", len(keys), "other")
-			}
-			if n := o.metric(t, "ladder_transactions_total", `outcome="aborted"`); n != 0 {
-				t.Errorf("%v transactions aborted for a missing topic, want 0", n)
-			}
-			if n := o.metric(t, "ladder_group_sessions_total"); n != 1 {
-				t.Errorf("ladder_group_sessions_total = %v, want 1: a missing topic must not restart the session", n)
-			}
-		}
-
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := e.broker.EnsureTopics(ctx, nil, 1, "later"); err != nil {
-			t.Fatal(err)
-		}
-		later := e.target(t, eos, "later")
-		if got := later.WaitDistinct(t, 1, 40*time.Second); string(got[0].Key) != "for-later" {
-			t.Errorf("got %q", got[0].Key)
-		}
-		recs := work.WaitDistinct(t, 2, 20*time.Second)
-		o.waitReady(t, 20*time.Second, "after the topic appeared")
-		if n := e.dlq.Len(); n != 0 {
-			t.Errorf("%d records dead-lettered for a missing topic", n)
-		}
-		if eos {
-			if n := o.metric(t, "ladder_group_sessions_total"); n != 1 {
-				t.Errorf("ladder_group_sessions_total = %v at the end, want 1", n)
-			}
-			exactlyOnce(t, e, o.stop, work, "work", map[string]bool{"behind": true, "other": true})
-		}
-		t.Logf("missing topic: %v failed attempts, not ready with %q, delivered once the topic existed; %d records on work",
-			o.metric(t, "ladder_produce_errors_total"), reason, len(recs))
 	})
 }
 

@@ -127,9 +127,14 @@ func (d *driver) session(ctx context.Context, sess *group.Session) {
 	defer timer.Stop()
 	commitAt := time.Now().Add(f.cfg.CommitInterval)
 	changed := f.control.Changed()
+	logAt := time.Now()
 	for {
 		now := time.Now()
 		d.drain(now)
+		if now.Sub(logAt) > 5*time.Second {
+			logAt = now
+			m.logState(now)
+		}
 		if d.fenced {
 			break
 		}

@@ -55,6 +55,7 @@ type event struct {
 	replace  bool                          // evTxnDone: the producer must be replaced
 	started  bool                          // evTxnDone: the outcome of starting a producer
 	producer sarama.AsyncProducer          // evTxnDone: the started producer
+	opened   time.Time                     // evTxnDone: when the transaction began
 }
 
 // committedPoint is a commit made for a partition.
@@ -117,11 +118,12 @@ type machine struct {
 	// refreshMetadata has a topic's metadata read again.
 	refreshMetadata func(topic string)
 
-	lease lease
-	parts map[tpKey]*partition
-	all   []*partition // parts, in claim order
-	dirty []*partition
-	wakes wakeHeap
+	lease   lease
+	parts   map[tpKey]*partition
+	all     []*partition // parts, in claim order
+	dirty   []*partition
+	blocked []*partition // partitions that could not send: the sink or the lease refused
+	wakes   wakeHeap
 
 	retryingParts int // partitions with records being retried (readiness)
 	ended         bool
@@ -192,35 +194,81 @@ func (m *machine) earlyNotifier(p *partition, offset int64) func() {
 // nothing: the group may have given them to another member) and the sink
 // takes it.
 func (m *machine) canSend(fl *flight, now time.Time) bool {
-	return !m.ended && m.lease != nil && m.lease.Valid(now) && m.sink.ready(fl, now)
+	if m.ended {
+		return false
+	}
+	if m.lease == nil || !m.lease.Valid(now) || !m.sink.ready(fl, now) {
+		if p := fl.p; !p.blocked {
+			p.blocked = true
+			m.blocked = append(m.blocked, p)
+		}
+		return false
+	}
+	return true
 }
+
+// leasePoll is how often partitions waiting for a lapsed group session lease
+// look again (a heartbeat renews it, or the session is lost).
+const leasePoll = 100 * time.Millisecond
 
 func (m *machine) send(fl *flight, now time.Time) {
 	fl.state = flightSent
 	m.sink.send(fl, now)
 }
 
-// pump advances every partition that may move: those marked dirty and those
-// whose wake time has come. It returns when it must run again at the latest.
+// pump advances every partition that may move: those marked dirty, those
+// whose wake time has come, and those that waited for the sink or the
+// session lease when these take records again. It returns when it must run
+// again at the latest.
 func (m *machine) pump(now time.Time) time.Time {
 	for m.wakes.Len() > 0 && !m.wakes[0].wake.After(now) {
 		p := heap.Pop(&m.wakes).(*partition)
 		m.markDirty(p)
 	}
-	for len(m.dirty) > 0 {
-		batch := m.dirty
-		m.dirty = nil
-		for _, p := range batch {
-			p.advance(now)
-			m.schedule(p)
+	var next time.Time
+	// Partitions that could not send are tried again once per pump when the
+	// sink and the lease take records (a solo record may still wait for the
+	// open transaction to close: its outcome marks every partition dirty).
+	for retried := false; ; retried = true {
+		for len(m.dirty) > 0 {
+			batch := m.dirty
+			m.dirty = nil
+			for _, p := range batch {
+				p.advance(now)
+				m.schedule(p)
+			}
+			clear(batch)
 		}
-		clear(batch)
+		next = m.sink.tick(now)
+		if len(m.blocked) == 0 || m.ended || retried {
+			break
+		}
+		if m.lease == nil || !m.lease.Valid(now) {
+			next = earliest(next, now.Add(leasePoll))
+			break
+		}
+		if !m.sink.ready(nil, now) {
+			break // a transaction closes: its outcome marks every partition dirty
+		}
+		for _, p := range m.blocked {
+			p.blocked = false
+			m.markDirty(p)
+		}
+		clear(m.blocked)
+		m.blocked = m.blocked[:0]
 	}
-	next := m.sink.tick(now)
-	if m.wakes.Len() > 0 && (next.IsZero() || m.wakes[0].wake.Before(next)) {
-		next = m.wakes[0].wake
+	if m.wakes.Len() > 0 {
+		next = earliest(next, m.wakes[0].wake)
 	}
 	return next
+}
+
+// earliest is the earlier of two times, a zero time meaning none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 // schedule puts p in the wake heap at p.wake (or out of it).
@@ -300,9 +348,7 @@ func (m *machine) acked(fl *flight, now time.Time) {
 		return
 	}
 	p.list.remove(fl)
-	if fl.attempts > 0 {
-		p.endRetry(fl)
-	}
+	p.endRetry(fl)
 	m.markDirty(p)
 }
 
@@ -510,11 +556,13 @@ func (m *machine) commits() map[*partition]committedPoint {
 func (m *machine) end(lost bool, now time.Time) {
 	m.ended = true
 	for _, p := range m.all {
+		from := p.pendingFrom()
 		if p.head != nil {
 			p.head.rec.release()
 		}
 		p.dropHead()
 		p.dropQueue()
+		p.fetchAt = from // the commit point stops at the dropped head
 		p.state = ending
 		if p.heapIdx >= 0 {
 			heap.Remove(&m.wakes, p.heapIdx)
@@ -553,7 +601,7 @@ func (m *machine) release() {
 		p.list = unfinished{}
 		p.parked, p.failed = nil, nil
 	}
-	m.all, m.dirty = nil, nil
+	m.all, m.dirty, m.blocked = nil, nil, nil
 	m.parts = map[tpKey]*partition{}
 	m.wakes = m.wakes[:0]
 	if m.retryingParts == 0 {
@@ -593,4 +641,23 @@ type Stats struct {
 	Retried      atomic.Int64 // produce attempts that failed and were sent again
 	Held         atomic.Int64 // partitions currently holding a head that is not due
 	Claimed      atomic.Int64 // partitions currently claimed
+}
+
+// logState logs every partition's state at debug level (for diagnosis).
+func (m *machine) logState(now time.Time) {
+	if m.log.GetLevel() > zerolog.DebugLevel {
+		return
+	}
+	for _, p := range m.all {
+		ev := m.log.Debug().Str("topic", p.topic).Int32("partition", p.id).Stringer("state", p.state).
+			Int64("fetch_at", p.fetchAt).Bool("fetching", p.fetching).Int("queued", len(p.queue)-p.qh).
+			Int("unfinished", p.list.n).Int("parked", len(p.parked)).Int("failed", len(p.failed)).Int("retries", p.retries).
+			Bool("blocked", p.blocked).Time("wake", p.wake)
+		if p.head != nil {
+			ev = ev.Int64("head", p.head.offset()).Time("release", p.head.release)
+		}
+		ev.Msg("partition state")
+	}
+	m.log.Debug().Int64("buffer_used", m.mem.used).Int64("buffer_reserved", m.mem.reserved).Int("blocked", len(m.blocked)).
+		Bool("lease_valid", m.lease != nil && m.lease.Valid(now)).Msg("machine state")
 }

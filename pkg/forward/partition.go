@@ -86,6 +86,7 @@ type partition struct {
 	wake    time.Time // when advance must run again (zero: no timer)
 	heapIdx int
 	dirty   bool
+	blocked bool // in machine.blocked
 	gone    bool // the session that claimed it ended
 
 	// Read by the metrics collector and the offset refresher.
@@ -301,7 +302,7 @@ func (p *partition) sendHead(now time.Time) bool {
 	}
 	if !fl.dlq {
 		fl.msg = p.hop(fl, now)
-		if fl.msg.Topic == fl.env.Target {
+		if !p.oversize(fl, now) && fl.msg.Topic == fl.env.Target {
 			switch ok, err := p.m.targets.usable(fl.env.Target, p, now); {
 			case err != nil:
 				p.toDeadLetter(fl, err, now)
@@ -315,14 +316,6 @@ func (p *partition) sendHead(now time.Time) bool {
 				return true
 			}
 		}
-		if !fl.dlq {
-			if size := fl.msg.ByteSize(recordVersion); size > p.m.cfg.maxMessageBytes {
-				// sarama refuses it on every attempt, without asking the broker.
-				p.toDeadLetter(fl, &envelope.HeaderError{Header: "record", Reason: ReasonTooLarge,
-					Detail: fmt.Sprintf("%d bytes to forward, over the producer's limit of %s (Producer.MaxMessageBytes): it would be refused on every attempt",
-						size, byteLabel(p.m.cfg.maxMessageBytes))}, now)
-			}
-		}
 		if !fl.dlq && fl.early.IsZero() {
 			// Releasable when it was due and had become the head: time spent
 			// behind an earlier head is the routing rule, not forwarder lag.
@@ -332,6 +325,19 @@ func (p *partition) sendHead(now time.Time) bool {
 	p.dropHead()
 	p.list.push(fl)
 	p.m.send(fl, now)
+	return true
+}
+
+// oversize dead-letters fl when its record is larger than the producer may
+// send: sarama would refuse it on every attempt, without asking the broker.
+func (p *partition) oversize(fl *flight, now time.Time) bool {
+	size := fl.msg.ByteSize(recordVersion)
+	if size <= p.m.cfg.maxMessageBytes {
+		return false
+	}
+	p.toDeadLetter(fl, &envelope.HeaderError{Header: "record", Reason: ReasonTooLarge,
+		Detail: fmt.Sprintf("%d bytes to forward, over the producer's limit of %s (Producer.MaxMessageBytes): it would be refused on every attempt",
+			size, byteLabel(p.m.cfg.maxMessageBytes))}, now)
 	return true
 }
 
@@ -380,8 +386,10 @@ func (p *partition) toDeadLetter(fl *flight, reason error, now time.Time) {
 func (p *partition) park(fl *flight, now time.Time) {
 	if fl.parked.IsZero() {
 		fl.parked = now
-		p.log.Warn().Int64("offset", fl.offset()).Str("target", fl.env.Target).Dur("timeout", p.m.cfg.TargetTimeout).
-			Msg("target not usable: parking the record until it is, or dead-lettering it after the timeout; later records go on")
+		if err := p.m.targets.problem(fl.env.Target); err != nil {
+			p.log.Warn().Err(err).Int64("offset", fl.offset()).Str("target", fl.env.Target).Dur("timeout", p.m.cfg.TargetTimeout).
+				Msg("target not usable: parking the record until it is, or dead-lettering it after the timeout; later records go on")
+		}
 	}
 	fl.rec.own()
 	fl.state = flightParked
@@ -391,7 +399,7 @@ func (p *partition) park(fl *flight, now time.Time) {
 }
 
 // resendParked sends the parked records whose target became usable, and
-// dead-letters those that waited too long, in offset order.
+// dead-letters those that waited TargetTimeout, in offset order.
 func (p *partition) resendParked(now time.Time) {
 	if len(p.parked) == 0 || p.state == ending {
 		return
@@ -399,26 +407,24 @@ func (p *partition) resendParked(now time.Time) {
 	kept := p.parked[:0]
 	for i, fl := range p.parked {
 		ok, err := p.m.targets.usable(fl.env.Target, p, now)
-		if err == nil && !ok && now.Sub(fl.parked) >= p.m.cfg.TargetTimeout {
+		if err == nil && !ok {
+			expiry := fl.parked.Add(p.m.cfg.TargetTimeout)
+			if now.Before(expiry) {
+				p.setWake(expiry)
+				kept = append(kept, fl)
+				continue
+			}
 			err = p.m.targets.expired(fl.env.Target, fl.parked, now)
 		}
-		if (err == nil && !ok) || !p.m.canSend(fl, now) {
-			if err == nil && !ok {
-				p.setWake(fl.parked.Add(p.m.cfg.TargetTimeout))
-			}
-			kept = append(kept, fl)
-			if !p.m.canSend(fl, now) {
-				kept = append(kept, p.parked[i+1:]...)
-				break
-			}
-			continue
+		if !p.m.canSend(fl, now) {
+			kept = append(kept, p.parked[i:]...)
+			break
 		}
 		if err != nil {
 			p.toDeadLetter(fl, err, now)
-		} else {
-			fl.msg = p.hop(fl, now)
+		} else if fl.msg = p.hop(fl, now); !fl.dlq {
+			p.oversize(fl, now)
 		}
-		fl.state = flightSent
 		p.m.send(fl, now)
 	}
 	clear(p.parked[len(kept):])

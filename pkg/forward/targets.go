@@ -86,6 +86,15 @@ func (t *targets) usable(topic string, p *partition, now time.Time) (bool, error
 	return false, nil
 }
 
+// problem is why topic is known not to be usable, or nil (usable, or not
+// looked up yet).
+func (t *targets) problem(topic string) error {
+	if tg := t.byName[topic]; tg != nil && tg.state != targetKnown {
+		return tg.err
+	}
+	return nil
+}
+
 // expired is the dead-letter reason of a record that waited for topic
 // since since.
 func (t *targets) expired(topic string, since, now time.Time) error {
@@ -164,21 +173,36 @@ func targetBackoff(failures int) time.Duration {
 	return min(d, 5*time.Second)
 }
 
-// lookupTarget reads the metadata of topic; nil when it exists with
-// partitions.
+// lookupTarget reads the metadata of topic from a broker (asking it not to
+// create the topic); nil when it exists with partitions, else the topic's
+// error as the broker gave it (UNKNOWN_TOPIC_OR_PARTITION,
+// TOPIC_AUTHORIZATION_FAILED, ...).
 func lookupTarget(client sarama.Client, topic string) error {
 	if err := tier.ValidateTopic(topic); err != nil {
 		return fmt.Errorf("%w: %w", sarama.ErrInvalidTopic, err)
 	}
-	if err := client.RefreshMetadata(topic); err != nil {
+	b := client.LeastLoadedBroker()
+	if b == nil {
+		return fmt.Errorf("reading the metadata of topic %s: %w", topic, sarama.ErrOutOfBrokers)
+	}
+	req := sarama.NewMetadataRequest(client.Config().Version, []string{topic})
+	req.AllowAutoTopicCreation = false
+	resp, err := b.GetMetadata(req)
+	if err != nil {
+		_ = b.Close() // the client opens it again
 		return fmt.Errorf("reading the metadata of topic %s: %w", topic, err)
 	}
-	parts, err := client.Partitions(topic)
-	if err == nil && len(parts) == 0 {
-		err = sarama.ErrUnknownTopicOrPartition
+	for _, tm := range resp.Topics {
+		if tm.Name != topic {
+			continue
+		}
+		if tm.Err != sarama.ErrNoError {
+			return fmt.Errorf("reading the metadata of topic %s: %w", topic, tm.Err)
+		}
+		if len(tm.Partitions) == 0 {
+			return fmt.Errorf("reading the metadata of topic %s: %w", topic, sarama.ErrUnknownTopicOrPartition)
+		}
+		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("reading the partitions of topic %s: %w", topic, err)
-	}
-	return nil
+	return fmt.Errorf("reading the metadata of topic %s: %w", topic, sarama.ErrUnknownTopicOrPartition)
 }
