@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 
 from kafka_ladder import Ladder, Message, Result, done, reschedule
@@ -50,8 +51,15 @@ def emit(worker: str, msg: Message, outcome: str) -> None:
         "early": msg.envelope.early_ms,
         "received": time.time_ns() // 1_000_000,
         "outcome": outcome,
+        "pid": os.getpid(),
     }
-    print(json.dumps(line), file=sys.stdout, flush=True)
+    out = sys.__stdout__ or sys.stdout  # the real stdout: Faust's worker redirects sys.stdout to its log
+    with _lock:
+        out.write(json.dumps(line) + "\n")
+        out.flush()
+
+
+_lock = threading.Lock()  # the confluent worker's handlers run in threads
 
 
 def decide(worker: str, msg: Message) -> Result:

@@ -21,7 +21,6 @@ from _common import (
     SESSION_TIMEOUT_MS,
     decide,
 )
-
 from kafka_ladder import Lane, Message, Result
 from kafka_ladder.aiokafka import Worker
 
@@ -40,9 +39,7 @@ async def main() -> None:
         max_attempts=MAX_ATTEMPTS,
         backoff=lambda attempt: RETRY_BACKOFF,
     )
-    worker = Worker(
-        LADDER, lane, bootstrap_servers=BROKERS, consumer_config={"session_timeout_ms": SESSION_TIMEOUT_MS}
-    )
+    worker = Worker(LADDER, lane, bootstrap_servers=BROKERS, consumer_config={"session_timeout_ms": SESSION_TIMEOUT_MS})
     await worker.run(handle_signals=True)
 
 

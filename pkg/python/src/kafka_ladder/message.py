@@ -236,10 +236,10 @@ def _text(error: BaseException | str | None) -> str:
     return error if isinstance(error, str) else str(error) or type(error).__name__
 
 
-HandlerT = TypeVar("HandlerT")
+HandlerT = TypeVar("HandlerT", covariant=True)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Lane(Generic[HandlerT]):
     """A set of topics (usually one, e.g. "work-fast") consumed by one consumer group
     with one handler and one in-flight budget."""
@@ -266,15 +266,16 @@ class Lane(Generic[HandlerT]):
     """Seconds before attempt+1 after attempt failed."""
 
     def __post_init__(self) -> None:
-        self.topics = list(self.topics)
-        if not self.name:
-            self.name = ",".join(self.topics)
-        if not self.group:
-            self.group = "workers-" + self.name
+        # Defaults filled in once; a Lane is immutable afterwards.
+        topics = tuple(self.topics)
+        name = self.name or ",".join(topics)
+        object.__setattr__(self, "topics", topics)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "group", self.group or "workers-" + name)
         if self.concurrency <= 0:
-            self.concurrency = DEFAULT_CONCURRENCY
+            object.__setattr__(self, "concurrency", DEFAULT_CONCURRENCY)
         if self.max_attempts <= 0:
-            self.max_attempts = DEFAULT_MAX_ATTEMPTS
+            object.__setattr__(self, "max_attempts", DEFAULT_MAX_ATTEMPTS)
 
     def validate(self, ladder: Ladder) -> None:
         """Raise ValueError when the lane cannot run on ladder."""
