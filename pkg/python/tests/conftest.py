@@ -31,7 +31,9 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TIERS = "1s,3s"
 """Short tiers: a 2 s reschedule takes two hops through delay-1s."""
 KINDS = ("aiokafka", "confluent", "faust")
-"""The workers under test, one lane each."""
+"""The example workers under test, one lane each."""
+LANES = (*KINDS, "scheduler", "inproc", "ordered")
+"""Every lane the tests use."""
 SESSION_TIMEOUT_MS = 6000  # the embedded broker's minimum: a killed worker's partitions move on after it
 
 
@@ -147,7 +149,7 @@ def cluster() -> Iterator[Cluster]:
         if not bootstrap:
             pytest.fail("LADDER_TEST_KAFKA=real needs LADDER_TEST_BROKERS (host:port of the running Kafka)")
         ladder = Ladder.parse(TIERS, f"pyt-{run_id}-delay-")
-        lanes = {k: f"pyt-{run_id}-lane-{k}" for k in KINDS}
+        lanes = {k: f"pyt-{run_id}-lane-{k}" for k in LANES}
         _create_topics(bootstrap, ladder, list(lanes.values()))
         args = [binary, "run", "--brokers", bootstrap, "--tiers", TIERS, "--topic-prefix", ladder.prefix]
         args += ["--group", f"pyt-{run_id}-ladder", "--http-addr", "", "--log-format", "json"]
@@ -157,7 +159,7 @@ def cluster() -> Iterator[Cluster]:
         _wait_log(fwd, "partitions assigned", 60)
     else:
         ladder = Ladder.parse(TIERS)
-        lanes = {k: f"lane-{k}" for k in KINDS}
+        lanes = {k: f"lane-{k}" for k in LANES}
         args = [binary, "dev", "--addr", "127.0.0.1:0", "--http-addr", "", "--data-dir", str(tmp / "data")]
         args += ["--tiers", TIERS, "--topics", ",".join(lanes.values()), "--partitions", "3"]
         args += ["--workahead=false", "--log-format", "json"]
