@@ -47,6 +47,7 @@ ERROR = "ladder-error"
 """On the dead-letter topic only: why the message could not be forwarded."""
 
 _NAMES = (TARGET, DUE, SCHEDULED, HOPS, EARLY, ERROR)
+_NAME_SET = frozenset(_NAMES)
 _MIN_DUE_MS = 100_000_000_000  # 1973-03-03: a smaller ladder-due is unix seconds sent by mistake
 _MAX_HOPS_VALUE = 1 << 30
 
@@ -110,7 +111,7 @@ def _value(v: bytes | str | None) -> bytes:
 
 def is_contract_header(key: str | bytes) -> bool:
     """Whether key is one of the six headers of the wire contract."""
-    return _key(key) in _NAMES
+    return _key(key) in _NAME_SET
 
 
 def _truncate(v: bytes) -> bytes:
@@ -129,6 +130,10 @@ def decode(headers: Iterable[HeaderInput | None] | None) -> Envelope:
     """Read the ladder headers of a consumed record. A record without a valid
     ladder-target, with a malformed time or count, or with a ladder header given
     twice raises HeaderError."""
+    return _decode(_pairs(headers))
+
+
+def _decode(headers: Iterable[Header]) -> Envelope:
     target = ""
     due: int | None = None
     scheduled: int | None = None
@@ -136,16 +141,12 @@ def decode(headers: Iterable[HeaderInput | None] | None) -> Envelope:
     early = 0
     error = ""
     seen: set[str] = set()
-    for h in headers or ():
-        if h is None:
-            continue
-        name = _key(h[0])
-        if name not in _NAMES:
+    for name, v in headers:
+        if name not in _NAME_SET:
             continue
         if name in seen:
             raise HeaderError(name, Reason.DUPLICATE_HEADER, "appears more than once")
         seen.add(name)
-        v = _value(h[1])
         if name == TARGET:
             if not v:
                 raise HeaderError(TARGET, Reason.MISSING_TARGET, "is empty")
@@ -179,7 +180,17 @@ def decode(headers: Iterable[HeaderInput | None] | None) -> Envelope:
 
 
 def _pairs(headers: Iterable[HeaderInput | None] | None) -> list[Header]:
-    return [(_key(h[0]), _value(h[1])) for h in headers or () if h is not None]
+    """Headers as (str, bytes) pairs; those already so (what the clients give) as they are."""
+    out: list[Header] = []
+    for h in headers or ():
+        if h is None:
+            continue
+        k, v = h
+        if type(k) is not str or type(v) is not bytes:
+            out.append((_key(k), _value(v)))
+        else:
+            out.append(h)  # type: ignore[arg-type]
+    return out
 
 
 def new_headers(
@@ -188,7 +199,7 @@ def new_headers(
     """The headers that schedule a message: the caller's own headers in order
     (those named like a contract header dropped), then ladder-target, ladder-due
     (omitted when due_ms is None), ladder-scheduled and ladder-hops=0."""
-    out = [h for h in _pairs(own) if h[0] not in _NAMES]
+    out = [h for h in _pairs(own) if h[0] not in _NAME_SET]
     out.append((TARGET, target.encode()))
     if due_ms is not None:
         out.append((DUE, str(due_ms).encode()))

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
-from .envelope import TARGET, Envelope, Header, HeaderError, HeaderInput, _pairs, dead_letter_headers, decode
+from .envelope import TARGET, Envelope, Header, HeaderError, HeaderInput, _decode, _pairs, dead_letter_headers
 from .schedule import Delay, InvalidMessageError, Record, When, _ns, due_ms, schedule_record
 from .tier import Ladder, validate_topic
 
@@ -103,27 +103,30 @@ class Message:
         headers: Iterable[HeaderInput | None] | None,
     ) -> Message:
         """Decode a consumed record for a handler."""
-        raw = tuple(_pairs(headers))
+        raw = _pairs(headers)
         own = []
+        ladder: list[Header] = []
         attempt = 1
         has_target = False
-        for k, v in raw:
+        for h in raw:
+            k = h[0]
             if not k.startswith(_LADDER):
-                own.append((k, v))
-            elif k == TARGET:
+                own.append(h)
+                continue
+            ladder.append(h)
+            if k == TARGET:
                 has_target = True
             elif k == ATTEMPT:
-                n = _atoi(v)
+                n = _atoi(h[1])
                 if n is not None and n > 0:
                     attempt = n
-        hs: list[HeaderInput] = list(raw)
         if not has_target:
-            hs.append((TARGET, topic.encode()))
+            ladder.append((TARGET, topic.encode()))
         try:
-            env = decode(hs)
+            env = _decode(ladder)
         except HeaderError:
             env = Envelope(target=topic)
-        return cls(topic, partition, offset, key, value, timestamp_ms, tuple(own), env, attempt, raw)
+        return cls(topic, partition, offset, key, value, timestamp_ms, tuple(own), env, attempt, tuple(raw))
 
     def header(self, key: str) -> bytes | None:
         """The value of the first of the message's own headers named key, or None."""
