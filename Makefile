@@ -8,7 +8,8 @@ DEMO_DIR  ?= $(shell mktemp -d -t ladder-demo-XXXXXX)
 # The demo runs its own short ladder so messages come back within two minutes.
 DEMO_TIERS ?= 2s,10s,30s,2m
 
-.PHONY: all build build-prod test test-short demo bench lint fmt vet staticcheck tidy-check fuzz clean chart-test chart-lint
+.PHONY: all build build-prod test test-short demo bench lint fmt vet staticcheck tidy-check fuzz clean chart-test chart-lint \
+	python-venv python-lint python-test python-check python-bench
 
 all: build
 
@@ -21,11 +22,13 @@ build-prod:
 	CGO_ENABLED=0 $(GO) build -tags nodev -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ladder
 
 ## test: every test, with the race detector, against the embedded broker over TCP; then the subtests skipped
-## under -race for a data race inside sarama (see skipSaramaTxnRace in pkg/forward), without it; then the chart checks
+## under -race for a data race inside sarama (see skipSaramaTxnRace in pkg/forward), without it; then the chart checks;
+## then the Python package (python-check)
 test:
 	$(GO) test -race -timeout 15m ./...
 	$(GO) test -count=1 -timeout 5m -run '^(TestRefusedRecordsAmongMany|TestTargetRefusesWrites)$$/^exactly-once$$' ./pkg/forward
 	$(MAKE) --no-print-directory chart-test
+	$(MAKE) --no-print-directory python-check
 
 ## chart-test: render charts/ladder with the helm SDK, enforce values.schema.json, decode every manifest strictly
 ## (its own Go module, so helm and Kubernetes stay out of go.mod; about 3-5 minutes from a cold build cache)
@@ -80,6 +83,30 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./pkg/envelope -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/tier -run '^$$' -fuzz FuzzRoute -fuzztime $(FUZZTIME)
+
+## python-check: the Python package pkg/python (kafka-ladder): ruff and mypy, then pytest (the shared vectors,
+## unit tests, and the workers end to end through `ladder dev`; LADDER_TEST_KAFKA=real with LADDER_TEST_BROKERS
+## runs them against a running Kafka and `ladder run` instead). Its pinned tools live in a virtualenv in PY_VENV.
+PYTHON  ?= python3
+PY_VENV ?= $(or $(XDG_CACHE_HOME),$(CURDIR)/.cache)/ladder-python-venv
+PYV     := $(abspath $(PY_VENV))
+python-check: python-lint python-test
+
+python-venv: $(PYV)/.installed
+$(PYV)/.installed: pkg/python/pyproject.toml
+	$(PYTHON) -m venv $(PYV)
+	$(PYV)/bin/python -m pip install -q --disable-pip-version-check -e './pkg/python[dev]'
+	touch $@
+
+python-lint: python-venv
+	cd pkg/python && $(PYV)/bin/ruff check . && $(PYV)/bin/ruff format --check . && $(PYV)/bin/mypy
+
+python-test: python-venv build
+	cd pkg/python && LADDER_BIN=$(abspath $(BIN)) $(PYV)/bin/python -m pytest -q -p no:cacheprovider
+
+## python-bench: the aiokafka adapter's rescheduling throughput against a raw aiokafka producer (about a minute)
+python-bench: python-venv build
+	cd pkg/python && LADDER_BIN=$(abspath $(BIN)) $(PYV)/bin/python bench/bench_aiokafka.py $(PY_BENCH_FLAGS)
 
 clean:
 	rm -rf bin/
