@@ -24,8 +24,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.structs import ConsumerRecord, RecordMetadata
+try:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+    from aiokafka.structs import ConsumerRecord, RecordMetadata
+except ImportError as exc:  # pragma: no cover
+    raise ImportError(
+        f"kafka_ladder.aiokafka needs the [aiokafka] extra: pip install 'kafka-ladder[aiokafka]' ({exc})"
+    ) from exc
 
 from ._flow import Entry, PartitionFlow
 from ._worker import COMMIT_INTERVAL, SHUTDOWN_TIMEOUT, Stats, log, raised, send_retry_delay

@@ -22,8 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka import Message as KafkaMessage
+try:
+    from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+    from confluent_kafka import Message as KafkaMessage
+except ImportError as exc:  # pragma: no cover
+    raise ImportError(
+        f"kafka_ladder.confluent needs the [confluent] extra: pip install 'kafka-ladder[confluent]' ({exc})"
+    ) from exc
 
 from ._flow import Entry, PartitionFlow
 from ._worker import COMMIT_INTERVAL, SHUTDOWN_TIMEOUT, Stats, log, raised, send_retry_delay

@@ -22,8 +22,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import faust
-from faust.types import EventT as _EventT
+try:
+    import faust
+    from faust.types import EventT as _EventT
+except ImportError as exc:  # pragma: no cover
+    raise ImportError(f"kafka_ladder.faust needs the [faust] extra: pip install 'kafka-ladder[faust]' ({exc})") from exc
 
 from .envelope import HeaderInput
 from .message import (
