@@ -318,10 +318,10 @@ class _LaneRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             return
         self.consumer = consumer
         committer = asyncio.create_task(self._commit_every(w.commit_interval))
+        stop = asyncio.create_task(w._stop.wait())
         try:
             consumer.subscribe(self.lane.topics, listener=self)
             log.info("lane %s started: topics %s, group %s", self.lane.name, self.lane.topics, self.lane.group)
-            stop = asyncio.create_task(w._stop.wait())
             while not w._stop.is_set():
                 fetch = asyncio.create_task(consumer.getmany(timeout_ms=500, max_records=2 * _INBOX_HIGH))
                 await asyncio.wait((fetch, stop), return_when=asyncio.FIRST_COMPLETED)
@@ -337,6 +337,7 @@ class _LaneRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             log.info("lane %s stopping", self.lane.name)
             await self.release(list(self.parts))
         finally:
+            stop.cancel()
             committer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await committer

@@ -320,6 +320,7 @@ class _LaneRunner:
         self.w = worker
         self.lane = lane
         self.stats = Stats(lane.name)
+        self.stats_lock = threading.Lock()  # handler threads update running and errors
         self.parts: dict[tuple[str, int], _Partition] = {}
         self.done: queue.SimpleQueue[tuple[_Partition, Entry[KafkaMessage], Message, Result | None]] = (
             queue.SimpleQueue()
@@ -454,16 +455,19 @@ class _LaneRunner:
         """On a handler thread."""
         assert e.item is not None
         msg = message(e.item)
-        self.stats.running += 1
+        with self.stats_lock:
+            self.stats.running += 1
         res: Result | None
         try:
             res = self.lane.handler(msg)
         except Exception as exc:
-            self.stats.errors += 1
+            with self.stats_lock:
+                self.stats.errors += 1
             log.warning("lane %s: handler raised on %s@%d; retrying the message", self.lane.name, part.tp, msg.offset)
             res = raised(exc)
         finally:
-            self.stats.running -= 1
+            with self.stats_lock:
+                self.stats.running -= 1
         self.done.put((part, e, msg, res))
 
     def _handled(self, part: _Partition, e: Entry[KafkaMessage], msg: Message, res: Result | None) -> None:
