@@ -13,8 +13,9 @@ import os
 import sys
 import threading
 import time
+from typing import TypeVar
 
-from kafka_ladder import Ladder, Message, Result, done, reschedule
+from kafka_ladder import Ladder, Lane, Message, Result, done, reschedule
 
 BROKERS = os.environ.get("LADDER_BROKERS", "127.0.0.1:9092")
 LADDER = Ladder.parse(
@@ -74,3 +75,18 @@ def decide(worker: str, msg: Message) -> Result:
         return reschedule(DELAY).with_headers([*own, ("visit", str(n + 1).encode())])
     emit(worker, msg, "done")
     return done()
+
+
+H = TypeVar("H")
+
+
+def lane(handler: H) -> Lane[H]:
+    """The example's lane, configured from the environment."""
+    return Lane(
+        [LANE],
+        handler,
+        group=GROUP,
+        concurrency=CONCURRENCY,
+        max_attempts=MAX_ATTEMPTS,
+        backoff=lambda attempt: RETRY_BACKOFF,
+    )

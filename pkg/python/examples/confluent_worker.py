@@ -10,18 +10,8 @@ from __future__ import annotations
 import logging
 import time
 
-from _common import (
-    BROKERS,
-    CONCURRENCY,
-    GROUP,
-    LADDER,
-    LANE,
-    MAX_ATTEMPTS,
-    RETRY_BACKOFF,
-    SESSION_TIMEOUT_MS,
-    decide,
-)
-from kafka_ladder import Lane, Message, Result
+from _common import BROKERS, LADDER, SESSION_TIMEOUT_MS, decide, lane
+from kafka_ladder import Message, Result
 from kafka_ladder.confluent import Worker
 
 
@@ -31,15 +21,9 @@ def handle(msg: Message) -> Result:
 
 
 def main() -> None:
-    lane = Lane(
-        [LANE],
-        handle,
-        group=GROUP,
-        concurrency=CONCURRENCY,
-        max_attempts=MAX_ATTEMPTS,
-        backoff=lambda attempt: RETRY_BACKOFF,
+    worker = Worker(
+        LADDER, lane(handle), bootstrap_servers=BROKERS, consumer_config={"session.timeout.ms": SESSION_TIMEOUT_MS}
     )
-    worker = Worker(LADDER, lane, bootstrap_servers=BROKERS, consumer_config={"session.timeout.ms": SESSION_TIMEOUT_MS})
     worker.run(handle_signals=True)
 
 

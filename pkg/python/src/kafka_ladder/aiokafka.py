@@ -42,15 +42,13 @@ from .message import (
     Outcome,
     Plan,
     Result,
+    _reschedule_result,
+    _retry_result,
     _Unset,
     default_backoff,
     plan,
 )
 from .message import dead_letter as _dead_letter
-from .message import reschedule as _reschedule
-from .message import reschedule_at as _reschedule_at
-from .message import retry as _retry
-from .message import retry_after as _retry_after
 from .schedule import Delay, Record, When, due_ms, now_ms, restamp, schedule_record
 from .tier import Ladder
 
@@ -152,14 +150,7 @@ class Scheduler:
         headers: Iterable[HeaderInput] | None = None,
     ) -> Plan:
         """Bring msg back to its lane (or ``lane``) after delay or at ``at``."""
-        r = _reschedule_at(at) if at is not None else _reschedule(delay if delay is not None else 0)
-        if lane:
-            r = r.to(lane)
-        if not isinstance(value, _Unset):
-            r = r.with_value(value)
-        if headers is not None:
-            r = r.with_headers(headers)
-        return await self.apply(msg, r)
+        return await self.apply(msg, _reschedule_result(delay, at, lane, value, headers))
 
     async def retry(
         self,
@@ -170,7 +161,7 @@ class Scheduler:
     ) -> Plan:
         """Bring msg back after the back-off of its attempt with ladder-attempt
         incremented, or dead-letter it after max_attempts attempts."""
-        return await self.apply(msg, _retry(error) if backoff is None else _retry_after(backoff, error))
+        return await self.apply(msg, _retry_result(error, backoff))
 
     async def dead_letter(self, msg: Message | ConsumerRecord[Any, Any], reason: str) -> Plan:
         """Send msg to the dead-letter topic with reason as ladder-error."""

@@ -34,15 +34,13 @@ from .message import (
     Message,
     Plan,
     Result,
+    _reschedule_result,
+    _retry_result,
     _Unset,
     default_backoff,
     plan,
 )
 from .message import dead_letter as _dead_letter
-from .message import reschedule as _reschedule
-from .message import reschedule_at as _reschedule_at
-from .message import retry as _retry
-from .message import retry_after as _retry_after
 from .schedule import Delay, Record, When, due_ms, now_ms, schedule_record
 from .tier import DEFAULT_PREFIX, DEFAULT_TIERS, Ladder
 
@@ -153,14 +151,7 @@ class FaustLadder:
     ) -> Plan:
         """Bring the event back to its topic (or ``lane``) after delay or at ``at``,
         with its key, value and own headers unless given."""
-        r = _reschedule_at(at) if at is not None else _reschedule(delay if delay is not None else 0)
-        if lane:
-            r = r.to(lane)
-        if not isinstance(value, _Unset):
-            r = r.with_value(value)
-        if headers is not None:
-            r = r.with_headers(headers)
-        return await self.apply(r, event)
+        return await self.apply(_reschedule_result(delay, at, lane, value, headers), event)
 
     async def retry(
         self,
@@ -172,7 +163,7 @@ class FaustLadder:
         """Bring the event back after the back-off of its attempt with ladder-attempt
         incremented; after max_attempts attempts, dead-letter it with the attempts
         made. The returned Plan's outcome says which."""
-        return await self.apply(_retry(error) if backoff is None else _retry_after(backoff, error), event)
+        return await self.apply(_retry_result(error, backoff), event)
 
     async def dead_letter(self, event: Event | None = None, reason: str = "dead-lettered by the application") -> Plan:
         """Send the event to the dead-letter topic with reason as ladder-error."""

@@ -233,6 +233,29 @@ def dead_letter(reason: str) -> Result:
     return Result(Outcome.DEAD_LETTER, error=reason)
 
 
+def _reschedule_result(
+    delay: Delay | None,
+    at: When | None,
+    lane: str,
+    value: bytes | _Unset | None,
+    headers: Iterable[HeaderInput] | None,
+) -> Result:
+    """The Result of the adapters' reschedule(msg, delay, at=, lane=, value=, headers=)."""
+    r = reschedule_at(at) if at is not None else reschedule(delay if delay is not None else 0)
+    if lane:
+        r = r.to(lane)
+    if not isinstance(value, _Unset):
+        r = r.with_value(value)
+    if headers is not None:
+        r = r.with_headers(headers)
+    return r
+
+
+def _retry_result(error: BaseException | str | None, backoff: Delay | None) -> Result:
+    """The Result of the adapters' retry(msg, error, backoff=)."""
+    return retry(error) if backoff is None else retry_after(backoff, error)
+
+
 def _text(error: BaseException | str | None) -> str:
     if error is None:
         return ""
