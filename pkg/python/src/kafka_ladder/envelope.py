@@ -200,6 +200,11 @@ def new_headers(
     (those named like a contract header dropped), then ladder-target, ladder-due
     (omitted when due_ms is None), ladder-scheduled and ladder-hops=0."""
     out = [h for h in _pairs(own) if h[0] not in _NAME_SET]
+    return _contract(out, target, due_ms, scheduled_ms)
+
+
+def _contract(out: list[Header], target: str, due_ms: int | None, scheduled_ms: int) -> list[Header]:
+    """out, (own headers without contract ones) followed by the contract's."""
     out.append((TARGET, target.encode()))
     if due_ms is not None:
         out.append((DUE, str(due_ms).encode()))

@@ -120,12 +120,15 @@ class Message:
                 n = _atoi(h[1])
                 if n is not None and n > 0:
                     attempt = n
-        if not has_target:
-            ladder.append((TARGET, topic.encode()))
-        try:
-            env = _decode(ladder)
-        except HeaderError:
-            env = Envelope(target=topic)
+        if not ladder:
+            env = Envelope(topic)  # produced straight to the lane: its target is the lane
+        else:
+            if not has_target:
+                ladder.append((TARGET, topic.encode()))
+            try:
+                env = _decode(ladder)
+            except HeaderError:
+                env = Envelope(topic)
         return cls(topic, partition, offset, key, value, timestamp_ms, tuple(own), env, attempt, tuple(raw))
 
     def header(self, key: str) -> bytes | None:
@@ -378,7 +381,7 @@ def dead_letter_record_headers(
     return dead_letter_headers(out, reason)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Plan:
     """What a Result comes to: the outcome and the record to produce (None when done)."""
 

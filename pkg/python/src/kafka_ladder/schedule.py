@@ -26,9 +26,10 @@ class InvalidMessageError(ValueError):
         super().__init__("invalid message: " + detail)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Record:
-    """A Kafka record to produce: topic, key, value, headers and timestamp."""
+    """A Kafka record to produce: topic, key, value, headers and timestamp. (Not
+    frozen: one is built per record on the hot path, and frozen costs there.)"""
 
     topic: str
     key: bytes | None
@@ -94,13 +95,7 @@ def schedule_record(
         raise InvalidMessageError(f"target {target} is a topic of the ladder itself")
     hop = ladder.route(now, due)
     return Record(
-        topic=target if hop is None else hop.topic,
-        key=key,
-        value=value,
-        headers=new_headers(target, due, now, headers),
-        timestamp_ms=now,
-        due_ms=due,
-        target=target,
+        target if hop is None else hop.topic, key, value, new_headers(target, due, now, headers), now, due, target
     )
 
 
