@@ -131,7 +131,7 @@ class Scheduler:
             backoff=self.backoff,
         )
         if p.record is not None:
-            await self.send(p.record)
+            await self._batcher.send(p.record)
         return p
 
     async def reschedule(
@@ -283,9 +283,12 @@ class _Batcher:
         self._partitions: dict[str, tuple[float, list[int]]] = {}
         self._partitioner = DefaultPartitioner()
         self._sending: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def send(self, record: Record) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         known = self._partitions.get(record.topic)
         if known is None or loop.time() > known[0]:
             parts = sorted(await self.producer.partitions_for(record.topic))
