@@ -42,7 +42,7 @@ SCHEDULED = "ladder-scheduled"
 HOPS = "ladder-hops"
 """How many tiers the message has passed through."""
 EARLY = "ladder-early"
-"""Milliseconds ahead of its due time, when idle work-ahead released it early."""
+"""Milliseconds ahead of its due time, when idle work-ahead or ``ladder drain`` released it early."""
 ERROR = "ladder-error"
 """On the dead-letter topic only: why the message could not be forwarded."""
 
@@ -50,6 +50,7 @@ _NAMES = (TARGET, DUE, SCHEDULED, HOPS, EARLY, ERROR)
 _NAME_SET = frozenset(_NAMES)
 _MIN_DUE_MS = 100_000_000_000  # 1973-03-03: a smaller ladder-due is unix seconds sent by mistake
 _MAX_HOPS_VALUE = 1 << 30
+_MAX_EARLY_MS = ((1 << 63) - 1) // 1_000_000  # the largest ladder-early Go's time.Duration holds
 
 Header = tuple[str, bytes]
 """A record header as Python's Kafka clients give it: key, value."""
@@ -155,6 +156,10 @@ def _decode(headers: Iterable[Header]) -> Envelope:
                 validate_topic(t)
             except InvalidTopicError as exc:
                 raise HeaderError(TARGET, Reason.INVALID_TARGET, str(exc)) from None
+            if t.startswith("__"):
+                raise HeaderError(
+                    TARGET, Reason.INVALID_TARGET, f"{t} is a Kafka internal topic (named __...): never a target"
+                )
             target = t
         elif name == DUE:
             ms = _parse_uint(DUE, v, Reason.INVALID_DUE)
@@ -172,6 +177,12 @@ def _decode(headers: Iterable[Header]) -> Envelope:
             hops = n
         elif name == EARLY:
             early = _parse_uint(EARLY, v, Reason.INVALID_HEADER)
+            if early > _MAX_EARLY_MS:
+                raise HeaderError(
+                    EARLY,
+                    Reason.INVALID_HEADER,
+                    f"{early} ms is more than a duration holds ({_MAX_EARLY_MS} ms, about 292 years)",
+                )
         else:
             error = v.decode("utf-8", "replace")
     if target == "":
