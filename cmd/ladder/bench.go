@@ -27,9 +27,10 @@ const benchUsage = `bench <drain|schedule|lateness|pending|redis> [flags]
   schedule  the scheduler API (Send, pipelined) against a plain sarama async producer: ratio
   lateness  a steady schedule load (--rate, --duration, delays 0..--max-delay) through the ladder:
             release and end-to-end lateness, p50/p99/max per tier
-  pending   for each --partitions count per tier, load --steps pending records (due hours ahead); at each
-            step a fresh ` + "`ladder run`" + ` process claims every partition and holds every head: its peak RSS;
-            then (--drain) the backlog is made due and drained: the peak RSS while draining
+  pending   for each --partitions count per tier and each of --steps, load that many pending records (due
+            a day ahead, in every tier) on fresh topics; a fresh ` + "`ladder run`" + ` process claims every partition
+            and holds every head: its peak RSS; then (--drain, last step) the backlog is made due and
+            drained: the peak RSS while draining
   redis     for comparison: load --records members into a Redis sorted set you started (--addr) and
             print its memory
 
@@ -127,14 +128,15 @@ func benchCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		cfgAny = c
 	case "pending":
 		c := &bench.PendingConfig{}
-		f.Var((*countList)(&c.Steps), "steps", "pending totals to measure at, comma-separated; k and M suffixes (default 1M,5M,10M)")
+		f.Var((*countList)(&c.Steps), "steps", "pending totals to measure at, comma-separated; k and M suffixes (default 1M,10M)")
 		f.Var((*partitionList)(&c.Partitions), "partitions", "partitions per tier topic, comma-separated: the steps run on fresh topics for each (default 6)")
 		f.BoolVar(&c.Drain, "drain", true, "after the last step, make the backlog due and watch the RSS while ladder run drains it")
 		f.DurationVar(&c.DrainTimeout, "drain-timeout", 30*time.Minute, "give up the drain after this long")
 		f.IntVar(&c.ValueBytes, "value-bytes", 100, "bytes per record value")
 		f.StringVar(&c.Tiers, "tiers", "1m,15m,1h,6h", "tier delays")
-		f.DurationVar(&c.DueMin, "due-min", time.Hour, "records are due between --due-min and --due-max from now")
-		f.DurationVar(&c.DueMax, "due-max", 24*time.Hour, "see --due-min")
+		f.StringVar(&c.Spread, "spread", bench.SpreadTiers, "tiers: an equal share in every tier, due --due-max ahead (every partition holds a head); route: due between --due-min and --due-max, in the tier the scheduler picks")
+		f.DurationVar(&c.DueMin, "due-min", time.Hour, "--spread route: records are due between --due-min and --due-max from now")
+		f.DurationVar(&c.DueMax, "due-max", 24*time.Hour, "see --due-min; --spread tiers: records are due this far ahead")
 		f.IntVar(&c.LoadProducers, "load-producers", 4, "parallel producers loading the records")
 		f.DurationVar(&c.Settle, "settle", 5*time.Second, "watch the RSS this long once every head is held")
 		f.DurationVar(&c.Timeout, "timeout", 5*time.Minute, "give up when ladder run has not held every head after this long")
@@ -166,6 +168,9 @@ func benchCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	if c, ok := cfgAny.(*bench.DrainConfig); ok && c.Perf != "" && mode != bench.Process {
 		return usageError{errors.New("--perf profiles `ladder run`: use --forwarder process (--cpuprofile profiles the in-process forwarder)")}
+	}
+	if c, ok := cfgAny.(*bench.PendingConfig); ok && c.Spread != bench.SpreadTiers && c.Spread != bench.SpreadRoute {
+		return usageError{fmt.Errorf("--spread %q: accepted: tiers or route", c.Spread)}
 	}
 	if loader != bench.LoaderKgo && loader != bench.LoaderSarama {
 		return usageError{fmt.Errorf("--loader %q: accepted: kgo or sarama", loader)}

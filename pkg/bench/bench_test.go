@@ -226,8 +226,16 @@ func ladderBinary(t *testing.T) string {
 	if buildErr != nil {
 		t.Fatalf("building ladder: %v", buildErr)
 	}
-	t.Cleanup(func() { os.RemoveAll(filepath.Dir(binPath)) })
 	return binPath
+}
+
+// TestMain removes the ladder binary the tests built, once all are done.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
 }
 
 func TestPendingSmoke(t *testing.T) {
@@ -251,10 +259,8 @@ func TestPendingSmoke(t *testing.T) {
 			t.Errorf("step %d: %d per tier, %d records in the tiers, %d partitions, %d held, HWM %d KiB, sampled %d KiB, RSS %d KiB, load %+v",
 				s.Pending, s.PartitionsPerTier, n, s.Partitions, s.Held, s.HWMKiB, s.SampledKiB, s.RSSKiB, s.Load)
 		}
-		for tier := range s.PerTier {
-			if !strings.HasSuffix(tier, "-1h") && !strings.HasSuffix(tier, "-6h") {
-				t.Errorf("records due 1h-24h ahead in %s", tier)
-			}
+		if len(s.PerTier) != 4 || s.Forwarded != 0 {
+			t.Errorf("step %d: records in %v (want every tier), %d forwarded while held", s.Pending, s.PerTier, s.Forwarded)
 		}
 	}
 	for i, d := range res.Drains {
@@ -267,5 +273,22 @@ func TestPendingSmoke(t *testing.T) {
 	}
 	if !slices.Contains(rep.RunEnv, "GOGC=150") || rep.Elapsed <= 0 {
 		t.Errorf("report: run env %v, elapsed %s", rep.RunEnv, rep.Elapsed)
+	}
+}
+
+// TestPendingRoute writes the records where the scheduler would: due 1h-24h
+// ahead, they land in the 1h and 6h tiers only.
+func TestPendingRoute(t *testing.T) {
+	env := testEnv(t)
+	env.Binary = ladderBinary(t)
+	rep := run(t, env, &PendingConfig{Steps: []int64{2000}, Spread: SpreadRoute, Settle: 200 * time.Millisecond})
+	s := rep.Result.(*PendingResult).Steps[0]
+	for tier := range s.PerTier {
+		if !strings.HasSuffix(tier, "-1h") && !strings.HasSuffix(tier, "-6h") {
+			t.Errorf("records due 1h-24h ahead in %s", tier)
+		}
+	}
+	if s.PartitionsPerTier != 6 || len(s.PerTier) == 0 || s.Forwarded != 0 {
+		t.Errorf("step %+v", s)
 	}
 }

@@ -19,15 +19,32 @@ import (
 	"github.com/ladder/ladder/pkg/tier"
 )
 
+// Pending spreads: which tiers the pending records are written to.
+const (
+	// SpreadTiers writes every tier an equal share, due DueMax (a day)
+	// ahead, so every tier partition holds a head and its read-ahead: the
+	// worst case for the forwarder's memory. The smallest tier's share is
+	// written last, since a tier holds a record only its delay past its
+	// timestamp (a minute for 1m): the step fails if ladder run forwards
+	// anything before the measurement ends.
+	SpreadTiers = "tiers"
+	// SpreadRoute writes each record where the scheduler would: due
+	// uniformly between DueMin and DueMax ahead (1h-24h: the 1h and 6h
+	// tiers of the default ladder).
+	SpreadRoute = "route"
+)
+
 // PendingConfig configures the pending scenario: for each count of
-// Partitions per tier, on fresh topics, records due between DueMin and
-// DueMax from now are loaded into the tiers up to each of Steps (a running
-// total), and at each step a fresh `ladder run` process claims every tier
-// partition and holds every head; its peak RSS is then read. With Drain,
-// the last step's process then forwards the whole backlog, made due, and
-// its RSS is read while it drains.
+// Partitions per tier and each of Steps, on fresh topics, that many records
+// due hours ahead are loaded into the tiers (as Spread says), and a fresh
+// `ladder run` process claims every tier partition and holds every head;
+// its peak RSS is then read. With Drain, the last step's process then
+// forwards the whole backlog, made due, and its RSS is read while it
+// drains.
 type PendingConfig struct {
 	Steps []int64 `json:"steps"`
+	// Spread is SpreadTiers (default) or SpreadRoute.
+	Spread string `json:"spread"`
 	// Partitions is the partitions of every tier topic (and of the target
 	// and dead-letter topics); the steps run once for each (default 6).
 	Partitions    []int32       `json:"partitions_per_tier"`
@@ -48,11 +65,14 @@ type PendingConfig struct {
 
 func (c *PendingConfig) setDefaults() {
 	if len(c.Steps) == 0 {
-		c.Steps = []int64{1_000_000, 5_000_000, 10_000_000}
+		c.Steps = []int64{1_000_000, 10_000_000}
 	}
 	slices.Sort(c.Steps)
 	if len(c.Partitions) == 0 {
 		c.Partitions = []int32{6}
+	}
+	if c.Spread == "" {
+		c.Spread = SpreadTiers
 	}
 	if c.ValueBytes <= 0 {
 		c.ValueBytes = 100
@@ -92,6 +112,9 @@ type PendingStep struct {
 	Partitions int64         `json:"partitions"`
 	Held       int64         `json:"held"`
 	ReadyAfter time.Duration `json:"ready_after_ns"` // process start → every head held
+	// Forwarded is what ladder run forwarded before the measurement ended
+	// (ladder_forwarded_records_total): 0, or heads came due during it.
+	Forwarded int64 `json:"forwarded"`
 	// Forwarder (`ladder run`) peak RSS (VmHWM), the largest VmRSS sampled
 	// (every 200-250 ms from its start), and the VmRSS at the end, KiB.
 	HWMKiB     int64 `json:"forwarder_hwm_kib"`
@@ -166,6 +189,9 @@ func pending(ctx context.Context, env *Env, c *PendingConfig, rep *Report) error
 	if env.Binary == "" {
 		return fmt.Errorf("the pending scenario runs `ladder run` as a process: no ladder binary given")
 	}
+	if c.Spread != SpreadTiers && c.Spread != SpreadRoute {
+		return fmt.Errorf("spread %q: accepted: %s or %s", c.Spread, SpreadTiers, SpreadRoute)
+	}
 	res := &PendingResult{Spreads: map[int32]float64{}}
 	rep.Result = res
 	for _, parts := range c.Partitions {
@@ -196,14 +222,39 @@ func pending(ctx context.Context, env *Env, c *PendingConfig, rep *Report) error
 	return nil
 }
 
-// pendingAt runs the steps on fresh topics of parts partitions per tier.
+// pendingAt runs the steps at parts partitions per tier, each on fresh
+// topics.
 func pendingAt(ctx context.Context, env *Env, c *PendingConfig, parts int32, res *PendingResult) error {
-	prefix := env.name("p"+strconv.Itoa(int(parts))) + "-"
+	for i, step := range c.Steps {
+		if err := pendingStep(ctx, env, c, parts, i, step, i == len(c.Steps)-1 && c.Drain, res); err != nil {
+			return err
+		}
+	}
+	var lo, hi int64
+	for _, s := range res.Steps {
+		if s.PartitionsPerTier != parts {
+			continue
+		}
+		if lo == 0 || s.HWMKiB < lo {
+			lo = s.HWMKiB
+		}
+		hi = max(hi, s.HWMKiB)
+	}
+	res.Spreads[parts] = float64(hi-lo) / float64(max(lo, 1))
+	res.Spread = max(res.Spread, res.Spreads[parts])
+	return nil
+}
+
+// pendingStep loads step records on fresh topics of parts partitions per
+// tier, measures a fresh `ladder run` holding them and, with drain, the
+// same process draining them.
+func pendingStep(ctx context.Context, env *Env, c *PendingConfig, parts int32, i int, step int64, drain bool, res *PendingResult) error {
+	prefix := env.name("p"+strconv.Itoa(int(parts)), strconv.Itoa(i+1)) + "-"
 	l, err := tier.Parse(c.Tiers, prefix)
 	if err != nil {
 		return err
 	}
-	if c.DueMin <= l.Smallest().Delay {
+	if c.Spread == SpreadRoute && c.DueMin <= l.Smallest().Delay {
 		return fmt.Errorf("due-min %s must exceed the smallest tier %s, or heads come due during the run", c.DueMin, l.Smallest().Delay)
 	}
 	target := prefix + "target"
@@ -213,10 +264,9 @@ func pendingAt(ctx context.Context, env *Env, c *PendingConfig, parts int32, res
 	}
 	if env.BrokerDataDir != "" {
 		// ~100 bytes of value, ~90 of headers and key, batch overhead: allow 300 per record.
-		need := c.Steps[len(c.Steps)-1] * int64(c.ValueBytes+200)
+		need := step * int64(c.ValueBytes+200)
 		if free, err := freeBytes(env.BrokerDataDir); err == nil && free < need+(1<<30) {
-			return fmt.Errorf("%s has %d MiB free; %s pending records need about %d MiB", env.BrokerDataDir, free>>20,
-				thousands(c.Steps[len(c.Steps)-1]), need>>20)
+			return fmt.Errorf("%s has %d MiB free; %s pending records need about %d MiB", env.BrokerDataDir, free>>20, thousands(step), need>>20)
 		}
 	}
 	if err := createTopics(ctx, env, topics); err != nil {
@@ -234,67 +284,56 @@ func pendingAt(ctx context.Context, env *Env, c *PendingConfig, parts int32, res
 	}
 
 	val := value(c.ValueBytes)
-	var loaded int64
-	var fwd *running
-	defer func() {
-		if fwd != nil {
-			fwd.stopLogged(env)
-		}
-	}()
-	for i, step := range c.Steps {
-		st, err := load(ctx, env, fmt.Sprintf("loading %s (%d per tier)", thousands(step), parts), loaded, step-loaded, c.LoadProducers, func(i int64) *sarama.ProducerMessage {
-			now := time.Now()
-			due := now.Add(c.DueMin + time.Duration(rand.Int64N(int64(c.DueMax-c.DueMin))))
-			m, _ := schedule.Record(l, schedule.Message{Topic: target, Key: key("p", i), Value: val, At: due}, now)
+	// SpreadTiers: equal shares, the largest tier's first, the smallest's last.
+	tiers := l.Tiers()
+	share := (step + int64(len(tiers)) - 1) / int64(len(tiers))
+	st, err := load(ctx, env, fmt.Sprintf("loading %s (%d per tier)", thousands(step), parts), 0, step, c.LoadProducers, func(i int64) *sarama.ProducerMessage {
+		now := time.Now()
+		if c.Spread == SpreadTiers {
+			m, _ := schedule.Record(l, schedule.Message{Topic: target, Key: key("p", i), Value: val, At: now.Add(c.DueMax)}, now)
+			m.Topic = tiers[len(tiers)-1-int(i/share)].Topic
 			return m
-		})
-		if err != nil {
-			return fmt.Errorf("loading %s pending records: %w", thousands(step), err)
 		}
-		loaded = step
-		res.Load.add(st)
-		ps := PendingStep{PartitionsPerTier: parts, Pending: step, Load: st, PerTier: map[string]int64{}}
-		end, err := offsets.End(client, tps)
-		if err != nil {
-			return err
-		}
-		start, err := offsets.Start(client, tps)
-		if err != nil {
-			return err
-		}
-		for tp, e := range end {
-			if n := e - start[tp]; n > 0 {
-				ps.PerTier[tp.Topic] += n
-				ps.Held++
-			}
-			ps.Partitions++
-		}
-		if fwd != nil {
-			fwd.stopLogged(env)
-		}
-		if fwd, err = measurePending(ctx, env, c, l, prefix+"ladder-"+strconv.Itoa(i+1), &ps); err != nil {
-			return err
-		}
-		res.Steps = append(res.Steps, ps)
-		env.note("%s pending, %d partitions per tier: ladder run peak RSS %.1f MiB (ready after %.1f s)", thousands(step), parts,
-			mib(ps.HWMKiB), ps.ReadyAfter.Seconds())
+		due := now.Add(c.DueMin + time.Duration(rand.Int64N(int64(c.DueMax-c.DueMin))))
+		m, _ := schedule.Record(l, schedule.Message{Topic: target, Key: key("p", i), Value: val, At: due}, now)
+		return m
+	})
+	if err != nil {
+		return fmt.Errorf("loading %s pending records: %w", thousands(step), err)
 	}
-	var lo, hi int64
-	for _, s := range res.Steps {
-		if s.PartitionsPerTier != parts {
-			continue
-		}
-		if lo == 0 || s.HWMKiB < lo {
-			lo = s.HWMKiB
-		}
-		hi = max(hi, s.HWMKiB)
+	res.Load.add(st)
+	ps := PendingStep{PartitionsPerTier: parts, Pending: step, Load: st, PerTier: map[string]int64{}}
+	end, err := offsets.End(client, tps)
+	if err != nil {
+		return err
 	}
-	res.Spreads[parts] = float64(hi-lo) / float64(max(lo, 1))
-	res.Spread = max(res.Spread, res.Spreads[parts])
-	if !c.Drain {
+	start, err := offsets.Start(client, tps)
+	if err != nil {
+		return err
+	}
+	for tp, e := range end {
+		if n := e - start[tp]; n > 0 {
+			ps.PerTier[tp.Topic] += n
+			ps.Held++
+		}
+		ps.Partitions++
+	}
+	fwd, err := measurePending(ctx, env, c, l, prefix+"ladder", &ps)
+	if err != nil {
+		return err
+	}
+	defer fwd.stopLogged(env)
+	res.Steps = append(res.Steps, ps)
+	env.note("%s pending, %d partitions per tier: ladder run peak RSS %.1f MiB (ready after %.1f s)", thousands(step), parts,
+		mib(ps.HWMKiB), ps.ReadyAfter.Seconds())
+	if ps.Forwarded > 0 {
+		return fmt.Errorf("ladder run forwarded %d records while it was measured holding %s: heads came due (a slow load? the smallest tier holds a record only %s)",
+			ps.Forwarded, thousands(step), l.Smallest().Delay)
+	}
+	if !drain {
 		return nil
 	}
-	d, err := drainPending(ctx, env, c, l, client, target, loaded, fwd)
+	d, err := drainPending(ctx, env, c, l, client, target, step, fwd)
 	if err != nil {
 		return err
 	}
@@ -367,6 +406,11 @@ func measurePending(ctx context.Context, env *Env, c *PendingConfig, l *tier.Lad
 			return fail(err)
 		}
 	}
+	m, err := scrape(ctx, fwd.metrics)
+	if err != nil {
+		return fail(err)
+	}
+	ps.Forwarded = int64(m["ladder_forwarded_records_total"])
 	if env.Broker != nil {
 		if mem, err := env.Broker.Memory(); err == nil {
 			ps.BrokerRSSKiB = mem.RSS
