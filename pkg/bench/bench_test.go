@@ -292,3 +292,27 @@ func TestPendingRoute(t *testing.T) {
 		t.Errorf("step %+v", s)
 	}
 }
+
+// TestDrainPerf drains through `ladder run` with perf record attached: the
+// forward phase's CPU profile is attributed (skipped without perf).
+func TestDrainPerf(t *testing.T) {
+	if _, err := exec.LookPath("perf"); err != nil {
+		t.Skip("no perf on PATH")
+	}
+	env := testEnv(t)
+	env.Binary = ladderBinary(t)
+	env.Forwarder = Process
+	path := filepath.Join(t.TempDir(), "perf.data")
+	rep := run(t, env, &DrainConfig{Records: 20000, Tiers: "1s", Baselines: []string{}, Perf: path})
+	p := rep.Result.(*DrainResult).ForwardProfile
+	if p == nil || p.Samples == 0 || len(p.Parts) != len(cpuParts)+1 {
+		t.Fatalf("profile %+v", p)
+	}
+	var sum float64
+	for _, s := range p.Parts {
+		sum += s.Percent
+	}
+	if sum < 99.9 || sum > 100.1 {
+		t.Errorf("parts sum to %.2f%%: %+v", sum, p.Parts)
+	}
+}

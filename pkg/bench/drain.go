@@ -165,6 +165,9 @@ type DrainResult struct {
 	KgoRate          float64 `json:"raw_kgo_records_per_s_end_to_end,omitempty"`
 	RatioSarama      float64 `json:"ratio_sarama,omitempty"`
 	RatioKgo         float64 `json:"ratio_kgo,omitempty"`
+	// ForwardProfile is where `ladder run` spent its CPU in the first
+	// forward phase (DrainConfig.Perf).
+	ForwardProfile *CPUProfile `json:"forward_cpu_profile,omitempty"`
 }
 
 // WriteTable implements Result.
@@ -199,6 +202,9 @@ func (r *DrainResult) WriteTable(w io.Writer) {
 	tw.Flush()
 	fmt.Fprintln(w, "\nforward/this: over the moving times for the sarama group loop, end to end for the other baselines")
 	fmt.Fprintf(w, "preload (tier and copy source, each round): %s\n", r.Preload)
+	if r.ForwardProfile != nil {
+		writeProfile(w, "ladder run's CPU in round 1 (perf record; each sample in the first part it ran under)", r.ForwardProfile)
+	}
 }
 
 func drain(ctx context.Context, env *Env, c *DrainConfig, rep *Report) error {
@@ -307,6 +313,11 @@ func drain(ctx context.Context, env *Env, c *DrainConfig, rep *Report) error {
 		}
 		for _, phase := range order {
 			if err := phase(); err != nil {
+				return err
+			}
+		}
+		if round == 1 && c.Perf != "" {
+			if res.ForwardProfile, err = perfProfile(c.Perf); err != nil {
 				return err
 			}
 		}
