@@ -196,6 +196,7 @@ func pending(ctx context.Context, env *Env, c *PendingConfig, rep *Report) error
 	rep.Result = res
 	for _, parts := range c.Partitions {
 		if err := pendingAt(ctx, env, c, parts, res); err != nil {
+			rep.Summary = fmt.Sprintf("pending: stopped at %d partitions per tier after %d steps and %d drains: %v", parts, len(res.Steps), len(res.Drains), err)
 			return err
 		}
 	}
@@ -420,6 +421,9 @@ func measurePending(ctx context.Context, env *Env, c *PendingConfig, l *tier.Lad
 	return fwd, nil
 }
 
+// drainRequestEvery is how often drainPending writes its drain commands again.
+const drainRequestEvery = 5 * time.Second
+
 // drainPending makes every record of l's tiers due with a drain command per
 // tier (as `ladder drain` writes it), and samples fwd's RSS until the target
 // holds want records.
@@ -444,15 +448,32 @@ func drainPending(ctx context.Context, env *Env, c *PendingConfig, l *tier.Ladde
 	}
 	d := PendingDrain{Records: want}
 	t0 := time.Now()
-	for _, t := range l.Topics() {
-		if _, err := control.RequestDrain(client, producer, l.ControlTopic(), t, time.Hour); err != nil {
-			return d, err
+	// A drain command covers a tier up to its end offsets when written.
+	// Records of the smallest tiers that come due before the drain reaches
+	// them hop to a larger tier, after its command's offsets: the commands
+	// are written again every few seconds until every record is delivered.
+	request := func() error {
+		for _, t := range l.Topics() {
+			if _, err := control.RequestDrain(client, producer, l.ControlTopic(), t, time.Hour); err != nil {
+				return err
+			}
 		}
+		return nil
 	}
+	if err := request(); err != nil {
+		return d, err
+	}
+	again := time.Now().Add(drainRequestEvery)
 	prog := env.startProgress("draining the backlog", want)
 	defer prog.finish()
 	deadline := time.Now().Add(c.DrainTimeout)
 	for {
+		if time.Now().After(again) {
+			if err := request(); err != nil {
+				return d, err
+			}
+			again = time.Now().Add(drainRequestEvery)
+		}
 		mem, err := fwd.proc.Memory()
 		if err != nil {
 			return d, err
