@@ -68,6 +68,7 @@ func benchCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		loader                = bench.LoaderKgo
 		batchBytes            = bench.DefaultBatchBytes
 		runEnv                envList
+		brokerPid             int
 	)
 	f := newFlags("bench "+scenario, benchUsage, stderr)
 	// Only the flag selects a cluster: a LADDER_BROKERS left in the
@@ -85,6 +86,7 @@ func benchCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	f.IntVar(&batchBytes, "batch-bytes", batchBytes, "the kgo loader's record batch size in bytes")
 	f.Var(&runEnv, "run-env", "KEY=VALUE added to the environment of every `ladder run` the bench starts (repeatable), e.g. LADDER_BUFFER_MEMORY=33554432")
 	f.StringVar(&dataDir, "data-dir", "", "data directory of the embedded broker (default: a temporary directory, removed after)")
+	f.IntVar(&brokerPid, "broker-pid", 0, "with --brokers: the pid of the (single) broker's process on this machine, to report its CPU time and RSS")
 	f.BoolVar(&keep, "keep-data", false, "keep the embedded broker's data directory")
 	var cfgAny any
 	switch scenario {
@@ -193,7 +195,15 @@ func benchCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 			return usageError{f.explain(err)}
 		}
 		env.Kafka = cfg.Config
+		if brokerPid > 0 {
+			if env.Broker, err = bench.WatchProc(brokerPid); err != nil {
+				return usageError{fmt.Errorf("--broker-pid: %w", err)}
+			}
+		}
 	} else {
+		if brokerPid > 0 {
+			return usageError{errors.New("--broker-pid watches a real broker: give --brokers too")}
+		}
 		dir := dataDir
 		if dir == "" {
 			if dir, err = os.MkdirTemp("", "ladder-bench-"); err != nil {

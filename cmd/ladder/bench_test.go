@@ -58,7 +58,8 @@ func TestBenchUsage(t *testing.T) {
 		{"bench", "pending", "--steps", "1M,x"}, {"bench", "drain", "--forwarder", "process", "--cpuprofile", "x"},
 		{"bench", "drain", "--brokers", "nonsense"}, {"bench", "drain", "--loader", "kcat"}, {"bench", "drain", "--batch-bytes", "100"},
 		{"bench", "drain", "--baselines", "librdkafka"}, {"bench", "drain", "--perf", "perf.data"}, {"bench", "pending", "--partitions", "6,0"},
-		{"bench", "pending", "--run-env", "NOEQUALS"}, {"bench", "lateness", "--batch-bytes", "1073741824"}, {"bench", "pending", "--spread", "evenly"}} {
+		{"bench", "pending", "--run-env", "NOEQUALS"}, {"bench", "lateness", "--batch-bytes", "1073741824"}, {"bench", "pending", "--spread", "evenly"}, {"bench", "drain", "--broker-pid", "1"},
+		{"bench", "drain", "--brokers", "127.0.0.1:9", "--broker-pid", "999999999"}} {
 		cmd := exec.Command(binary, args...)
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError

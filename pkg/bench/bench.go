@@ -59,8 +59,9 @@ type Env struct {
 	// starts, after the bench's own environment (which passes through, so
 	// e.g. LADDER_BUFFER_MEMORY set for the bench reaches ladder run).
 	RunEnv []string
-	// Broker is the embedded broker process the bench started, if any: its
-	// CPU time, RSS and data directory size are reported.
+	// Broker is the broker's process, if known: the embedded broker the
+	// bench started, or a real broker's watched (WatchProc). Its CPU time and
+	// RSS are reported.
 	Broker *Proc
 	// BrokerDataDir is the embedded broker's data directory ("" for a real cluster).
 	BrokerDataDir string
@@ -220,8 +221,11 @@ func Run(ctx context.Context, env *Env, cfg any) (*Report, error) {
 		rep.Loader += fmt.Sprintf(" (%d KiB batches)", env.BatchBytes>>10)
 	}
 	rep.Broker = strings.Join(env.Kafka.BrokerList(), ",")
-	if env.Broker != nil {
+	switch {
+	case env.BrokerDataDir != "":
 		rep.Broker = "embedded (separate process, " + rep.Broker + ")"
+	case env.Broker != nil:
+		rep.Broker += fmt.Sprintf(" (broker pid %d)", env.Broker.Pid())
 	}
 	var err error
 	switch c := cfg.(type) {

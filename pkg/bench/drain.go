@@ -117,7 +117,7 @@ type Phase struct {
 	RateTotal float64 `json:"records_per_s_end_to_end"`
 	// MoverCPU is the CPU time of the process that moved the records (the
 	// bench process, or `ladder run` in process mode); BrokerCPU the
-	// embedded broker's (0 for a real cluster).
+	// broker's (embedded, or a real one watched with --broker-pid; else 0).
 	MoverCPU  time.Duration `json:"mover_cpu_ns"`
 	BrokerCPU time.Duration `json:"broker_cpu_ns"`
 	// MoverHWMKiB is the peak RSS of `ladder run` in process mode (0 in process).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -174,5 +175,19 @@ func TestEnvValidate(t *testing.T) {
 		if err := e.validate(); err == nil {
 			t.Errorf("%+v accepted", e)
 		}
+	}
+}
+
+func TestWatchProc(t *testing.T) {
+	p, err := WatchProc(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := p.Memory()
+	if err != nil || m.RSS <= 0 || m.HWM < m.RSS || p.CPU() <= 0 || p.Stop(time.Second) != nil {
+		t.Errorf("memory %+v (%v), CPU %s", m, err, p.CPU())
+	}
+	if _, err := WatchProc(-5); err == nil {
+		t.Error("a process that does not exist is watched")
 	}
 }

@@ -120,7 +120,8 @@ type PendingStep struct {
 	HWMKiB     int64 `json:"forwarder_hwm_kib"`
 	SampledKiB int64 `json:"forwarder_rss_sampled_max_kib"`
 	RSSKiB     int64 `json:"forwarder_rss_kib"`
-	// The embedded broker's RSS (KiB) and data directory size (bytes); 0 on a real cluster.
+	// The broker's RSS (KiB; embedded, or a real one watched with
+	// --broker-pid) and the embedded broker's data directory size (bytes).
 	BrokerRSSKiB    int64 `json:"broker_rss_kib"`
 	BrokerDiskBytes int64 `json:"broker_disk_bytes"`
 }
@@ -416,6 +417,8 @@ func measurePending(ctx context.Context, env *Env, c *PendingConfig, l *tier.Lad
 		if mem, err := env.Broker.Memory(); err == nil {
 			ps.BrokerRSSKiB = mem.RSS
 		}
+	}
+	if env.BrokerDataDir != "" {
 		ps.BrokerDiskBytes = dirSize(env.BrokerDataDir)
 	}
 	return fwd, nil
