@@ -72,7 +72,7 @@ bench: build
 	./$(BIN) bench drain --records 200000 --rounds 2 --forwarder process $(BENCH_FLAGS)
 	./$(BIN) bench schedule --records 200000 --rounds 2 $(BENCH_FLAGS)
 	./$(BIN) bench lateness --rate 500 --duration 20s $(BENCH_FLAGS)
-	./$(BIN) bench pending --steps 100k,1M --partitions 6,24 $(BENCH_FLAGS)
+	./$(BIN) bench pending --steps 500k,1M --partitions 6,24 $(BENCH_FLAGS)
 
 ## lint: gofmt, go vet, staticcheck, go.mod tidiness, chart-lint
 lint: fmt vet staticcheck tidy-check chart-lint
