@@ -245,6 +245,7 @@ func Run(ctx context.Context, env *Env, cfg any) (*Report, error) {
 	default:
 		return nil, fmt.Errorf("unknown scenario configuration %T", cfg)
 	}
+	deleteGroups(env)
 	rep.Host.LoadAfter = loadAvg()
 	rep.Elapsed = time.Since(rep.Started)
 	if err != nil {
@@ -355,6 +356,34 @@ func deleteTopics(env *Env, topics []string) {
 	for _, t := range topics {
 		if err := admin.DeleteTopic(t); err != nil {
 			env.Log.Warn().Err(err).Str("topic", t).Msg("deleting bench topic")
+		}
+	}
+}
+
+// deleteGroups removes the consumer groups of this run (best effort): on a
+// real cluster their committed offsets would otherwise stay for
+// offsets.retention.minutes (7 days by default).
+func deleteGroups(env *Env) {
+	sc, err := env.Kafka.Base()
+	if err != nil {
+		return
+	}
+	admin, err := sarama.NewClusterAdmin(env.Kafka.BrokerList(), sc)
+	if err != nil {
+		env.Log.Warn().Err(err).Msg("cannot delete the bench's consumer groups")
+		return
+	}
+	defer admin.Close()
+	groups, err := admin.ListConsumerGroups()
+	if err != nil {
+		env.Log.Warn().Err(err).Msg("listing consumer groups to delete the bench's")
+		return
+	}
+	for g := range groups {
+		if strings.HasPrefix(g, env.name("")) {
+			if err := admin.DeleteConsumerGroup(g); err != nil {
+				env.Log.Warn().Err(err).Str("group", g).Msg("deleting bench consumer group")
+			}
 		}
 	}
 }
