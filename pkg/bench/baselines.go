@@ -11,24 +11,44 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// copyConfigs returns the configurations of the sarama copies: ladder's
+// producer (acks=all, idempotent, one request in flight, murmur2) and its
+// consumer with the forwarder's fetch size, buffers and isolation level.
+func copyConfigs(env *Env) (pc, cc *sarama.Config, err error) {
+	if pc, err = env.Kafka.Producer(); err != nil {
+		return nil, nil, err
+	}
+	if cc, err = env.Kafka.Consumer(); err != nil {
+		return nil, nil, err
+	}
+	// As pkg/forward sets them.
+	cc.Consumer.Fetch.Default = 256 << 10
+	cc.ChannelBufferSize = 256
+	cc.Consumer.IsolationLevel = sarama.ReadCommitted
+	return pc, cc, nil
+}
+
+// copyMessage is m as the sarama copies produce it to dst: its key, value
+// and headers, stamped now, with meta for the acknowledgement.
+func copyMessage(m *sarama.ConsumerMessage, dst string, meta any) *sarama.ProducerMessage {
+	hdrs := make([]sarama.RecordHeader, 0, len(m.Headers))
+	for _, hd := range m.Headers {
+		hdrs = append(hdrs, *hd)
+	}
+	return &sarama.ProducerMessage{Topic: dst, Key: sarama.ByteEncoder(m.Key), Value: sarama.ByteEncoder(m.Value),
+		Headers: hdrs, Timestamp: time.Now(), Metadata: meta}
+}
+
 // startSaramaCopy runs BaselineSarama: a sarama partition consumer on every
 // partition of src, from the oldest offset, feeding one async producer
 // configured as ladder's (acks=all, idempotent, one request in flight,
 // murmur2), with the forwarder's fetch size and buffers. No group, no
 // commits: what a sarama forwarder could reach at most.
 func startSaramaCopy(ctx context.Context, env *Env, src, dst string) (*running, error) {
-	pc, err := env.Kafka.Producer()
+	pc, cc, err := copyConfigs(env)
 	if err != nil {
 		return nil, err
 	}
-	cc, err := env.Kafka.Consumer()
-	if err != nil {
-		return nil, err
-	}
-	// As pkg/forward sets them.
-	cc.Consumer.Fetch.Default = 256 << 10
-	cc.ChannelBufferSize = 256
-	cc.Consumer.IsolationLevel = sarama.ReadCommitted
 	brokers := env.Kafka.BrokerList()
 	producer, err := sarama.NewAsyncProducer(brokers, pc)
 	if err != nil {
@@ -84,14 +104,8 @@ func startSaramaCopy(ctx context.Context, env *Env, src, dst string) (*running, 
 					if !ok {
 						return
 					}
-					hdrs := make([]sarama.RecordHeader, 0, len(m.Headers))
-					for _, hd := range m.Headers {
-						hdrs = append(hdrs, *hd)
-					}
-					pm := &sarama.ProducerMessage{Topic: dst, Key: sarama.ByteEncoder(m.Key), Value: sarama.ByteEncoder(m.Value),
-						Headers: hdrs, Timestamp: time.Now()}
 					select {
-					case producer.Input() <- pm:
+					case producer.Input() <- copyMessage(m, dst, nil):
 					case <-stop:
 						return
 					}

@@ -511,18 +511,10 @@ func writeAllocs(path string) error {
 // producer and consumer settings (acks=all, idempotent, the same fetch sizes
 // and buffers), each offset marked after its record is acknowledged.
 func startRawCopy(ctx context.Context, env *Env, src, dst, group string) (*running, error) {
-	pc, err := env.Kafka.Producer()
+	pc, cc, err := copyConfigs(env)
 	if err != nil {
 		return nil, err
 	}
-	cc, err := env.Kafka.Consumer()
-	if err != nil {
-		return nil, err
-	}
-	// As pkg/forward sets them.
-	cc.Consumer.Fetch.Default = 256 << 10
-	cc.ChannelBufferSize = 256
-	cc.Consumer.IsolationLevel = sarama.ReadCommitted
 	brokers := env.Kafka.BrokerList()
 	producer, err := sarama.NewAsyncProducer(brokers, pc)
 	if err != nil {
@@ -584,14 +576,8 @@ func (h rawHandler) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.Consume
 			if !ok {
 				return nil
 			}
-			hdrs := make([]sarama.RecordHeader, 0, len(m.Headers))
-			for _, hd := range m.Headers {
-				hdrs = append(hdrs, *hd)
-			}
-			pm := &sarama.ProducerMessage{Topic: h.dst, Key: sarama.ByteEncoder(m.Key), Value: sarama.ByteEncoder(m.Value),
-				Headers: hdrs, Timestamp: time.Now(), Metadata: rawOrigin{s, m}}
 			select {
-			case h.in <- pm:
+			case h.in <- copyMessage(m, h.dst, rawOrigin{s, m}):
 			case <-s.Context().Done():
 				return nil
 			}
