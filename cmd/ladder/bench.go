@@ -131,7 +131,7 @@ func benchCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	case "pending":
 		c := &bench.PendingConfig{}
 		f.Var((*countList)(&c.Steps), "steps", "pending totals to measure at, comma-separated; k and M suffixes (default 1M,10M)")
-		f.Var((*partitionList)(&c.Partitions), "partitions", "partitions per tier topic, comma-separated: the steps run on fresh topics for each (default 6)")
+		f.Var((*partitionList)(&c.Partitions), "partitions", "partitions per tier topic, comma-separated: the steps run on fresh topics for each (default 6,24,48)")
 		f.BoolVar(&c.Drain, "drain", true, "after the last step, make the backlog due and watch the RSS while ladder run drains it")
 		f.DurationVar(&c.DrainTimeout, "drain-timeout", 30*time.Minute, "give up the drain after this long")
 		f.IntVar(&c.ValueBytes, "value-bytes", 100, "bytes per record value")

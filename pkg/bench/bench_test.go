@@ -281,7 +281,7 @@ func TestPendingSmoke(t *testing.T) {
 func TestPendingRoute(t *testing.T) {
 	env := testEnv(t)
 	env.Binary = ladderBinary(t)
-	rep := run(t, env, &PendingConfig{Steps: []int64{2000}, Spread: SpreadRoute, Settle: 200 * time.Millisecond})
+	rep := run(t, env, &PendingConfig{Steps: []int64{2000}, Partitions: []int32{6}, Spread: SpreadRoute, Settle: 200 * time.Millisecond})
 	s := rep.Result.(*PendingResult).Steps[0]
 	for tier := range s.PerTier {
 		if !strings.HasSuffix(tier, "-1h") && !strings.HasSuffix(tier, "-6h") {

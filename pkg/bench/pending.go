@@ -46,7 +46,8 @@ type PendingConfig struct {
 	// Spread is SpreadTiers (default) or SpreadRoute.
 	Spread string `json:"spread"`
 	// Partitions is the partitions of every tier topic (and of the target
-	// and dead-letter topics); the steps run once for each (default 6).
+	// and dead-letter topics); the steps run once for each (default 6, 24
+	// and 48).
 	Partitions    []int32       `json:"partitions_per_tier"`
 	ValueBytes    int           `json:"value_bytes"`
 	Tiers         string        `json:"tiers"`
@@ -69,7 +70,7 @@ func (c *PendingConfig) setDefaults() {
 	}
 	slices.Sort(c.Steps)
 	if len(c.Partitions) == 0 {
-		c.Partitions = []int32{6}
+		c.Partitions = []int32{6, 24, 48}
 	}
 	if c.Spread == "" {
 		c.Spread = SpreadTiers
