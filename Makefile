@@ -68,13 +68,14 @@ demo: build
 		$(if $(DEMO_TIERS),--tiers $(DEMO_TIERS)) $(if $(DEMO_DATA_DIR),--data-dir $(DEMO_DATA_DIR)) --log-level warn
 
 ## bench: every `ladder bench` scenario at moderate sizes against the embedded broker (a few minutes;
-## full sizes: see pkg/bench/README.md). BENCH_FLAGS is added to each, e.g. BENCH_FLAGS=--json
+## full sizes: see pkg/bench/README.md). BENCH_FLAGS is added to each, e.g. BENCH_FLAGS=--json, or
+## BENCH_FLAGS=--brokers=127.0.0.1:9092 for a real cluster (the bench creates and deletes its own topics)
 BENCH_FLAGS ?=
 bench: build
-	./$(BIN) bench drain --records 200000 --rounds 2 $(BENCH_FLAGS)
+	./$(BIN) bench drain --records 200000 --rounds 2 --forwarder process $(BENCH_FLAGS)
 	./$(BIN) bench schedule --records 200000 --rounds 2 $(BENCH_FLAGS)
 	./$(BIN) bench lateness --rate 500 --duration 20s $(BENCH_FLAGS)
-	./$(BIN) bench pending --steps 100k,500k,1M $(BENCH_FLAGS)
+	./$(BIN) bench pending --steps 500k,1M --partitions 6,24 $(BENCH_FLAGS)
 
 ## lint: gofmt, go vet, staticcheck, go.mod tidiness, chart-lint
 lint: fmt vet staticcheck tidy-check chart-lint
