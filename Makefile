@@ -12,7 +12,8 @@ DEMO_METRICS_ADDR ?= 127.0.0.1:8080
 DEMO_TIERS    ?=
 DEMO_DATA_DIR ?=
 
-.PHONY: all help build build-prod install test test-short demo bench lint fmt vet staticcheck tidy-check fuzz clean chart-test chart-lint docs
+.PHONY: all help build build-prod install test test-short demo bench lint fmt vet staticcheck tidy-check fuzz clean chart-test chart-lint docs \
+	python-venv python-lint python-test python-check python-bench
 
 all: build
 
@@ -35,11 +36,13 @@ build-prod:
 	CGO_ENABLED=0 $(GO) build -tags nodev -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ladder
 
 ## test: every test, with the race detector, against the embedded broker over TCP; then the subtests skipped
-## under -race for a data race inside sarama (see skipSaramaTxnRace in pkg/forward), without it; then the chart checks
+## under -race for a data race inside sarama (see skipSaramaTxnRace in pkg/forward), without it; then the chart checks;
+## then the Python package (python-check)
 test:
 	$(GO) test -race -timeout 15m ./...
 	$(GO) test -count=1 -timeout 5m -run '^(TestRefusedRecordsAmongMany|TestTargetRefusesWrites)$$/^exactly-once$$' ./pkg/forward
 	$(MAKE) --no-print-directory chart-test
+	$(MAKE) --no-print-directory python-check
 
 ## chart-test: render charts/ladder with the helm SDK, enforce values.schema.json, decode every manifest strictly
 ## (its own Go module, so helm and Kubernetes stay out of go.mod; about 3-5 minutes from a cold build cache)
@@ -65,13 +68,14 @@ demo: build
 		$(if $(DEMO_TIERS),--tiers $(DEMO_TIERS)) $(if $(DEMO_DATA_DIR),--data-dir $(DEMO_DATA_DIR)) --log-level warn
 
 ## bench: every `ladder bench` scenario at moderate sizes against the embedded broker (a few minutes;
-## full sizes: see pkg/bench/README.md). BENCH_FLAGS is added to each, e.g. BENCH_FLAGS=--json
+## full sizes: see pkg/bench/README.md). BENCH_FLAGS is added to each, e.g. BENCH_FLAGS=--json, or
+## BENCH_FLAGS=--brokers=127.0.0.1:9092 for a real cluster (the bench creates and deletes its own topics)
 BENCH_FLAGS ?=
 bench: build
-	./$(BIN) bench drain --records 200000 --rounds 2 $(BENCH_FLAGS)
+	./$(BIN) bench drain --records 200000 --rounds 2 --forwarder process $(BENCH_FLAGS)
 	./$(BIN) bench schedule --records 200000 --rounds 2 $(BENCH_FLAGS)
 	./$(BIN) bench lateness --rate 500 --duration 20s $(BENCH_FLAGS)
-	./$(BIN) bench pending --steps 100k,500k,1M $(BENCH_FLAGS)
+	./$(BIN) bench pending --steps 500k,1M --partitions 6,24 $(BENCH_FLAGS)
 
 ## lint: gofmt, go vet, staticcheck, go.mod tidiness, chart-lint
 lint: fmt vet staticcheck tidy-check chart-lint
@@ -106,6 +110,33 @@ fuzz:
 docs:
 	$(GO) test -count=1 -run '^TestConfigurationTable$$' ./cmd/ladder -update
 	cd charts && $(GO) test -count=1 -run '^TestValuesTable$$' . -update
+
+## python-check: the Python package pkg/python (kafka-ladder): ruff and mypy, then pytest (the shared vectors,
+## unit tests, and the workers end to end through `ladder dev`; LADDER_TEST_KAFKA=real with LADDER_TEST_BROKERS
+## runs them against a running Kafka and `ladder run` instead). Its pinned tools live in a virtualenv in PY_VENV.
+PYTHON  ?= python3
+PY_VENV ?= $(or $(XDG_CACHE_HOME),$(CURDIR)/.cache)/ladder-python-venv
+PYV     := $(abspath $(PY_VENV))
+python-check: python-lint python-test
+
+## python-venv: the virtualenv of python-check, with pkg/python installed editable and its pinned [dev] tools
+python-venv: $(PYV)/.installed
+$(PYV)/.installed: pkg/python/pyproject.toml
+	$(PYTHON) -m venv $(PYV)
+	$(PYV)/bin/python -m pip install -q --disable-pip-version-check -e './pkg/python[dev]'
+	touch $@
+
+## python-lint: ruff check, ruff format --check and mypy --strict on pkg/python
+python-lint: python-venv
+	cd pkg/python && $(PYV)/bin/ruff check . && $(PYV)/bin/ruff format --check . && $(PYV)/bin/mypy
+
+## python-test: pytest on pkg/python (the shared vectors, unit tests, the workers end to end through ladder dev)
+python-test: python-venv build
+	cd pkg/python && LADDER_BIN=$(abspath $(BIN)) $(PYV)/bin/python -m pytest -q -p no:cacheprovider
+
+## python-bench: the aiokafka adapter's rescheduling throughput against a raw aiokafka producer (about a minute)
+python-bench: python-venv build
+	cd pkg/python && LADDER_BIN=$(abspath $(BIN)) $(PYV)/bin/python bench/bench_aiokafka.py $(PY_BENCH_FLAGS)
 
 ## clean: remove bin/
 clean:

@@ -27,13 +27,19 @@ const benchUsage = `bench <drain|schedule|lateness|pending|redis> [flags]
   schedule  the scheduler API (Send, pipelined) against a plain sarama async producer: ratio
   lateness  a steady schedule load (--rate, --duration, delays 0..--max-delay) through the ladder:
             release and end-to-end lateness, p50/p99/max per tier
-  pending   load --steps pending records (due hours ahead); at each step a fresh ` + "`ladder run`" + ` process
-            claims every partition and holds every head: its peak RSS
+  pending   for each --partitions count per tier and each of --steps, load that many pending records (due
+            a day ahead, in every tier) on fresh topics; a fresh ` + "`ladder run`" + ` process claims every partition
+            and holds every head: its peak RSS; then (--drain, last step) the backlog is made due and
+            drained: the peak RSS while draining
   redis     for comparison: load --records members into a Redis sorted set you started (--addr) and
             print its memory
 
 Without --brokers, the embedded broker runs as a separate process (` + "`ladder dev --forwarders=false`" + `) with its
-data in a temporary directory. Progress goes to stderr; the report to stdout (--json for machines).`
+data in a temporary directory; with --brokers, the bench creates its topics (bench-<run>-...) on that cluster
+and deletes them after. Records are loaded with franz-go in 1 MiB batches, one partition's batch per request
+(--loader kgo, the way librdkafka and the Java client batch under load), or with sarama's small batches
+(--loader sarama). Every ` + "`ladder run`" + ` started gets the bench's environment (e.g. LADDER_BUFFER_MEMORY) and
+--run-env. Progress goes to stderr; the report to stdout (--json for machines).`
 
 // benchCmd is `ladder bench SCENARIO`.
 func benchCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
@@ -59,6 +65,10 @@ func benchCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		mode                  = bench.InProcess
 		dataDir, cpuProf, mem string
 		keep                  bool
+		loader                = bench.LoaderKgo
+		batchBytes            = bench.DefaultBatchBytes
+		runEnv                envList
+		brokerPid             int
 	)
 	f := newFlags("bench "+scenario, benchUsage, stderr)
 	// Only the flag selects a cluster: a LADDER_BROKERS left in the
@@ -69,8 +79,14 @@ func benchCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	f.str(&cfg.ClientID, "client-id", "LADDER_CLIENT_ID", "Kafka client.id")
 	f.log(&cfg)
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
-	f.IntVar(&partitions, "partitions", partitions, "partitions of every topic the bench creates")
+	if scenario != "pending" {
+		f.IntVar(&partitions, "partitions", partitions, "partitions of every topic the bench creates")
+	}
+	f.StringVar(&loader, "loader", loader, "how records are loaded before a measurement: kgo (franz-go, --batch-bytes batches, one partition's batch per request) or sarama (its small batches)")
+	f.IntVar(&batchBytes, "batch-bytes", batchBytes, "the kgo loader's record batch size in bytes")
+	f.Var(&runEnv, "run-env", "KEY=VALUE added to the environment of every `ladder run` the bench starts (repeatable), e.g. LADDER_BUFFER_MEMORY=33554432")
 	f.StringVar(&dataDir, "data-dir", "", "data directory of the embedded broker (default: a temporary directory, removed after)")
+	f.IntVar(&brokerPid, "broker-pid", 0, "with --brokers: the pid of the (single) broker's process on this machine, to report its CPU time and RSS")
 	f.BoolVar(&keep, "keep-data", false, "keep the embedded broker's data directory")
 	var cfgAny any
 	switch scenario {
@@ -84,6 +100,11 @@ func benchCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		f.DurationVar(&c.Timeout, "timeout", 30*time.Minute, "give up a phase after this long")
 		profileFlags(f, &mode, &cpuProf, &mem, "the first forward phase")
 		f.BoolVar(&c.ProfileRaw, "profile-raw", false, "profile the first raw phase instead of the forward phase, to compare")
+		f.Func("baselines", "copy loops to run beside the sarama group loop: sarama (partition consumers), kgo (franz-go), comma-separated, or none (default sarama,kgo)", func(s string) (err error) {
+			c.Baselines, err = bench.ParseBaselines(s)
+			return err
+		})
+		f.StringVar(&c.Perf, "perf", "", "with --forwarder process: `perf record -g` ladder run during the first forward phase into this file")
 		cfgAny = c
 	case "schedule":
 		c := &bench.ScheduleConfig{}
@@ -107,11 +128,15 @@ func benchCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		cfgAny = c
 	case "pending":
 		c := &bench.PendingConfig{}
-		f.Var((*countList)(&c.Steps), "steps", "pending totals to measure at, comma-separated; k and M suffixes (default 1M,5M,10M)")
+		f.Var((*countList)(&c.Steps), "steps", "pending totals to measure at, comma-separated; k and M suffixes (default 1M,10M)")
+		f.Var((*partitionList)(&c.Partitions), "partitions", "partitions per tier topic, comma-separated: the steps run on fresh topics for each (default 6,24,48)")
+		f.BoolVar(&c.Drain, "drain", true, "after the last step, make the backlog due and watch the RSS while ladder run drains it")
+		f.DurationVar(&c.DrainTimeout, "drain-timeout", 30*time.Minute, "give up the drain after this long")
 		f.IntVar(&c.ValueBytes, "value-bytes", 100, "bytes per record value")
 		f.StringVar(&c.Tiers, "tiers", "1m,15m,1h,6h", "tier delays")
-		f.DurationVar(&c.DueMin, "due-min", time.Hour, "records are due between --due-min and --due-max from now")
-		f.DurationVar(&c.DueMax, "due-max", 24*time.Hour, "see --due-min")
+		f.StringVar(&c.Spread, "spread", bench.SpreadTiers, "tiers: an equal share in every tier, due --due-max ahead (every partition holds a head); route: due between --due-min and --due-max, in the tier the scheduler picks")
+		f.DurationVar(&c.DueMin, "due-min", time.Hour, "--spread route: records are due between --due-min and --due-max from now")
+		f.DurationVar(&c.DueMax, "due-max", 24*time.Hour, "see --due-min; --spread tiers: records are due this far ahead")
 		f.IntVar(&c.LoadProducers, "load-producers", 4, "parallel producers loading the records")
 		f.DurationVar(&c.Settle, "settle", 5*time.Second, "watch the RSS this long once every head is held")
 		f.DurationVar(&c.Timeout, "timeout", 5*time.Minute, "give up when ladder run has not held every head after this long")
@@ -141,12 +166,24 @@ func benchCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if mode == bench.Process && (cpuProf != "" || mem != "") {
 		return usageError{errors.New("--cpuprofile and --memprofile profile the in-process forwarder: use --forwarder inproc")}
 	}
+	if c, ok := cfgAny.(*bench.DrainConfig); ok && c.Perf != "" && mode != bench.Process {
+		return usageError{errors.New("--perf profiles `ladder run`: use --forwarder process (--cpuprofile profiles the in-process forwarder)")}
+	}
+	if c, ok := cfgAny.(*bench.PendingConfig); ok && c.Spread != bench.SpreadTiers && c.Spread != bench.SpreadRoute {
+		return usageError{fmt.Errorf("--spread %q: accepted: tiers or route", c.Spread)}
+	}
+	if loader != bench.LoaderKgo && loader != bench.LoaderSarama {
+		return usageError{fmt.Errorf("--loader %q: accepted: kgo or sarama", loader)}
+	}
+	if batchBytes < bench.MinBatchBytes || batchBytes > bench.MaxBatchBytes {
+		return usageError{fmt.Errorf("--batch-bytes %d: accepted: %d to %d", batchBytes, bench.MinBatchBytes, bench.MaxBatchBytes)}
+	}
 	binary, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("finding the ladder binary: %w", err)
 	}
 	env := &bench.Env{Partitions: int32(partitions), Binary: binary, Forwarder: mode, Progress: stderr, TTY: isTerminal(stderr),
-		CPUProfile: cpuProf, MemProfile: mem, Log: cfg.logger(stderr)}
+		CPUProfile: cpuProf, MemProfile: mem, Log: cfg.logger(stderr), Loader: loader, BatchBytes: int32(batchBytes), RunEnv: runEnv}
 	if flagSet(f, "brokers") {
 		if err := cfg.Config.Validate(); err != nil {
 			var fe *kafkaconf.FieldError
@@ -156,7 +193,15 @@ func benchCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 			return usageError{f.explain(err)}
 		}
 		env.Kafka = cfg.Config
+		if brokerPid > 0 {
+			if env.Broker, err = bench.WatchProc(brokerPid); err != nil {
+				return usageError{fmt.Errorf("--broker-pid: %w", err)}
+			}
+		}
 	} else {
+		if brokerPid > 0 {
+			return usageError{errors.New("--broker-pid watches a real broker: give --brokers too")}
+		}
 		dir := dataDir
 		if dir == "" {
 			if dir, err = os.MkdirTemp("", "ladder-bench-"); err != nil {
@@ -228,6 +273,44 @@ func (c *countList) Set(s string) error {
 		out = append(out, n*mult)
 	}
 	*c = out
+	return nil
+}
+
+// partitionList is a comma-separated list of partition counts (1 to 1000).
+type partitionList []int32
+
+func (p *partitionList) String() string {
+	var parts []string
+	for _, n := range *p {
+		parts = append(parts, strconv.Itoa(int(n)))
+	}
+	return strings.Join(parts, ",")
+}
+
+func (p *partitionList) Set(s string) error {
+	var out []int32
+	for _, v := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 1 || n > 1000 {
+			return fmt.Errorf("%q is not a partition count from 1 to 1000", v)
+		}
+		out = append(out, int32(n))
+	}
+	*p = out
+	return nil
+}
+
+// envList is repeated KEY=VALUE assignments.
+type envList []string
+
+func (e *envList) String() string { return strings.Join(*e, " ") }
+
+func (e *envList) Set(s string) error {
+	k, _, ok := strings.Cut(s, "=")
+	if !ok || k == "" || strings.ContainsAny(k, " \t") {
+		return fmt.Errorf("%q is not KEY=VALUE", s)
+	}
+	*e = append(*e, s)
 	return nil
 }
 

@@ -45,7 +45,7 @@ func TestBenchCommand(t *testing.T) {
 	}
 	r := rep.Result
 	if rep.Scenario != "drain" || !strings.HasPrefix(rep.Broker, "embedded") || rep.Host.Cores < 1 || r.Records != 2000 ||
-		r.ForwardRecordsPerS <= 0 || r.RawRecordsPerS <= 0 || r.Ratio <= 0 || len(rep.Goals) != 1 || rep.Summary == "" {
+		r.ForwardRecordsPerS <= 0 || r.RawRecordsPerS <= 0 || r.Ratio <= 0 || len(rep.Goals) != 2 || rep.Summary == "" {
 		t.Errorf("report: %s", out)
 	}
 	if !strings.Contains(stderr.String(), "embedded broker: pid") {
@@ -56,12 +56,47 @@ func TestBenchCommand(t *testing.T) {
 func TestBenchUsage(t *testing.T) {
 	for _, args := range [][]string{{"bench"}, {"bench", "nosuch"}, {"bench", "drain", "--forwarder", "elsewhere"},
 		{"bench", "pending", "--steps", "1M,x"}, {"bench", "drain", "--forwarder", "process", "--cpuprofile", "x"},
-		{"bench", "drain", "--brokers", "nonsense"}} {
+		{"bench", "drain", "--brokers", "nonsense"}, {"bench", "drain", "--loader", "kcat"}, {"bench", "drain", "--batch-bytes", "100"},
+		{"bench", "drain", "--baselines", "librdkafka"}, {"bench", "drain", "--perf", "perf.data"}, {"bench", "pending", "--partitions", "6,0"},
+		{"bench", "pending", "--run-env", "NOEQUALS"}, {"bench", "lateness", "--batch-bytes", "1073741824"}, {"bench", "pending", "--spread", "evenly"}, {"bench", "drain", "--broker-pid", "1"},
+		{"bench", "drain", "--brokers", "127.0.0.1:9", "--broker-pid", "999999999"}} {
 		cmd := exec.Command(binary, args...)
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
 			t.Errorf("ladder %s: %v, want exit 2\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+func TestPartitionList(t *testing.T) {
+	var p partitionList
+	if err := p.Set("6, 24,48"); err != nil {
+		t.Fatal(err)
+	}
+	if want := (partitionList{6, 24, 48}); !slices.Equal(p, want) || p.String() != "6,24,48" {
+		t.Errorf("got %v, want %v", p, want)
+	}
+	for _, bad := range []string{"", "0", "1001", "6,x", "-1"} {
+		if err := p.Set(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestEnvList(t *testing.T) {
+	var e envList
+	for _, kv := range []string{"LADDER_BUFFER_MEMORY=33554432", "GOGC=off", "EMPTY="} {
+		if err := e.Set(kv); err != nil {
+			t.Errorf("%q: %v", kv, err)
+		}
+	}
+	if len(e) != 3 || e[0] != "LADDER_BUFFER_MEMORY=33554432" {
+		t.Errorf("got %v", e)
+	}
+	for _, bad := range []string{"", "=x", "NOEQUALS", "A B=c"} {
+		if err := e.Set(bad); err == nil {
+			t.Errorf("%q accepted", bad)
 		}
 	}
 }

@@ -49,8 +49,19 @@ type Env struct {
 	Binary string
 	// Forwarder is InProcess (default) or Process.
 	Forwarder string
-	// Broker is the embedded broker process the bench started, if any: its
-	// CPU time, RSS and data directory size are reported.
+	// Loader writes the records a scenario needs before it measures:
+	// LoaderKgo (default; batches of BatchBytes, as real producers write
+	// under load) or LoaderSarama (sarama's small batches).
+	Loader string
+	// BatchBytes is the kgo loader's record batch size (default 1 MiB).
+	BatchBytes int32
+	// RunEnv is added to the environment of every `ladder run` the bench
+	// starts, after the bench's own environment (which passes through, so
+	// e.g. LADDER_BUFFER_MEMORY set for the bench reaches ladder run).
+	RunEnv []string
+	// Broker is the broker's process, if known: the embedded broker the
+	// bench started, or a real broker's watched (WatchProc). Its CPU time and
+	// RSS are reported.
 	Broker *Proc
 	// BrokerDataDir is the embedded broker's data directory ("" for a real cluster).
 	BrokerDataDir string
@@ -72,6 +83,12 @@ func (e *Env) setDefaults() {
 	if e.Forwarder == "" {
 		e.Forwarder = InProcess
 	}
+	if e.Loader == "" {
+		e.Loader = LoaderKgo
+	}
+	if e.BatchBytes == 0 {
+		e.BatchBytes = DefaultBatchBytes
+	}
 	if e.RunID == "" {
 		e.RunID = strconv.FormatInt(time.Now().Unix()%1_000_000, 36)
 	}
@@ -83,6 +100,12 @@ func (e *Env) validate() error {
 	}
 	if e.Forwarder == Process && e.Binary == "" {
 		return errors.New("forwarder mode process needs the ladder binary")
+	}
+	if e.Loader != LoaderKgo && e.Loader != LoaderSarama {
+		return fmt.Errorf("loader %q: accepted: %s or %s", e.Loader, LoaderKgo, LoaderSarama)
+	}
+	if e.BatchBytes < MinBatchBytes || e.BatchBytes > MaxBatchBytes {
+		return fmt.Errorf("batch bytes %d: accepted: %d to %d", e.BatchBytes, MinBatchBytes, MaxBatchBytes)
 	}
 	return e.Kafka.Validate()
 }
@@ -100,9 +123,17 @@ type Report struct {
 	Broker    string    `json:"broker"`    // "embedded (separate process)" or the bootstrap list
 	Forwarder string    `json:"forwarder"` // inproc or process
 	Config    any       `json:"config"`
-	Result    Result    `json:"result"`
-	Goals     []Goal    `json:"goals"`
-	Summary   string    `json:"summary"`
+	// Loader is how the scenario wrote its records (Env.Loader, BatchBytes).
+	Loader string `json:"loader"`
+	// RunEnv is what the environment sets for `ladder run` processes: the
+	// LADDER_* and Go runtime variables passed through (passwords hidden)
+	// and Env.RunEnv.
+	RunEnv []string `json:"run_env,omitempty"`
+	// Elapsed is the wall time of the whole scenario, set up included.
+	Elapsed time.Duration `json:"elapsed_ns"`
+	Result  Result        `json:"result"`
+	Goals   []Goal        `json:"goals"`
+	Summary string        `json:"summary"`
 }
 
 // Result is a scenario's figures.
@@ -160,8 +191,13 @@ func loadAvg() [3]float64 {
 
 // WriteText prints the report for a person: header, table, goals, summary.
 func (r *Report) WriteText(w io.Writer) {
-	fmt.Fprintf(w, "ladder bench %s — broker: %s, forwarder: %s, %d cores, load average %.2f → %.2f\n\n",
-		r.Scenario, r.Broker, r.Forwarder, r.Host.Cores, r.Host.LoadBefore[0], r.Host.LoadAfter[0])
+	fmt.Fprintf(w, "ladder bench %s — broker: %s, forwarder: %s, loader: %s, %d cores, load average %.2f %.2f %.2f → %.2f %.2f %.2f, %s\n",
+		r.Scenario, r.Broker, r.Forwarder, r.Loader, r.Host.Cores, r.Host.LoadBefore[0], r.Host.LoadBefore[1], r.Host.LoadBefore[2],
+		r.Host.LoadAfter[0], r.Host.LoadAfter[1], r.Host.LoadAfter[2], r.Elapsed.Round(time.Second))
+	if len(r.RunEnv) > 0 {
+		fmt.Fprintf(w, "ladder run environment: %s\n", strings.Join(r.RunEnv, " "))
+	}
+	fmt.Fprintln(w)
 	r.Result.WriteTable(w)
 	if len(r.Goals) > 0 {
 		fmt.Fprintln(w)
@@ -179,10 +215,17 @@ func Run(ctx context.Context, env *Env, cfg any) (*Report, error) {
 	if err := env.validate(); err != nil {
 		return nil, err
 	}
-	rep := &Report{Started: time.Now(), Host: hostNow(), Forwarder: env.Forwarder, Config: cfg}
+	rep := &Report{Started: time.Now(), Host: hostNow(), Forwarder: env.Forwarder, Config: cfg, RunEnv: runEnv(env)}
+	rep.Loader = env.Loader
+	if env.Loader == LoaderKgo {
+		rep.Loader += fmt.Sprintf(" (%d KiB batches)", env.BatchBytes>>10)
+	}
 	rep.Broker = strings.Join(env.Kafka.BrokerList(), ",")
-	if env.Broker != nil {
+	switch {
+	case env.BrokerDataDir != "":
 		rep.Broker = "embedded (separate process, " + rep.Broker + ")"
+	case env.Broker != nil:
+		rep.Broker += fmt.Sprintf(" (broker pid %d)", env.Broker.Pid())
 	}
 	var err error
 	switch c := cfg.(type) {
@@ -202,11 +245,37 @@ func Run(ctx context.Context, env *Env, cfg any) (*Report, error) {
 	default:
 		return nil, fmt.Errorf("unknown scenario configuration %T", cfg)
 	}
+	deleteGroups(env)
 	rep.Host.LoadAfter = loadAvg()
+	rep.Elapsed = time.Since(rep.Started)
 	if err != nil {
 		return rep, fmt.Errorf("bench %s: %w", rep.Scenario, err)
 	}
 	return rep, nil
+}
+
+// runSets is what startForwarder and startRun set for `ladder run`.
+var runSets = []string{"LADDER_BROKERS", "LADDER_KAFKA_VERSION", "LADDER_TIERS", "LADDER_TOPIC_PREFIX", "LADDER_GROUP",
+	"LADDER_LOG_LEVEL", "LADDER_HTTP_ADDR", "LADDER_LOG_FORMAT", "LADDER_STATS_INTERVAL", "LADDER_WORKAHEAD_ENABLED"}
+
+// runEnv lists what the environment gives `ladder run` beyond what the
+// bench sets: LADDER_* variables (secrets hidden) and the Go runtime's, then
+// env.RunEnv.
+func runEnv(env *Env) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		switch {
+		case k == "GOGC" || k == "GOMEMLIMIT" || k == "GODEBUG" || k == "GOMAXPROCS":
+		case !strings.HasPrefix(k, "LADDER_") || slices.Contains(runSets, k):
+			continue
+		case strings.Contains(k, "PASSWORD") || strings.Contains(k, "SECRET"):
+			v = "***"
+		}
+		out = append(out, k+"="+v)
+	}
+	slices.Sort(out)
+	return append(out, env.RunEnv...)
 }
 
 // connect returns a sarama client for offset queries.
@@ -268,10 +337,11 @@ func createTopics(ctx context.Context, env *Env, partitions map[string]int32) er
 	}
 }
 
-// deleteTopics removes a run's topics from a real cluster (best effort).
+// deleteTopics removes a run's topics (best effort): from a real cluster,
+// and from the embedded broker too, whose disk a long run would fill.
 func deleteTopics(env *Env, topics []string) {
-	if env.Broker != nil || len(topics) == 0 {
-		return // the embedded broker's data directory goes away whole
+	if len(topics) == 0 {
+		return
 	}
 	sc, err := env.Kafka.Base()
 	if err != nil {
@@ -286,6 +356,34 @@ func deleteTopics(env *Env, topics []string) {
 	for _, t := range topics {
 		if err := admin.DeleteTopic(t); err != nil {
 			env.Log.Warn().Err(err).Str("topic", t).Msg("deleting bench topic")
+		}
+	}
+}
+
+// deleteGroups removes the consumer groups of this run (best effort): on a
+// real cluster their committed offsets would otherwise stay for
+// offsets.retention.minutes (7 days by default).
+func deleteGroups(env *Env) {
+	sc, err := env.Kafka.Base()
+	if err != nil {
+		return
+	}
+	admin, err := sarama.NewClusterAdmin(env.Kafka.BrokerList(), sc)
+	if err != nil {
+		env.Log.Warn().Err(err).Msg("cannot delete the bench's consumer groups")
+		return
+	}
+	defer admin.Close()
+	groups, err := admin.ListConsumerGroups()
+	if err != nil {
+		env.Log.Warn().Err(err).Msg("listing consumer groups to delete the bench's")
+		return
+	}
+	for g := range groups {
+		if strings.HasPrefix(g, env.name("")) {
+			if err := admin.DeleteConsumerGroup(g); err != nil {
+				env.Log.Warn().Err(err).Str("group", g).Msg("deleting bench consumer group")
+			}
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -71,19 +72,41 @@ func TestDrainSmoke(t *testing.T) {
 	rep := run(t, env, &DrainConfig{Records: 2000, Tiers: "1s,5s"})
 	res := rep.Result.(*DrainResult)
 	rd := res.Rounds[0]
-	for name, p := range map[string]Phase{"forward": rd.Forward, "raw": rd.Raw} {
-		if p.Rate <= 0 || p.Moving <= 0 || p.Total < p.Moving || p.MoverCPU <= 0 {
+	if rd.Sarama == nil || rd.Kgo == nil {
+		t.Fatalf("baselines not run: %+v", rd)
+	}
+	for name, p := range map[string]Phase{"forward": rd.Forward, "raw": rd.Raw, "raw sarama": *rd.Sarama, "raw kgo": *rd.Kgo} {
+		if p.Rate <= 0 || p.RateTotal <= 0 || p.RateTotal > p.Rate || p.Moving <= 0 || p.Total < p.Moving || p.MoverCPU <= 0 {
 			t.Errorf("%s phase not measured: %+v", name, p)
 		}
 	}
-	if res.Ratio <= 0 || res.Ratio != rd.Ratio || res.Preload.Records != 4000 {
-		t.Errorf("ratio %v (round %v), preload %d", res.Ratio, rd.Ratio, res.Preload.Records)
+	if res.Ratio <= 0 || res.Ratio != rd.Ratio || res.Preload.Records != 4000 || res.Preload.Loader != LoaderKgo || res.Preload.Batches == 0 {
+		t.Errorf("ratio %v (round %v), preload %+v", res.Ratio, rd.Ratio, res.Preload)
+	}
+	if res.RatioSarama != rd.Forward.RateTotal/rd.Sarama.RateTotal || res.RatioKgo != rd.Forward.RateTotal/rd.Kgo.RateTotal || res.ForwardRateTotal <= 0 {
+		t.Errorf("end-to-end ratios: sarama %v, kgo %v; round %+v", res.RatioSarama, res.RatioKgo, rd)
 	}
 	m := jsonFields(t, rep)
-	for _, k := range []string{"forward_records_per_s", "raw_records_per_s", "ratio", "rounds", "forward_cpu_s_per_million"} {
+	for _, k := range []string{"forward_records_per_s", "raw_records_per_s", "ratio", "rounds", "forward_cpu_s_per_million",
+		"ratio_sarama", "ratio_kgo", "raw_sarama_records_per_s_end_to_end", "raw_kgo_records_per_s_end_to_end"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("JSON result lacks %s: %v", k, m)
 		}
+	}
+}
+
+// TestDrainBaselinesOff runs the drain with the group loop only, loaded
+// with sarama's loader: the extra baselines and their ratios are absent.
+func TestDrainBaselinesOff(t *testing.T) {
+	env := testEnv(t)
+	env.Loader = LoaderSarama
+	rep := run(t, env, &DrainConfig{Records: 1000, Tiers: "1s", Baselines: []string{}})
+	res := rep.Result.(*DrainResult)
+	if rd := res.Rounds[0]; rd.Sarama != nil || rd.Kgo != nil || res.RatioSarama != 0 || res.Ratio <= 0 || res.Preload.Loader != LoaderSarama {
+		t.Errorf("result %+v, round %+v", res, rd)
+	}
+	if m := jsonFields(t, rep); m["ratio_sarama"] != nil {
+		t.Errorf("JSON shows a ratio not measured: %v", m)
 	}
 }
 
@@ -203,31 +226,93 @@ func ladderBinary(t *testing.T) string {
 	if buildErr != nil {
 		t.Fatalf("building ladder: %v", buildErr)
 	}
-	t.Cleanup(func() { os.RemoveAll(filepath.Dir(binPath)) })
 	return binPath
+}
+
+// TestMain removes the ladder binary the tests built, once all are done.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
 }
 
 func TestPendingSmoke(t *testing.T) {
 	env := testEnv(t)
 	env.Binary = ladderBinary(t)
-	rep := run(t, env, &PendingConfig{Steps: []int64{1000, 3000}, Tiers: "1m,15m,1h,6h", Settle: 500 * time.Millisecond})
+	env.RunEnv = []string{"GOGC=150"}
+	rep := run(t, env, &PendingConfig{Steps: []int64{1000, 3000}, Partitions: []int32{1, 3}, Tiers: "1m,15m,1h,6h",
+		Settle: 500 * time.Millisecond, Drain: true})
 	res := rep.Result.(*PendingResult)
-	if len(res.Steps) != 2 {
-		t.Fatalf("%d steps, want 2", len(res.Steps))
+	if len(res.Steps) != 4 || len(res.Drains) != 2 {
+		t.Fatalf("%d steps, want 4; %d drains, want 2", len(res.Steps), len(res.Drains))
 	}
-	for _, s := range res.Steps {
+	for i, s := range res.Steps {
+		parts := []int32{1, 1, 3, 3}[i]
 		var n int64
 		for _, c := range s.PerTier {
 			n += c
 		}
-		if n != s.Pending || s.Partitions != 8 || s.Held == 0 || s.HWMKiB < s.RSSKiB || s.HWMKiB < 1024 {
-			t.Errorf("step %d: %d records in the tiers, %d partitions, %d held, HWM %d KiB, RSS %d KiB",
-				s.Pending, n, s.Partitions, s.Held, s.HWMKiB, s.RSSKiB)
+		if s.PartitionsPerTier != parts || n != s.Pending || s.Partitions != 4*int64(parts) || s.Held == 0 || s.HWMKiB < s.SampledKiB ||
+			s.SampledKiB < s.RSSKiB || s.HWMKiB < 1024 || s.Load.Loader != LoaderKgo {
+			t.Errorf("step %d: %d per tier, %d records in the tiers, %d partitions, %d held, HWM %d KiB, sampled %d KiB, RSS %d KiB, load %+v",
+				s.Pending, s.PartitionsPerTier, n, s.Partitions, s.Held, s.HWMKiB, s.SampledKiB, s.RSSKiB, s.Load)
 		}
-		for tier := range s.PerTier {
-			if !strings.HasSuffix(tier, "-1h") && !strings.HasSuffix(tier, "-6h") {
-				t.Errorf("records due 1h-24h ahead in %s", tier)
-			}
+		if len(s.PerTier) != 4 || s.Forwarded != 0 {
+			t.Errorf("step %d: records in %v (want every tier), %d forwarded while held", s.Pending, s.PerTier, s.Forwarded)
 		}
+	}
+	for i, d := range res.Drains {
+		if d.PartitionsPerTier != []int32{1, 3}[i] || d.Records != 3000 || d.Rate <= 0 || d.HWMKiB < d.SampledKiB || d.SampledKiB < 1024 {
+			t.Errorf("drain %d: %+v", i, d)
+		}
+	}
+	if _, ok := res.Spreads[3]; !ok || res.Spread < res.Spreads[1] || res.Spread < res.Spreads[3] {
+		t.Errorf("spreads %v, spread %v", res.Spreads, res.Spread)
+	}
+	if !slices.Contains(rep.RunEnv, "GOGC=150") || rep.Elapsed <= 0 {
+		t.Errorf("report: run env %v, elapsed %s", rep.RunEnv, rep.Elapsed)
+	}
+}
+
+// TestPendingRoute writes the records where the scheduler would: due 1h-24h
+// ahead, they land in the 1h and 6h tiers only.
+func TestPendingRoute(t *testing.T) {
+	env := testEnv(t)
+	env.Binary = ladderBinary(t)
+	rep := run(t, env, &PendingConfig{Steps: []int64{2000}, Partitions: []int32{6}, Spread: SpreadRoute, Settle: 200 * time.Millisecond})
+	s := rep.Result.(*PendingResult).Steps[0]
+	for tier := range s.PerTier {
+		if !strings.HasSuffix(tier, "-1h") && !strings.HasSuffix(tier, "-6h") {
+			t.Errorf("records due 1h-24h ahead in %s", tier)
+		}
+	}
+	if s.PartitionsPerTier != 6 || len(s.PerTier) == 0 || s.Forwarded != 0 {
+		t.Errorf("step %+v", s)
+	}
+}
+
+// TestDrainPerf drains through `ladder run` with perf record attached: the
+// forward phase's CPU profile is attributed (skipped without perf).
+func TestDrainPerf(t *testing.T) {
+	if _, err := exec.LookPath("perf"); err != nil {
+		t.Skip("no perf on PATH")
+	}
+	env := testEnv(t)
+	env.Binary = ladderBinary(t)
+	env.Forwarder = Process
+	path := filepath.Join(t.TempDir(), "perf.data")
+	rep := run(t, env, &DrainConfig{Records: 20000, Tiers: "1s", Baselines: []string{}, Perf: path})
+	p := rep.Result.(*DrainResult).ForwardProfile
+	if p == nil || p.Samples == 0 || len(p.Parts) != len(cpuParts)+1 {
+		t.Fatalf("profile %+v", p)
+	}
+	var sum float64
+	for _, s := range p.Parts {
+		sum += s.Percent
+	}
+	if sum < 99.9 || sum > 100.1 {
+		t.Errorf("parts sum to %.2f%%: %+v", sum, p.Parts)
 	}
 }

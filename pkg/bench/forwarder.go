@@ -28,6 +28,13 @@ func (r *running) cpu() time.Duration {
 	return cpuSelf()
 }
 
+// stopLogged stops the forwarder and logs a failure to stop.
+func (r *running) stopLogged(env *Env) {
+	if err := r.stop(); err != nil {
+		env.Log.Warn().Err(err).Msg("stopping the forwarder")
+	}
+}
+
 // waitClaimed waits until the forwarder has claimed n partitions.
 func (r *running) waitClaimed(ctx context.Context, n int64, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
@@ -62,6 +69,7 @@ func startForwarder(ctx context.Context, env *Env, mode string, l *tier.Ladder, 
 		if maxInFlight > 0 {
 			vars = append(vars, "LADDER_MAX_IN_FLIGHT="+strconv.Itoa(maxInFlight))
 		}
+		vars = append(vars, env.RunEnv...)
 		p, addr, err := startRun(ctx, env.Binary, vars)
 		if err != nil {
 			return nil, fmt.Errorf("starting ladder run: %w", err)

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -9,24 +10,296 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ladder/ladder/pkg/kafkaconf"
 )
 
+// Loaders: how a scenario writes the records it needs before it measures.
+const (
+	// LoaderKgo writes with franz-go (kgo) the way librdkafka and the Java
+	// client batch under a bulk load: every record batch holds records of
+	// one topic-partition and is filled up to Env.BatchBytes (1 MiB). The
+	// loader cuts the records of each topic into runs of one batch's worth
+	// (by their encoded size), gives each run the topic's next partition in
+	// turn, and one of its producers writes the run and flushes it: one full
+	// batch per produce request (each topic's last may be partial).
+	// Batches leave only when flushed (kgo.ManualFlushing: a linger as long
+	// as the run takes to write, however slow the machine); acks from the
+	// leader, no compression, no idempotence (setting up, not measuring).
+	LoaderKgo = "kgo"
+	// LoaderSarama writes with sarama async producers keyed by murmur2:
+	// its small batches (a batch leaves when the previous request to the
+	// broker is answered, 512 KiB or 5 ms at most), spread over every
+	// partition at once. The loader of earlier releases, for comparison.
+	LoaderSarama = "sarama"
+	// DefaultBatchBytes is the kgo loader's batch size: librdkafka's
+	// batch.size default and Kafka's default max.message.bytes (about 1 MB).
+	DefaultBatchBytes = 1 << 20
+	// MinBatchBytes and MaxBatchBytes bound the kgo loader's batch size
+	// (a broker refuses batches above its message.max.bytes, about 1 MB by
+	// default: raise it on the topics before going above).
+	MinBatchBytes, MaxBatchBytes = 4 << 10, 16 << 20
+	// batchOverhead is the encoded size of a record batch without records,
+	// as franz-go counts it against ProducerBatchMaxBytes.
+	batchOverhead = 65
+)
+
 // loadStats is how a bulk load went.
 type loadStats struct {
+	Loader  string        `json:"loader"`
 	Records int64         `json:"records"`
 	Elapsed time.Duration `json:"elapsed_ns"`
 	Rate    float64       `json:"records_per_s"`
+	// Batches is the record batches written; BatchRecords and BatchBytes
+	// their mean records and bytes of records (without the batch header),
+	// as the client reports them (franz-go's batch hook; sarama's
+	// batch-size histogram, a sample).
+	Batches      int64   `json:"batches"`
+	BatchRecords float64 `json:"records_per_batch"`
+	BatchBytes   float64 `json:"bytes_per_batch"`
 }
 
-// load produces n records, gen(i) for i in [from, from+n), with producers
-// parallel async producers tuned for bulk (acks from the leader, large
-// batches, several requests in flight): setting up a scenario, not measuring.
+// add sums the load b into s.
+func (s *loadStats) add(b loadStats) {
+	if s.Loader == "" {
+		s.Loader = b.Loader
+	}
+	bytes := s.BatchBytes*float64(s.Batches) + b.BatchBytes*float64(b.Batches)
+	s.Records += b.Records
+	s.Elapsed += b.Elapsed
+	s.Batches += b.Batches
+	if s.Elapsed > 0 {
+		s.Rate = float64(s.Records) / s.Elapsed.Seconds()
+	}
+	if s.Batches > 0 {
+		s.BatchRecords = float64(s.Records) / float64(s.Batches)
+		s.BatchBytes = bytes / float64(s.Batches)
+	}
+}
+
+// String describes the load for a person.
+func (s loadStats) String() string {
+	out := fmt.Sprintf("%s records in %.1f s, %s records/s (%s loader", thousands(s.Records), s.Elapsed.Seconds(),
+		thousands(int64(s.Rate)), s.Loader)
+	if s.Batches > 0 {
+		out += fmt.Sprintf(": %s batches, %.0f records and %.0f KiB each on average", thousands(s.Batches), s.BatchRecords, s.BatchBytes/1024)
+	}
+	return out + ")"
+}
+
+// load writes n records, gen(i) for i in [from, from+n), with env's loader
+// and producers parallel producers: setting up a scenario, not measuring.
+// gen chooses each record's topic; the loader its partition.
 func load(ctx context.Context, env *Env, label string, from, n int64, producers int, gen func(i int64) *sarama.ProducerMessage) (loadStats, error) {
 	if n <= 0 {
-		return loadStats{}, nil
+		return loadStats{Loader: env.Loader}, nil
 	}
+	if env.Loader == LoaderSarama {
+		return loadSarama(ctx, env, label, from, n, producers, gen)
+	}
+	return loadKgo(ctx, env, label, from, n, producers, gen)
+}
+
+// loadRun is one batch's worth of records for one topic-partition.
+type loadRun struct {
+	partition int32
+	recs      []*kgo.Record
+}
+
+// batchCounter counts the batches a franz-go producer wrote.
+type batchCounter struct{ batches, records, bytes atomic.Int64 }
+
+func (c *batchCounter) OnProduceBatchWritten(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.ProduceBatchMetrics) {
+	c.batches.Add(1)
+	c.records.Add(int64(m.NumRecords))
+	c.bytes.Add(int64(m.UncompressedBytes))
+}
+
+// loadKgo is the LoaderKgo loader.
+func loadKgo(ctx context.Context, env *Env, label string, from, n int64, producers int, gen func(i int64) *sarama.ProducerMessage) (loadStats, error) {
+	client, err := connect(env)
+	if err != nil {
+		return loadStats{}, err
+	}
+	defer client.Close()
+	producers = max(producers, 1)
+	var (
+		counter batchCounter
+		failed  atomic.Int64
+		first   atomic.Pointer[error]
+		wg      sync.WaitGroup
+	)
+	fail := func(err error) {
+		if failed.Add(1) == 1 {
+			first.Store(&err)
+		}
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	runs := make(chan loadRun, producers)
+	prog := env.startProgress(label, n)
+	defer prog.finish()
+	start := time.Now()
+	for range producers {
+		cl, err := newKgo(env, kgo.ProducerBatchMaxBytes(env.BatchBytes), kgo.ManualFlushing(),
+			kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(),
+			kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.MaxBufferedRecords(1<<20), kgo.WithHooks(&counter))
+		if err != nil {
+			cancel()
+			close(runs)
+			wg.Wait()
+			return loadStats{}, err
+		}
+		wg.Go(func() {
+			defer cl.Close()
+			promise := func(r *kgo.Record, err error) {
+				if err != nil {
+					fail(fmt.Errorf("loading to %s/%d: %w", r.Topic, r.Partition, err))
+				}
+			}
+			known := map[string]bool{}
+			for r := range runs {
+				for _, rec := range r.recs {
+					rec.Partition = r.partition
+					cl.Produce(runCtx, rec, promise)
+				}
+				if topic := r.recs[0].Topic; !known[topic] {
+					// A client's first records for a topic wait for its
+					// metadata; flushed before it arrives, they would leave
+					// in pieces as they are partitioned.
+					if err := waitLeader(runCtx, cl, topic, r.partition); err != nil {
+						fail(err)
+					}
+					known[topic] = true
+				}
+				if err := cl.Flush(runCtx); err != nil {
+					fail(fmt.Errorf("loading: %w", err))
+				}
+				prog.add(int64(len(r.recs)))
+			}
+		})
+	}
+
+	// Each topic's records are cut into runs of one batch's worth, each
+	// run to the topic's next partition.
+	type topicRuns struct {
+		partitions, next int32
+		recs             []*kgo.Record
+		bytes            int
+	}
+	budget := int(env.BatchBytes) - batchOverhead
+	topics := map[string]*topicRuns{}
+	var order []string
+	send := func(t *topicRuns) bool {
+		select {
+		case runs <- loadRun{partition: t.next, recs: t.recs}:
+		case <-runCtx.Done():
+			return false
+		}
+		t.next = (t.next + 1) % t.partitions
+		t.recs, t.bytes = nil, 0
+		return true
+	}
+	genErr := func() error {
+		for i := from; i < from+n; i++ {
+			if failed.Load() > 0 {
+				return nil
+			}
+			rec, err := kgoRecord(gen(i))
+			if err != nil {
+				return err
+			}
+			t := topics[rec.Topic]
+			if t == nil {
+				parts, err := client.Partitions(rec.Topic)
+				if err != nil || len(parts) == 0 {
+					return fmt.Errorf("partitions of %s: %w", rec.Topic, err)
+				}
+				t = &topicRuns{partitions: int32(len(parts)), next: int32(from % int64(len(parts)))}
+				topics[rec.Topic] = t
+				order = append(order, rec.Topic)
+			}
+			size := recordBytes(rec)
+			if len(t.recs) > 0 && t.bytes+size > budget && !send(t) {
+				return runCtx.Err()
+			}
+			t.recs = append(t.recs, rec)
+			t.bytes += size
+		}
+		for _, name := range order {
+			if t := topics[name]; len(t.recs) > 0 && !send(t) {
+				return runCtx.Err()
+			}
+		}
+		return nil
+	}()
+	close(runs)
+	wg.Wait()
+	if genErr != nil {
+		return loadStats{}, genErr
+	}
+	if e := first.Load(); e != nil {
+		return loadStats{}, fmt.Errorf("%d records failed: %w", failed.Load(), *e)
+	}
+	if err := ctx.Err(); err != nil {
+		return loadStats{}, err
+	}
+	el := time.Since(start)
+	st := loadStats{Loader: LoaderKgo, Records: n, Elapsed: el, Rate: float64(n) / el.Seconds(), Batches: counter.batches.Load()}
+	if st.Batches > 0 {
+		st.BatchRecords = float64(counter.records.Load()) / float64(st.Batches)
+		st.BatchBytes = float64(counter.bytes.Load()) / float64(st.Batches)
+	}
+	return st, nil
+}
+
+// waitLeader waits until cl knows the leader of topic/partition.
+func waitLeader(ctx context.Context, cl *kgo.Client, topic string, partition int32) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		leader, _, err := cl.PartitionLeader(topic, partition)
+		if err == nil && leader >= 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("loading: no leader of %s/%d known after 30s (%v)", topic, partition, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// recordBytes is an upper bound of r's encoded size in a record batch (v2):
+// its length, attributes, timestamp and offset deltas (3 bytes each: enough
+// for 8 minutes and 500,000 records), key, value and headers.
+func recordBytes(r *kgo.Record) int {
+	n := 1 + 3 + 3 + bytesField(r.Key, r.Key == nil) + bytesField(r.Value, r.Value == nil) + varintLen(int64(len(r.Headers)))
+	for _, h := range r.Headers {
+		n += varintLen(int64(len(h.Key))) + len(h.Key) + bytesField(h.Value, h.Value == nil)
+	}
+	return n + varintLen(int64(n))
+}
+
+func bytesField(b []byte, null bool) int {
+	if null {
+		return varintLen(-1)
+	}
+	return varintLen(int64(len(b))) + len(b)
+}
+
+func varintLen(v int64) int {
+	var buf [binary.MaxVarintLen64]byte
+	return binary.PutVarint(buf[:], v)
+}
+
+// loadSarama is the LoaderSarama loader: parallel async producers tuned
+// for bulk (acks from the leader, up to 512 KiB or 5 ms per batch, five
+// requests in flight), records partitioned by key (murmur2).
+func loadSarama(ctx context.Context, env *Env, label string, from, n int64, producers int, gen func(i int64) *sarama.ProducerMessage) (loadStats, error) {
 	sc, err := env.Kafka.Base()
 	if err != nil {
 		return loadStats{}, err
@@ -40,6 +313,8 @@ func load(ctx context.Context, env *Env, label string, from, n int64, producers 
 	sc.Producer.Flush.MaxMessages = 0
 	sc.Net.MaxOpenRequests = 5
 	sc.ChannelBufferSize = 4096
+	reg := keepBatchSize{sc.MetricRegistry}
+	sc.MetricRegistry = reg
 	producers = max(producers, 1)
 
 	prog := env.startProgress(label, n)
@@ -105,7 +380,40 @@ func load(ctx context.Context, env *Env, label string, from, n int64, producers 
 		return loadStats{}, err
 	}
 	el := time.Since(start)
-	return loadStats{Records: n, Elapsed: el, Rate: float64(n) / el.Seconds()}, nil
+	st := loadStats{Loader: LoaderSarama, Records: n, Elapsed: el, Rate: float64(n) / el.Seconds()}
+	// sarama's histogram of the bytes sent per partition per request.
+	if h, ok := reg.Get("batch-size").(interface {
+		Count() int64
+		Mean() float64
+	}); ok && h.Count() > 0 {
+		st.Batches, st.BatchBytes = h.Count(), h.Mean()
+		st.BatchRecords = float64(n) / float64(st.Batches)
+	}
+	return st, nil
+}
+
+// metricRegistry is the method set of sarama's metric registry
+// (go-metrics' Registry).
+type metricRegistry interface {
+	Each(func(string, any))
+	Get(string) any
+	GetAll() map[string]map[string]any
+	GetOrRegister(string, any) any
+	Register(string, any) error
+	RunHealthchecks()
+	Unregister(string)
+	UnregisterAll()
+}
+
+// keepBatchSize is a sarama metric registry that keeps the "batch-size"
+// histogram when a closing producer's brokers unregister their metrics, so
+// the loader can read it after the last batch.
+type keepBatchSize struct{ metricRegistry }
+
+func (r keepBatchSize) Unregister(name string) {
+	if name != "batch-size" {
+		r.metricRegistry.Unregister(name)
+	}
 }
 
 // waitCount polls count until it reaches want, and returns when it last

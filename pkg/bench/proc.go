@@ -22,7 +22,8 @@ import (
 // `ladder run` forwarder. Its output is kept (up to a limit) to find the
 // addresses it logs and to explain a failure.
 type Proc struct {
-	cmd  *exec.Cmd
+	pid  int
+	cmd  *exec.Cmd // nil for a process the bench only watches
 	out  *capped
 	done chan struct{}
 	err  error // set before done is closed
@@ -60,6 +61,7 @@ func startProc(binary string, env []string, args ...string) (*Proc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s %s: %w", binary, strings.Join(args, " "), err)
 	}
+	p.pid = cmd.Process.Pid
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)
@@ -67,8 +69,17 @@ func startProc(binary string, env []string, args ...string) (*Proc, error) {
 	return p, nil
 }
 
+// WatchProc returns a process the bench did not start, to read its CPU time
+// and memory: a real broker's (its JVM's) pid.
+func WatchProc(pid int) (*Proc, error) {
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d/status", pid)); err != nil {
+		return nil, fmt.Errorf("no process %d to watch: %w", pid, err)
+	}
+	return &Proc{pid: pid}, nil
+}
+
 // Pid is the process id.
-func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+func (p *Proc) Pid() int { return p.pid }
 
 // Output is what the process printed so far.
 func (p *Proc) Output() string { return p.out.String() }
@@ -98,8 +109,12 @@ func (p *Proc) waitOutput(ctx context.Context, timeout time.Duration, what strin
 	}
 }
 
-// Stop sends SIGTERM and waits up to grace for the exit, then kills.
+// Stop sends SIGTERM and waits up to grace for the exit, then kills. A
+// watched process is left alone.
 func (p *Proc) Stop(grace time.Duration) error {
+	if p.cmd == nil {
+		return nil
+	}
 	select {
 	case <-p.done:
 		return p.err
