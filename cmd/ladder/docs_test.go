@@ -586,7 +586,7 @@ func TestDocCommandCheck(t *testing.T) {
 		{args: []string{"bench", "nope"}, bad: true},
 		{args: []string{"nope"}, bad: true},
 		{args: []string{"version"}},
-		{args: []string{"run"}, env: map[string]string{"LADDER_MAX_IN_FLIGHT": "many"}, bad: true},
+		{args: []string{"run"}, env: map[string]string{"LADDER_BUFFER_MEMORY": "many"}, bad: true},
 	} {
 		msg := checkLadderCommand(tc.args, tc.env)
 		if (msg != "") != tc.bad {

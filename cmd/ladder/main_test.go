@@ -20,7 +20,7 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{args: []string{"run", "--tiers", "1m,60s"}, want: `invalid --tiers="1m,60s"`},
 		{env: map[string]string{"LADDER_TOPIC_PREFIX": "bad prefix"}, args: []string{"run"}, want: `invalid LADDER_TOPIC_PREFIX="bad prefix"`},
 		{env: map[string]string{"LADDER_RESUME_LEAD": "soon"}, args: []string{"run"}, want: `invalid LADDER_RESUME_LEAD="soon": accepted: a duration`},
-		{env: map[string]string{"LADDER_MAX_IN_FLIGHT": "0"}, args: []string{"run"}, want: `invalid LADDER_MAX_IN_FLIGHT="0": accepted: a whole number from 1`},
+		{env: map[string]string{"LADDER_BUFFER_MEMORY": "0"}, args: []string{"run"}, want: `invalid LADDER_BUFFER_MEMORY="0": accepted: a size of 1MiB or more`},
 		{env: map[string]string{"LADDER_LOG_LEVEL": "loud"}, args: []string{"run"}, want: `invalid LADDER_LOG_LEVEL="loud": accepted: trace, debug, info, warn, error`},
 		{args: []string{"run", "--log-format", "xml"}, want: `invalid --log-format="xml": accepted: json, console, auto`},
 		{env: map[string]string{"LADDER_BROKERS": "no-port"}, args: []string{"run"}, want: `invalid LADDER_BROKERS="no-port": accepted: one or more host:port`},

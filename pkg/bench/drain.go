@@ -45,7 +45,6 @@ type DrainConfig struct {
 	ValueBytes    int           `json:"value_bytes"`
 	Tiers         string        `json:"tiers"`
 	Rounds        int           `json:"rounds"`
-	MaxInFlight   int           `json:"max_in_flight"` // forwarder's; 0: its default
 	LoadProducers int           `json:"load_producers"`
 	Timeout       time.Duration `json:"timeout_ns"` // per phase
 	// ProfileRaw takes the profiles of Env during the first raw phase
@@ -281,7 +280,7 @@ func drain(ctx context.Context, env *Env, c *DrainConfig, rep *Report) error {
 				prof.perf = c.Perf
 			}
 			rd.Forward, err = timePhase(ctx, env, fmt.Sprintf("round %d forward", round), client, target, n, c.Timeout, func() (*running, error) {
-				return startForwarder(ctx, env, env.Forwarder, l, prefix+"ladder", c.MaxInFlight)
+				return startForwarder(ctx, env, env.Forwarder, l, prefix+"ladder")
 			}, prof)
 			return err
 		}

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -56,7 +55,7 @@ func (r *running) waitClaimed(ctx context.Context, n int64, timeout time.Duratio
 
 // startForwarder starts a forwarder of ladder l in group, in this process
 // or as `ladder run` (mode InProcess or Process).
-func startForwarder(ctx context.Context, env *Env, mode string, l *tier.Ladder, group string, maxInFlight int) (*running, error) {
+func startForwarder(ctx context.Context, env *Env, mode string, l *tier.Ladder, group string) (*running, error) {
 	if mode == Process {
 		vars := []string{
 			"LADDER_BROKERS=" + strings.Join(env.Kafka.BrokerList(), ","),
@@ -65,9 +64,6 @@ func startForwarder(ctx context.Context, env *Env, mode string, l *tier.Ladder, 
 			"LADDER_TOPIC_PREFIX=" + l.Prefix(),
 			"LADDER_GROUP=" + group,
 			"LADDER_LOG_LEVEL=info",
-		}
-		if maxInFlight > 0 {
-			vars = append(vars, "LADDER_MAX_IN_FLIGHT="+strconv.Itoa(maxInFlight))
 		}
 		vars = append(vars, env.RunEnv...)
 		p, addr, err := startRun(ctx, env.Binary, vars)

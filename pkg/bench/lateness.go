@@ -148,7 +148,7 @@ func lateness(ctx context.Context, env *Env, c *LatenessConfig, rep *Report) err
 		return err
 	}
 	defer col.close()
-	fwd, err := startForwarder(ctx, env, env.Forwarder, l, prefix+"ladder", 0)
+	fwd, err := startForwarder(ctx, env, env.Forwarder, l, prefix+"ladder")
 	if err != nil {
 		return err
 	}

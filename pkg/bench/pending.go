@@ -352,7 +352,7 @@ func pendingStep(ctx context.Context, env *Env, c *PendingConfig, parts int32, i
 // RSS for Settle. It returns the process, still running.
 func measurePending(ctx context.Context, env *Env, c *PendingConfig, l *tier.Ladder, group string, ps *PendingStep) (*running, error) {
 	t0 := time.Now()
-	fwd, err := startForwarder(ctx, env, Process, l, group, 0)
+	fwd, err := startForwarder(ctx, env, Process, l, group)
 	if err != nil {
 		return nil, err
 	}

@@ -344,16 +344,19 @@ func TestInspectTransactionMarkers(t *testing.T) {
 
 	in := newInspector(t, l, addr, group)
 	var r *Report
-	// Every record forwarded and committed: only the last transaction's marker lies past the committed offset.
+	// Every record forwarded and committed: at most the last transaction's
+	// marker lies past the committed offset (the forwarder commits past the
+	// markers it has read).
 	laddertest.Eventually(t, 30*time.Second, func() bool {
 		r = inspect(t, in)
 		for _, p := range r.Tiers[0].Partitions {
-			if p.CommittedOffset < 2 || p.EndOffset != p.CommittedOffset+1 {
+			if p.CommittedOffset < 2 || p.EndOffset > p.CommittedOffset+1 {
 				return false
 			}
 		}
 		return true
-	}, "delay-1s never settled with a trailing marker: %+v", r)
+	}, "delay-1s never settled: %+v", r)
+	trailing := r.Tiers[0].Partitions[0].EndOffset - r.Tiers[0].Partitions[0].CommittedOffset
 
 	start := time.Now()
 	r = inspect(t, in)
@@ -401,7 +404,7 @@ func TestInspectTransactionMarkers(t *testing.T) {
 		r = inspect(t, in)
 		return !r.Tiers[0].Partitions[0].OpenTransaction
 	}, "the aborted transaction stays open: %+v", r.Tiers[0].Partitions[0])
-	if p0 = r.Tiers[0].Partitions[0]; p0.Pending != 0 || p0.Head != nil || p0.Error != "" || p0.EndOffset-p0.CommittedOffset != 3 {
+	if p0 = r.Tiers[0].Partitions[0]; p0.Pending != 0 || p0.Head != nil || p0.Error != "" || p0.EndOffset-p0.CommittedOffset != trailing+2 {
 		t.Errorf("delay-1s/0 after the abort: %+v; want nothing pending behind marker, aborted record and abort marker", p0)
 	}
 	// A record behind them: forwarded, so read past them.

@@ -167,8 +167,10 @@ render as 1e+06.
   value: {{ $l.topicPrefix | quote }}
 - name: LADDER_GROUP
   value: {{ $l.group | quote }}
-- name: LADDER_MAX_IN_FLIGHT
-  value: {{ $l.maxInFlight | int64 | quote }}
+- name: LADDER_BUFFER_MEMORY
+  value: {{ $l.bufferMemory | quote }}
+- name: LADDER_TARGET_TIMEOUT
+  value: {{ $l.targetTimeout | quote }}
 - name: LADDER_RESUME_LEAD
   value: {{ $l.resumeLead | quote }}
 - name: LADDER_MAX_HOPS
