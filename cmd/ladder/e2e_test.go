@@ -28,7 +28,7 @@ import (
 
 // binary is the ladder binary built once for the tests that run it as a
 // separate process (built without -race: it is the product, not the test).
-var binary string
+var binary, runUnderTest string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "ladder-e2e-")
@@ -42,6 +42,12 @@ func TestMain(m *testing.M) {
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building ladder:", err)
 		os.Exit(1)
+	}
+	// LADDER_E2E_RUN_BINARY runs `ladder run` from another build (an older
+	// release, to measure before and after a change); the rest is this one.
+	runUnderTest = binary
+	if b := os.Getenv("LADDER_E2E_RUN_BINARY"); b != "" {
+		runUnderTest = b
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -77,7 +83,11 @@ func (s *syncBuffer) String() string {
 // start runs the ladder binary with args and LADDER_* env; it is killed when the test ends.
 func start(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
+	bin := binary
+	if len(args) > 0 && args[0] == "run" {
+		bin = runUnderTest
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(append(os.Environ(), "LADDER_LOG_FORMAT=json", "LADDER_STATS_INTERVAL=0", "LADDER_HTTP_ADDR="), env...)
 	p := &proc{cmd: cmd, out: &syncBuffer{}, done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = p.out, p.out

@@ -15,6 +15,8 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/rs/zerolog"
+
+	"github.com/ladder/ladder/pkg/backoff"
 )
 
 // Drain asks the forwarders to release every record of Tier below the
@@ -113,6 +115,7 @@ func RequestDrain(client sarama.Client, producer sarama.SyncProducer, controlTop
 func (s *State) Follow(ctx context.Context, topic string, brokers []string, sc *sarama.Config, log zerolog.Logger) {
 	log = log.With().Str("control_topic", topic).Logger()
 	warned := false
+	b := backoff.New(time.Second, 30*time.Second)
 	for ctx.Err() == nil {
 		err := s.follow(ctx, topic, brokers, sc, log)
 		if err != nil && ctx.Err() == nil {
@@ -120,10 +123,7 @@ func (s *State) Follow(ctx context.Context, topic string, brokers []string, sc *
 				log.Warn().Err(err).Msg("cannot read the control topic; `ladder drain` will not reach this forwarder until it can")
 				warned = true
 			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(30 * time.Second):
-			}
+			backoff.Sleep(ctx, b.Next())
 		}
 	}
 }

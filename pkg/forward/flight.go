@@ -118,13 +118,13 @@ func (p *partition) hop(fl *flight, now time.Time) *sarama.ProducerMessage {
 		topic = next.Topic
 	}
 	if fl.msg != nil {
-		m := &sarama.ProducerMessage{Topic: topic, Key: encoder(r.Key), Value: encoder(r.Value),
+		m := &sarama.ProducerMessage{Topic: topic, Key: envelope.Encoder(r.Key), Value: envelope.Encoder(r.Value),
 			Headers: envelope.Next(r.Headers, env.Hops, ahead), Timestamp: now, Metadata: fl}
 		return m
 	}
 	fl.first = sarama.ProducerMessage{Topic: topic, Headers: envelope.AppendNext(fl.headers[:0], r.Headers, env.Hops, ahead),
 		Timestamp: now, Metadata: fl}
-	if r.Key != nil { // a null key stays null: see encoder
+	if r.Key != nil { // a null key stays null: see envelope.Encoder
 		fl.key = r.Key
 		fl.first.Key = &fl.key
 	}
@@ -142,7 +142,7 @@ func (p *partition) deadLetterMessage(rec record, reason error, now time.Time) *
 	r := rec.r
 	text := reason.Error()
 	limit := p.m.cfg.maxMessageBytes
-	msg := &sarama.ProducerMessage{Topic: p.m.cfg.Ladder.DLQTopic(), Key: encoder(r.Key), Value: encoder(r.Value),
+	msg := &sarama.ProducerMessage{Topic: p.m.cfg.Ladder.DLQTopic(), Key: envelope.Encoder(r.Key), Value: envelope.Encoder(r.Value),
 		Headers: envelope.DeadLetter(r.Headers, text), Timestamp: now}
 	if msg.ByteSize(recordVersion) > limit && r.Value != nil {
 		text += fmt.Sprintf("; value of %d bytes dropped: the dead letter would exceed the producer's limit of %s", len(r.Value), byteLabel(limit))
@@ -153,15 +153,6 @@ func (p *partition) deadLetterMessage(rec record, reason error, now time.Time) *
 		msg.Key, msg.Headers = nil, envelope.DeadLetter(r.Headers, text)
 	}
 	return msg
-}
-
-// encoder keeps a null key or value null: an empty encoder would turn it
-// into an empty one and change the partitioning.
-func encoder(b []byte) sarama.Encoder {
-	if b == nil {
-		return nil
-	}
-	return sarama.ByteEncoder(b)
 }
 
 // recordVersion is the record format sarama sizes messages with for

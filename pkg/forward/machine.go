@@ -11,6 +11,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/rs/zerolog"
 
+	"github.com/ladder/ladder/pkg/backoff"
 	"github.com/ladder/ladder/pkg/control"
 	"github.com/ladder/ladder/pkg/envelope"
 	"github.com/ladder/ladder/pkg/group"
@@ -453,11 +454,7 @@ const permanentAfter = 3
 // retryDelay is the back-off before sending a failed record again: 100ms
 // doubling to 10s.
 func retryDelay(attempt int) time.Duration {
-	d := 100 * time.Millisecond
-	for i := 1; i < attempt && d < 10*time.Second; i++ {
-		d *= 2
-	}
-	return min(d, 10*time.Second)
+	return backoff.Delay(attempt, 100*time.Millisecond, 10*time.Second)
 }
 
 // txnDone takes the outcome of a transaction (exactly-once): its records are

@@ -7,6 +7,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/ladder/ladder/pkg/backoff"
 	"github.com/ladder/ladder/pkg/envelope"
 	"github.com/ladder/ladder/pkg/tier"
 )
@@ -166,11 +167,7 @@ func targetError(err error) bool {
 // targetBackoff is the wait before looking a missing target up again: 100ms
 // doubling to 5s.
 func targetBackoff(failures int) time.Duration {
-	d := 100 * time.Millisecond
-	for i := 1; i < failures && d < 5*time.Second; i++ {
-		d *= 2
-	}
-	return min(d, 5*time.Second)
+	return backoff.Delay(failures, 100*time.Millisecond, 5*time.Second)
 }
 
 // lookupTarget reads the metadata of topic from a broker (asking it not to

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/ladder/ladder/pkg/backoff"
 	"github.com/ladder/ladder/pkg/tier"
 )
 
@@ -266,24 +267,18 @@ func (c *Controller) Run(ctx context.Context, brokers []string, sc *sarama.Confi
 // succeeds or ctx is done (nil). Each failure counts as a failed read of
 // every lane.
 func (c *Controller) connect(ctx context.Context, brokers []string, sc *sarama.Config) *Reader {
-	wait := c.cfg.Interval
-	for {
-		r, err := NewReader(brokers, sc, c.cfg.Lanes)
-		if err == nil {
-			return r
-		}
+	var r *Reader
+	backoff.Retry(ctx, backoff.New(c.cfg.Interval, 30*time.Second), func() (err error) {
+		r, err = NewReader(brokers, sc, c.cfg.Lanes)
+		return err
+	}, func(err error, d time.Duration) {
 		err = fmt.Errorf("work-ahead: %w", err)
 		for _, l := range c.lanes {
 			c.record(l, Observation{Err: err})
 		}
-		c.log.Warn().Err(err).Dur("retry_in", wait).Msg("work-ahead cannot read the lanes' lag; nothing is released early until it can")
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 30*time.Second)
-	}
+		c.log.Warn().Err(err).Dur("retry_in", d).Msg("work-ahead cannot read the lanes' lag; nothing is released early until it can")
+	})
+	return r
 }
 
 func (c *Controller) refresh(r *Reader) {

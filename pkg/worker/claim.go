@@ -10,6 +10,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/rs/zerolog"
 
+	"github.com/ladder/ladder/pkg/envelope"
 	"github.com/ladder/ladder/pkg/schedule"
 )
 
@@ -312,8 +313,8 @@ func (c *claim) deadLetter(e *entry, reason string, now time.Time) {
 	e.outcome, e.sched = kindDeadLetter, nil
 	e.out = &sarama.ProducerMessage{
 		Topic:     c.l.w.cfg.Ladder.DLQTopic(),
-		Key:       encoder(e.cm.Key),
-		Value:     encoder(e.cm.Value),
+		Key:       envelope.Encoder(e.cm.Key),
+		Value:     envelope.Encoder(e.cm.Value),
 		Headers:   deadLetterHeaders(e.cm, e.msg.Attempt, reason),
 		Timestamp: now,
 	}
@@ -402,12 +403,4 @@ func produceRetryDelay(attempt int) time.Duration {
 		d *= 2
 	}
 	return min(d, 10*time.Second)
-}
-
-// encoder keeps a null key or value null.
-func encoder(b []byte) sarama.Encoder {
-	if b == nil {
-		return nil
-	}
-	return sarama.ByteEncoder(b)
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/rs/zerolog"
 
+	"github.com/ladder/ladder/pkg/backoff"
 	"github.com/ladder/ladder/pkg/kafkaconf"
 	"github.com/ladder/ladder/pkg/tier"
 )
@@ -92,11 +93,7 @@ const DefaultMaxAttempts = 5
 // DefaultBackoff waits 10s after the first attempt, doubling after each
 // further one, at most 1h.
 func DefaultBackoff(attempt int) time.Duration {
-	d := 10 * time.Second
-	for i := 1; i < attempt && d < time.Hour; i++ {
-		d *= 2
-	}
-	return min(d, time.Hour)
+	return backoff.Delay(attempt, 10*time.Second, time.Hour)
 }
 
 // Config configures a Worker. Zero values take the documented defaults.
@@ -352,21 +349,18 @@ func (l *lane) run(ctx context.Context) {
 	l.log.Info().Strs("topics", l.Topics).Int("concurrency", l.Concurrency).Bool("key_ordered", l.KeyOrdered).
 		Msg("lane started")
 	h := &groupHandler{l: l}
-	b := backoff{min: 100 * time.Millisecond, max: 10 * time.Second}
+	b := backoff.New(100*time.Millisecond, 10*time.Second)
 	for ctx.Err() == nil {
 		err := l.group.Consume(ctx, l.Topics, h)
 		switch {
 		case err == nil:
-			b.reset()
+			b.Reset()
 		case errors.Is(err, sarama.ErrClosedConsumerGroup):
 			return
 		default:
-			d := b.next()
+			d := b.Next()
 			l.log.Warn().Err(err).Dur("retry_in", d).Msg("consumer group session failed")
-			select {
-			case <-ctx.Done():
-			case <-time.After(d):
-			}
+			backoff.Sleep(ctx, d)
 		}
 	}
 	l.log.Info().Msg("lane stopping")
@@ -395,34 +389,12 @@ func (h *groupHandler) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.Cons
 // connect calls open until it succeeds, with back-off, or ctx is done (nil).
 // Kafka may not be reachable yet (a pod starting beside its cluster).
 func connect[T any](ctx context.Context, log zerolog.Logger, what string, open func() (T, error)) T {
-	b := backoff{min: time.Second, max: 30 * time.Second}
-	for {
-		v, err := open()
-		if err == nil {
-			return v
-		}
-		d := b.next()
+	var v T
+	backoff.Retry(ctx, backoff.New(time.Second, 30*time.Second), func() (err error) {
+		v, err = open()
+		return err
+	}, func(err error, d time.Duration) {
 		log.Error().Err(fmt.Errorf("%s: %w", what, err)).Dur("retry_in", d).Msg("cannot connect to Kafka")
-		select {
-		case <-ctx.Done():
-			var zero T
-			return zero
-		case <-time.After(d):
-		}
-	}
+	})
+	return v
 }
-
-// backoff is a capped exponential back-off.
-type backoff struct{ cur, min, max time.Duration }
-
-func (b *backoff) next() time.Duration {
-	switch {
-	case b.cur == 0:
-		b.cur = b.min
-	case b.cur < b.max:
-		b.cur = min(2*b.cur, b.max)
-	}
-	return b.cur
-}
-
-func (b *backoff) reset() { b.cur = 0 }
