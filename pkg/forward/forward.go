@@ -293,7 +293,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		return nil // stopped before Kafka was reachable
 	}
 	mc := &machineConfig{Config: &f.cfg, control: f.control, maxMessageBytes: pc.Producer.MaxMessageBytes,
-		partitionFetchBytes: maxPartitionFetchBytes, maxFetchBytes: max(minFetchBytes, f.cfg.BufferMemory/2)}
+		partitionFetchBytes: maxPartitionFetchBytes, maxFetchBytes: max(minFetchBytes, f.cfg.BufferMemory/8)}
 	m := newMachine(mc, f.log, f.metrics, &f.stats, &f.health, &f.mem)
 	m.sink = s
 	d := newDriver(f, m, box, cc)

@@ -115,6 +115,12 @@ var (
 		"The largest time by which a claimed partition's head is past its release time and not yet forwarded (0 when every head is waiting or forwarded).", []string{"tier"}, nil)
 	descNextRelease = prometheus.NewDesc("ladder_next_release_seconds",
 		"Seconds until the earliest held head of the tier is released.", []string{"tier"}, nil)
+	descParked = prometheus.NewDesc("ladder_parked_records",
+		"Records waiting for their target topic to exist or accept writes (dead-lettered after LADDER_TARGET_TIMEOUT); the records behind them go on.", []string{"tier"}, nil)
+	descBuffer = prometheus.NewDesc("ladder_buffer_bytes",
+		"Bytes the forwarder holds of records (fetched, held, in flight) and has reserved for fetches on their way, against LADDER_BUFFER_MEMORY.", nil, nil)
+	descBufferLimit = prometheus.NewDesc("ladder_buffer_limit_bytes",
+		"LADDER_BUFFER_MEMORY: the most the forwarder holds of records, for the whole process.", nil, nil)
 	descBrokersUp = prometheus.NewDesc("ladder_brokers_up",
 		"1 when the last broker health check (every HealthInterval: the end offsets of the claimed partitions, or the controller) succeeded, else 0.", nil, nil)
 )
@@ -132,7 +138,7 @@ func (f *Forwarder) brokersUp() float64 {
 
 // Describe implements prometheus.Collector.
 func (f *Forwarder) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descClaimed, descPaused, descPending, descOverdue, descNextRelease, descBrokersUp} {
+	for _, d := range []*prometheus.Desc{descClaimed, descPaused, descPending, descOverdue, descNextRelease, descParked, descBuffer, descBufferLimit, descBrokersUp} {
 		ch <- d
 	}
 }
@@ -140,7 +146,7 @@ func (f *Forwarder) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector with the state of the claimed partitions.
 func (f *Forwarder) Collect(ch chan<- prometheus.Metric) {
 	type agg struct {
-		claimed, paused, pending int
+		claimed, paused, pending, parked int
 		overdue, next            float64
 		hasNext                  bool
 	}
@@ -157,6 +163,7 @@ func (f *Forwarder) Collect(ch chan<- prometheus.Metric) {
 			a.paused++
 		}
 		a.pending += int(p.pending())
+		a.parked += int(p.parkedCount.Load())
 		if at := p.releaseNanos.Load(); at != 0 {
 			d := float64(now-at) / 1e9
 			if d > a.overdue {
@@ -169,11 +176,14 @@ func (f *Forwarder) Collect(ch chan<- prometheus.Metric) {
 	}
 	f.partsMu.Unlock()
 	ch <- prometheus.MustNewConstMetric(descBrokersUp, prometheus.GaugeValue, f.brokersUp())
+	ch <- prometheus.MustNewConstMetric(descBuffer, prometheus.GaugeValue, float64(f.mem.gauge.Load()))
+	ch <- prometheus.MustNewConstMetric(descBufferLimit, prometheus.GaugeValue, float64(f.mem.limit))
 	for t, a := range by {
 		ch <- prometheus.MustNewConstMetric(descClaimed, prometheus.GaugeValue, float64(a.claimed), t)
 		ch <- prometheus.MustNewConstMetric(descPaused, prometheus.GaugeValue, float64(a.paused), t)
 		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(a.pending), t)
 		ch <- prometheus.MustNewConstMetric(descOverdue, prometheus.GaugeValue, a.overdue, t)
+		ch <- prometheus.MustNewConstMetric(descParked, prometheus.GaugeValue, float64(a.parked), t)
 		if a.hasNext {
 			ch <- prometheus.MustNewConstMetric(descNextRelease, prometheus.GaugeValue, a.next, t)
 		}

@@ -92,6 +92,7 @@ type partition struct {
 	// Read by the metrics collector and the offset refresher.
 	heldState    atomic.Bool  // the head is held (ladder_paused_partitions)
 	releaseNanos atomic.Int64 // release time of the oldest unforwarded record; 0 when none
+	parkedCount  atomic.Int64 // len(parked)
 	endOffset    atomic.Int64 // partition end offset, refreshed periodically
 	nextOffset   atomic.Int64 // offset the group resumes from (last committed); -1 unknown
 	readable     atomic.Pointer[readable]
@@ -331,6 +332,13 @@ func (p *partition) sendHead(now time.Time) bool {
 // oversize dead-letters fl when its record is larger than the producer may
 // send: sarama would refuse it on every attempt, without asking the broker.
 func (p *partition) oversize(fl *flight, now time.Time) bool {
+	n := len(fl.rec.r.Key) + len(fl.rec.r.Value) + 256 // ladder's own headers and the record's framing
+	for _, h := range fl.rec.r.Headers {
+		n += len(h.Key) + len(h.Value) + 16
+	}
+	if n < p.m.cfg.maxMessageBytes/2 {
+		return false // far below the limit: not worth sizing exactly
+	}
 	size := fl.msg.ByteSize(recordVersion)
 	if size <= p.m.cfg.maxMessageBytes {
 		return false
@@ -550,6 +558,7 @@ func (p *partition) pendingFrom() int64 {
 // yet forwarded (a parked or retried record counts: ladder inspect sees it
 // at the committed offset too).
 func (p *partition) updateGauges() {
+	p.parkedCount.Store(int64(len(p.parked)))
 	held := p.state == holding
 	if p.heldState.Swap(held) != held {
 		if held {
@@ -559,10 +568,14 @@ func (p *partition) updateGauges() {
 		}
 	}
 	var rel time.Time
-	for fl := p.list.head; fl != nil; fl = fl.next {
-		if fl.state != flightSent || fl.attempts > 0 {
-			rel = fl.release
-			break
+	if len(p.parked) > 0 || p.retries > 0 {
+		// A parked or retried record is the oldest unforwarded one (the
+		// records before it were sent, or it would be among them).
+		for fl := p.list.head; fl != nil; fl = fl.next {
+			if fl.state != flightSent || fl.retrying {
+				rel = fl.release
+				break
+			}
 		}
 	}
 	if rel.IsZero() && p.head != nil {
