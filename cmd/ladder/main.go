@@ -22,7 +22,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"slices"
 	"syscall"
 
@@ -56,12 +55,6 @@ func init() {
 }
 
 func main() {
-	// A consume→produce loop spends much of its CPU in the garbage collector:
-	// collect at 200% growth unless the operator set GOGC. The forwarder's
-	// live heap is small (O(partitions)), so this costs megabytes, not more.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(200)
-	}
 	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"os"
+	"runtime/debug"
 	"strings"
 
 	"github.com/kelseyhightower/envconfig"
@@ -55,6 +57,7 @@ func runForwarder(ctx context.Context, cfg Config, l *tier.Ladder, log zerolog.L
 	if err != nil {
 		return err
 	}
+	setMemoryLimit(fc.BufferMemory, log)
 	if cfg.HTTPAddr == "" {
 		return fwd.Run(ctx)
 	}
@@ -137,4 +140,22 @@ func forwarderConfig(cfg Config, l *tier.Ladder, log zerolog.Logger) forward.Con
 		TxnTimeout:      cfg.TransactionTimeout,
 		Log:             log,
 	}
+}
+
+// setMemoryLimit gives the Go runtime a soft memory limit that follows the
+// forwarder's budget, unless the operator set GOMEMLIMIT: twice the budget
+// (what the forwarder holds of records, and the garbage of decoding them)
+// plus 32 MiB for everything else. Without it the heap may grow to twice its
+// live size between collections; with it the garbage collector works
+// harder only near the limit.
+func setMemoryLimit(budget int64, log zerolog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	if budget <= 0 {
+		budget = forward.DefaultBufferMemory
+	}
+	limit := 2*budget + 32<<20
+	debug.SetMemoryLimit(limit)
+	log.Debug().Int64("bytes", limit).Msg("Go memory limit set from LADDER_BUFFER_MEMORY (GOMEMLIMIT overrides it)")
 }
