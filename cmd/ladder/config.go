@@ -30,7 +30,7 @@ type Config struct {
 	TopicPrefix string `split_words:"true" default:"delay-" desc:"prefix of the tier topics and of the dead-letter topic (prefix + dlq)"`
 	Group       string `split_words:"true" default:"ladder" desc:"consumer group shared by every forwarder of the ladder"`
 
-	BufferMemory    string        `split_words:"true" default:"32MiB" desc:"memory the forwarder may hold of records, for the whole process: read-ahead, held heads, records in flight (bytes; units KiB, MiB, GiB)"`
+	BufferMemory    byteSize      `split_words:"true" default:"32MiB" desc:"memory the forwarder may hold of records, for the whole process: read-ahead, held heads, records in flight (bytes; units KiB, MiB, GiB)"`
 	ResumeLead      time.Duration `split_words:"true" default:"500ms" desc:"resume fetching a held partition this long before its head is due"`
 	MaxHops         int           `split_words:"true" default:"0" desc:"dead-letter a record after this many hops, a routing loop (0: twice the hops of LADDER_MAX_DELAY on the tiers)"`
 	MaxDelay        string        `split_words:"true" default:"365d" desc:"dead-letter a record due further ahead than this (units s, m, h, d)"`
@@ -88,6 +88,8 @@ func acceptFor(typeName string) string {
 		return "a whole number"
 	case "bool":
 		return "true or false"
+	case "byteSize":
+		return "a size such as 32MiB or 256MiB (units B, KiB, MiB, GiB)"
 	}
 	return "a value of type " + typeName
 }
@@ -111,8 +113,8 @@ func (c Config) validateForwarder() error {
 	switch {
 	case c.Group == "":
 		return &kafkaconf.FieldError{Var: "LADDER_GROUP", Accept: "a non-empty consumer group id"}
-	case c.bufferMemory() < 1<<20:
-		return &kafkaconf.FieldError{Var: "LADDER_BUFFER_MEMORY", Value: c.BufferMemory, Accept: "a size of 1MiB or more, such as 32MiB or 256MiB (units B, KiB, MiB, GiB)"}
+	case c.BufferMemory < 1<<20:
+		return &kafkaconf.FieldError{Var: "LADDER_BUFFER_MEMORY", Value: c.BufferMemory.String(), Accept: "a size of 1MiB or more, such as 32MiB or 256MiB (units B, KiB, MiB, GiB)"}
 	case c.ResumeLead < 0:
 		return &kafkaconf.FieldError{Var: "LADDER_RESUME_LEAD", Value: c.ResumeLead.String(), Accept: "a duration of 0 or more"}
 	case c.maxDelay() <= 0:
@@ -136,13 +138,33 @@ func (c Config) validateForwarder() error {
 	return nil
 }
 
-// bufferMemory parses BufferMemory; 0 when it does not parse.
-func (c Config) bufferMemory() int64 {
-	n, err := parseBytes(c.BufferMemory)
+// byteSize is a size in bytes read from the environment or a flag as a
+// whole number with an optional unit (parseBytes).
+type byteSize int64
+
+// Decode implements envconfig.Decoder.
+func (b *byteSize) Decode(v string) error { return b.Set(v) }
+
+// Set implements flag.Value.
+func (b *byteSize) Set(v string) error {
+	n, err := parseBytes(v)
 	if err != nil {
-		return 0
+		return err
 	}
-	return n
+	*b = byteSize(n)
+	return nil
+}
+
+func (b byteSize) String() string {
+	switch n := int64(b); {
+	case n != 0 && n%(1<<30) == 0:
+		return fmt.Sprintf("%dGiB", n>>30)
+	case n != 0 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	case n != 0 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", n>>10)
+	}
+	return fmt.Sprint(int64(b))
 }
 
 // parseBytes reads a size: a whole number of bytes, or one with a unit B,
@@ -307,7 +329,7 @@ func (f *flags) log(c *Config) {
 // forwarder binds the forwarder tuning flags.
 func (f *flags) forwarder(c *Config) {
 	f.str(&c.Group, "group", "LADDER_GROUP", "consumer group of the forwarders")
-	f.str(&c.BufferMemory, "buffer-memory", "LADDER_BUFFER_MEMORY", "memory the forwarder may hold of records (e.g. 32MiB)")
+	f.Var(&c.BufferMemory, "buffer-memory", "memory the forwarder may hold of records (e.g. 32MiB)"+f.env("buffer-memory", "LADDER_BUFFER_MEMORY"))
 	f.dur(&c.TargetTimeout, "target-timeout", "LADDER_TARGET_TIMEOUT", "dead-letter a record whose target is missing or refuses writes this long")
 	f.dur(&c.CommitInterval, "commit-interval", "LADDER_COMMIT_INTERVAL", "at-least-once: commit acknowledged offsets this often")
 	f.dur(&c.ResumeLead, "resume-lead", "LADDER_RESUME_LEAD", "resume a held partition this long before its head is due")

@@ -126,7 +126,7 @@ func forwarderConfig(cfg Config, l *tier.Ladder, log zerolog.Logger) forward.Con
 		Ladder:          l,
 		Group:           cfg.Group,
 		Kafka:           cfg.Config,
-		BufferMemory:    cfg.bufferMemory(),
+		BufferMemory:    int64(cfg.BufferMemory),
 		ResumeLead:      cfg.ResumeLead,
 		MaxHops:         cfg.MaxHops,
 		MaxDelay:        cfg.maxDelay(),

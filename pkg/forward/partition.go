@@ -430,8 +430,8 @@ func (p *partition) resendParked(now time.Time) {
 		}
 		if err != nil {
 			p.toDeadLetter(fl, err, now)
-		} else if fl.msg = p.hop(fl, now); !fl.dlq {
-			p.oversize(fl, now)
+		} else if fl.msg = p.hop(fl, now); !p.oversize(fl, now) && fl.early.IsZero() {
+			p.observe(fl, later(fl.release, fl.taken))
 		}
 		p.m.send(fl, now)
 	}
