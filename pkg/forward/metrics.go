@@ -147,8 +147,8 @@ func (f *Forwarder) Describe(ch chan<- *prometheus.Desc) {
 func (f *Forwarder) Collect(ch chan<- prometheus.Metric) {
 	type agg struct {
 		claimed, paused, pending, parked int
-		overdue, next            float64
-		hasNext                  bool
+		overdue, next                    float64
+		hasNext                          bool
 	}
 	now := time.Now().UnixNano()
 	by := make(map[string]*agg, len(f.topics))
