@@ -160,18 +160,24 @@ func loadKgo(ctx context.Context, env *Env, label string, from, n int64, produce
 			}
 			known := map[string]bool{}
 			for r := range runs {
-				for _, rec := range r.recs {
-					rec.Partition = r.partition
-					cl.Produce(runCtx, rec, promise)
-				}
-				if topic := r.recs[0].Topic; !known[topic] {
+				recs := r.recs
+				if topic := recs[0].Topic; !known[topic] {
 					// A client's first records for a topic wait for its
-					// metadata; flushed before it arrives, they would leave
-					// in pieces as they are partitioned.
+					// metadata; those produced before it arrives and those
+					// after would leave in separate batches. The first
+					// record alone asks for it, the rest follow once the
+					// leader is known.
+					recs[0].Partition = r.partition
+					cl.Produce(runCtx, recs[0], promise)
+					recs = recs[1:]
 					if err := waitLeader(runCtx, cl, topic, r.partition); err != nil {
 						fail(err)
 					}
 					known[topic] = true
+				}
+				for _, rec := range recs {
+					rec.Partition = r.partition
+					cl.Produce(runCtx, rec, promise)
 				}
 				if err := cl.Flush(runCtx); err != nil {
 					fail(fmt.Errorf("loading: %w", err))
