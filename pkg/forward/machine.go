@@ -128,6 +128,35 @@ type machine struct {
 
 	retryingParts int // partitions with records being retried (readiness)
 	ended         bool
+
+	// free holds flights whose records were acknowledged, for reuse: a
+	// flight with its producer message and headers is the largest
+	// allocation per forwarded record.
+	free []*flight
+}
+
+// maxFreeFlights bounds the flights kept for reuse.
+const maxFreeFlights = 4096
+
+// newFlight returns a zeroed flight, reused when one is free.
+func (m *machine) newFlight() *flight {
+	if n := len(m.free); n > 0 {
+		fl := m.free[n-1]
+		m.free[n-1] = nil
+		m.free = m.free[:n-1]
+		return fl
+	}
+	return new(flight)
+}
+
+// recycle keeps fl, acknowledged and out of every list, for reuse. The
+// producer returned its message with the acknowledgement: nothing refers to
+// it any more.
+func (m *machine) recycle(fl *flight) {
+	if len(m.free) < maxFreeFlights {
+		*fl = flight{}
+		m.free = append(m.free, fl)
+	}
 }
 
 func newMachine(cfg *machineConfig, log zerolog.Logger, mt *metrics, stats *Stats, h *health, mem *budget) *machine {
@@ -351,6 +380,7 @@ func (m *machine) acked(fl *flight, now time.Time) {
 	p.list.remove(fl)
 	p.endRetry(fl)
 	m.markDirty(p)
+	m.recycle(fl)
 }
 
 // failed takes a produce failure (at-least-once).

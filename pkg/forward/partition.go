@@ -186,7 +186,8 @@ func (p *partition) takeHead(now time.Time) bool {
 		r.release() // forwarded before the commit this claim started from
 		return true
 	}
-	fl := &flight{p: p, rec: r, taken: now}
+	fl := p.m.newFlight()
+	fl.p, fl.rec, fl.taken = p, r, now
 	env, err := p.dec.Decode(r.r.Headers)
 	if err == nil {
 		err = p.check(env, now)

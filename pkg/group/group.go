@@ -89,6 +89,9 @@ func (m *Member) Join(ctx context.Context) (*Session, error) {
 		if !retry {
 			return nil, err
 		}
+		if errors.Is(err, sarama.ErrMemberIdRequired) {
+			continue // the coordinator gave the member id to join with: at once
+		}
 		m.log.Debug().Err(err).Msg("joining again")
 		select {
 		case <-ctx.Done():
