@@ -124,23 +124,35 @@ func drainCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if !wait {
 		return nil
 	}
+	if err := waitDrained(ctx, total, remaining, 2*time.Second, timeout, stderr, tierTopic); err != nil {
+		return fmt.Errorf("%w: are forwarders running (group %s)?", err, cfg.Group)
+	}
+	fmt.Fprintf(stdout, "drained %s: all %d records released\n", tierTopic, total)
+	return nil
+}
+
+// waitDrained polls remaining every interval until no record of the drain
+// is left (nil), or timeout passes, or ctx is done. A poll that fails is
+// reported and leaves the count as it was: it never passes for a drain done.
+func waitDrained(ctx context.Context, total int64, remaining func() (int64, error), interval, timeout time.Duration, stderr io.Writer, tierTopic string) error {
 	deadline := time.After(timeout)
-	tick := time.NewTicker(2 * time.Second)
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for left := total; left > 0; {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-deadline:
-			return fmt.Errorf("%d of %d records still in %s after %s: are forwarders running (group %s)?", left, total, tierTopic, timeout, cfg.Group)
+			return fmt.Errorf("%d of %d records still in %s after %s", left, total, tierTopic, timeout)
 		case <-tick.C:
 		}
-		if left, err = remaining(); err != nil {
+		n, err := remaining()
+		if err != nil {
 			fmt.Fprintf(stderr, "reading progress: %v\n", err)
 			continue
 		}
+		left = n
 		fmt.Fprintf(stderr, "drain %s: %d of %d released\n", tierTopic, total-left, total)
 	}
-	fmt.Fprintf(stdout, "drained %s: all %d records released\n", tierTopic, total)
 	return nil
 }
