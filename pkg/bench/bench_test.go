@@ -303,7 +303,7 @@ func TestDrainPerf(t *testing.T) {
 	env.Binary = ladderBinary(t)
 	env.Forwarder = Process
 	path := filepath.Join(t.TempDir(), "perf.data")
-	rep := run(t, env, &DrainConfig{Records: 20000, Tiers: "1s", Baselines: []string{}, Perf: path})
+	rep := run(t, env, &DrainConfig{Records: 200_000, Tiers: "1s", Baselines: []string{}, Perf: path}) // long enough for perf to attach and sample on a loaded machine
 	p := rep.Result.(*DrainResult).ForwardProfile
 	if p == nil || p.Samples == 0 || len(p.Parts) != len(cpuParts)+1 {
 		t.Fatalf("profile %+v", p)
