@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building ladder:", err)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := laddertest.Main(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

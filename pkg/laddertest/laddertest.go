@@ -21,15 +21,24 @@ import (
 	"github.com/ladder/ladder/pkg/tier"
 )
 
-// Broker starts an in-memory embedded broker on a free port with topics
-// created (partitions each), and closes it when the test ends.
-func Broker(tb testing.TB, partitions int32, topics ...string) *devbroker.Broker {
+// Broker starts a broker with topics created (partitions each) and stops
+// it when the test ends: the in-memory embedded broker on a free port, or
+// with LADDER_TEST_KAFKA=real the Apache Kafka broker this package's tests
+// share, emptied of every topic and group first.
+func Broker(tb testing.TB, partitions int32, topics ...string) *TestBroker {
 	tb.Helper()
-	b, err := devbroker.Start(devbroker.Config{Addr: "127.0.0.1:0", Partitions: partitions, Log: Logger(tb)})
-	if err != nil {
-		tb.Fatalf("starting embedded broker: %v", err)
+	checkSwitch(tb)
+	var b *TestBroker
+	if Real() {
+		b = claimShared(tb)
+	} else {
+		fake, err := devbroker.Start(devbroker.Config{Addr: "127.0.0.1:0", Partitions: partitions, Log: Logger(tb)})
+		if err != nil {
+			tb.Fatalf("starting embedded broker: %v", err)
+		}
+		tb.Cleanup(fake.Close)
+		b = &TestBroker{addr: fake.Addr(), fake: fake}
 	}
-	tb.Cleanup(b.Close)
 	if len(topics) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -40,36 +49,54 @@ func Broker(tb testing.TB, partitions int32, topics ...string) *devbroker.Broker
 	return b
 }
 
-// Ladder starts an in-memory embedded broker with the topics of ladder l
-// (tiers, dead-letter and control topics) and the work topics.
-func Ladder(tb testing.TB, l *tier.Ladder, partitions int32, work ...string) *devbroker.Broker {
+// Ladder is Broker with the topics of ladder l (tiers, dead-letter and
+// control topics) and the work topics.
+func Ladder(tb testing.TB, l *tier.Ladder, partitions int32, work ...string) *TestBroker {
 	tb.Helper()
 	b := Broker(tb, partitions)
+	ensureLadder(tb, b, l, partitions, work...)
+	return b
+}
+
+func ensureLadder(tb testing.TB, b *TestBroker, l *tier.Ladder, partitions int32, work ...string) {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := b.EnsureLadder(ctx, nil, l, partitions, work...); err != nil {
+	err := b.EnsureTopics(ctx, nil, partitions, append(append(l.Topics(), l.DLQTopic()), work...)...)
+	if err == nil {
+		err = b.EnsureTopics(ctx, nil, 1, l.ControlTopic())
+	}
+	if err != nil {
 		tb.Fatalf("creating the ladder's topics: %v", err)
 	}
-	return b
 }
 
 // ProxiedLadder is Ladder with the broker behind a Proxy: clients bootstrap
 // from and are told to connect to the proxy's address, so cutting the proxy
-// makes the broker unreachable for every client.
-func ProxiedLadder(tb testing.TB, l *tier.Ladder, partitions int32, work ...string) (*devbroker.Broker, *Proxy) {
+// makes the broker unreachable for every client. (On Apache Kafka the
+// proxy is in front of a listener of the shared broker that advertises it.)
+func ProxiedLadder(tb testing.TB, l *tier.Ladder, partitions int32, work ...string) (*TestBroker, *Proxy) {
 	tb.Helper()
-	p := NewProxy(tb)
-	b, err := devbroker.Start(devbroker.Config{Addr: "127.0.0.1:0", Advertise: p.Addr(), Partitions: partitions, Log: Logger(tb)})
-	if err != nil {
-		tb.Fatalf("starting embedded broker: %v", err)
+	checkSwitch(tb)
+	var (
+		b *TestBroker
+		p *Proxy
+	)
+	if Real() {
+		b = claimShared(tb)
+		_, p = startShared(tb)
+		b.addr = p.Addr()
+	} else {
+		p = NewProxy(tb)
+		fake, err := devbroker.Start(devbroker.Config{Addr: "127.0.0.1:0", Advertise: p.Addr(), Partitions: partitions, Log: Logger(tb)})
+		if err != nil {
+			tb.Fatalf("starting embedded broker: %v", err)
+		}
+		tb.Cleanup(fake.Close)
+		p.SetTarget(fake.ListenAddr())
+		b = &TestBroker{addr: fake.Addr(), fake: fake}
 	}
-	tb.Cleanup(b.Close)
-	p.SetTarget(b.ListenAddr())
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := b.EnsureLadder(ctx, nil, l, partitions, work...); err != nil {
-		tb.Fatalf("creating the ladder's topics: %v", err)
-	}
+	ensureLadder(tb, b, l, partitions, work...)
 	return b, p
 }
 
@@ -385,4 +412,37 @@ func MetricValue(body, name string, labels ...string) (float64, bool) {
 		}
 	}
 	return sum, found
+}
+
+// WaitStable waits until no transaction is open on topic/partition at addr:
+// its last stable offset has reached its high watermark. Apache Kafka writes
+// a transaction's commit or abort marker after EndTxn has returned, so a
+// record produced right after CommitTxn or AbortTxn may land before the
+// marker; a test that needs the marker first waits here.
+func WaitStable(tb testing.TB, addr, topic string, partition int32) {
+	tb.Helper()
+	offset := func(iso sarama.IsolationLevel) int64 {
+		sc := plainConfig(iso)
+		client, err := sarama.NewClient([]string{addr}, sc)
+		if err != nil {
+			tb.Fatalf("client for the offsets of %s/%d: %v", topic, partition, err)
+		}
+		defer client.Close()
+		o, err := client.GetOffset(topic, partition, sarama.OffsetNewest)
+		if err != nil {
+			tb.Fatalf("end offset of %s/%d: %v", topic, partition, err)
+		}
+		return o
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		stable, high := offset(sarama.ReadCommitted), offset(sarama.ReadUncommitted)
+		if stable == high {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s/%d: last stable offset %d, high watermark %d after 30s: a transaction stays open", topic, partition, stable, high)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
