@@ -5,6 +5,7 @@ package laddertest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -181,15 +182,12 @@ func collect(tb testing.TB, brokers []string, sc *sarama.Config, topics []string
 		pcs []sarama.PartitionConsumer
 	)
 	for _, topic := range topics {
-		parts, err := consumer.Partitions(topic)
-		if err != nil {
-			tb.Fatalf("partitions of %s: %v", topic, err)
-		}
+		var parts []int32
+		retryNew(tb, func() (err error) { parts, err = consumer.Partitions(topic); return err }, "partitions of %s", topic)
 		for _, p := range parts {
-			pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
-			if err != nil {
-				tb.Fatalf("consuming %s/%d: %v", topic, p, err)
-			}
+			var pc sarama.PartitionConsumer
+			retryNew(tb, func() (err error) { pc, err = consumer.ConsumePartition(topic, p, sarama.OffsetOldest); return err },
+				"consuming %s/%d", topic, p)
 			pcs = append(pcs, pc)
 			wg.Go(func() {
 				for m := range pc.Messages() {
@@ -206,6 +204,25 @@ func collect(tb testing.TB, brokers []string, sc *sarama.Config, topics []string
 		consumer.Close()
 	})
 	return c
+}
+
+// retryNew calls f until it succeeds, for up to 10 s while it fails
+// because a topic was just created: Apache Kafka takes a moment to elect
+// its partitions' leaders (the embedded broker none).
+func retryNew(tb testing.TB, f func() error, format string, args ...any) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) || !(errors.Is(err, sarama.ErrNotLeaderForPartition) ||
+			errors.Is(err, sarama.ErrLeaderNotAvailable) || errors.Is(err, sarama.ErrUnknownTopicOrPartition)) {
+			tb.Fatalf("%s: %v", fmt.Sprintf(format, args...), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func (c *Collector) add(m *sarama.ConsumerMessage) {

@@ -24,11 +24,16 @@ import (
 const SwitchVar = "LADDER_TEST_KAFKA"
 
 // Real reports whether the tests run against Apache Kafka (LADDER_TEST_KAFKA=real).
-func Real() bool { return os.Getenv(SwitchVar) == "real" }
+func Real() bool { return testKafka() == "real" }
+
+// testKafka is LADDER_TEST_KAFKA as the test binary started with it: Main
+// removes it from the environment, so the ladder processes a test starts
+// do not warn about a LADDER_* variable they do not know.
+var testKafka = sync.OnceValue(func() string { return os.Getenv(SwitchVar) })
 
 func checkSwitch(tb testing.TB) {
 	tb.Helper()
-	switch v := os.Getenv(SwitchVar); v {
+	switch v := testKafka(); v {
 	case "", "embedded", "real":
 	default:
 		tb.Fatalf("%s=%q: accepted: real (Apache Kafka), embedded or unset (the embedded broker)", SwitchVar, v)
@@ -101,8 +106,13 @@ var mainRan atomic.Bool
 // they shared. A package whose tests use the broker helpers has
 //
 //	func TestMain(m *testing.M) { os.Exit(laddertest.Main(m)) }
+//
+// It also takes LADDER_TEST_KAFKA out of the environment (Real still
+// answers): it is the tests' switch, not a variable of ladder's.
 func Main(m *testing.M) int {
 	mainRan.Store(true)
+	testKafka()
+	os.Unsetenv(SwitchVar)
 	code := m.Run()
 	if err := stopShared(); err != nil {
 		fmt.Fprintln(os.Stderr, "laddertest: stopping the shared Kafka broker:", err)
