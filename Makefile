@@ -8,7 +8,7 @@ DEMO_DIR  ?= $(shell mktemp -d -t ladder-demo-XXXXXX)
 # The demo runs its own short ladder so messages come back within two minutes.
 DEMO_TIERS ?= 2s,10s,30s,2m
 
-.PHONY: all build build-prod test test-short demo bench lint fmt vet staticcheck tidy-check fuzz clean chart-test chart-lint
+.PHONY: all build build-prod test test-kafka kafka test-short demo bench lint fmt vet staticcheck tidy-check fuzz clean chart-test chart-lint
 
 all: build
 
@@ -21,11 +21,34 @@ build-prod:
 	CGO_ENABLED=0 $(GO) build -tags nodev -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ladder
 
 ## test: every test, with the race detector, against the embedded broker over TCP; then the subtests skipped
-## under -race for a data race inside sarama (see skipSaramaTxnRace in pkg/forward), without it; then the chart checks
+## under -race for a data race inside sarama (see skipSaramaTxnRace in pkg/forward), without it; then the
+## chart checks; then the same suite on Apache Kafka (test-kafka) when java and Maven are here (in CI: required)
 test:
-	$(GO) test -race -timeout 15m ./...
-	$(GO) test -count=1 -timeout 5m -run '^(TestRefusedRecordsAmongMany|TestTargetRefusesWrites)$$/^exactly-once$$' ./pkg/forward
+	LADDER_TEST_KAFKA=embedded $(GO) test -race -timeout 15m ./...
+	LADDER_TEST_KAFKA=embedded $(GO) test -count=1 -timeout 5m -run '$(SARAMA_RACE_TESTS)' ./pkg/forward
 	$(MAKE) --no-print-directory chart-test
+	@if missing=$$($(GO) run ./pkg/laddertest/realkafka/cmd/kafka -check 2>&1); then \
+		$(MAKE) --no-print-directory test-kafka; \
+	elif [ -n "$$CI" ]; then echo "$$missing"; echo "CI: the suite on Apache Kafka is required"; exit 1; \
+	else printf '\n%s\n%s\n%s\n%s\n\n' '########################################################################' \
+		"# SKIPPED: the test suite on Apache Kafka (make test-kafka): $$missing" \
+		'# Only the embedded broker was tested. Install a JDK 17+ and Maven to run both.' \
+		'########################################################################'; fi
+
+# The subtests skipped under -race for sarama's transaction-manager race, run without -race.
+SARAMA_RACE_TESTS := ^(TestRefusedRecordsAmongMany|TestTargetRefusesWrites)$$/^exactly-once$$
+
+## test-kafka: the suite on Apache Kafka (pkg/laddertest/KAFKA.md): one real broker per test package, and the
+## three-broker tests (failover, rolling restart, SASL/TLS, ACLs); fetches Kafka with Maven on the first run
+test-kafka:
+	LADDER_TEST_KAFKA=real $(GO) test -race -timeout 25m ./...
+	LADDER_TEST_KAFKA=real $(GO) test -count=1 -timeout 5m -run '$(SARAMA_RACE_TESTS)' ./pkg/forward
+
+## kafka: one Apache Kafka broker on loopback for trying things by hand; prints 127.0.0.1:PORT when ready,
+## runs until Ctrl-C (KAFKA_FLAGS, e.g. KAFKA_FLAGS='-nodes 3 -set auto.create.topics.enable=true')
+KAFKA_FLAGS ?=
+kafka:
+	$(GO) run ./pkg/laddertest/realkafka/cmd/kafka $(KAFKA_FLAGS)
 
 ## chart-test: render charts/ladder with the helm SDK, enforce values.schema.json, decode every manifest strictly
 ## (its own Go module, so helm and Kubernetes stay out of go.mod; about 3-5 minutes from a cold build cache)
