@@ -55,11 +55,14 @@ func Broker(tb testing.TB, partitions int32, topics ...string) *TestBroker {
 func Ladder(tb testing.TB, l *tier.Ladder, partitions int32, work ...string) *TestBroker {
 	tb.Helper()
 	b := Broker(tb, partitions)
-	ensureLadder(tb, b, l, partitions, work...)
+	b.EnsureLadder(tb, l, partitions, work...)
 	return b
 }
 
-func ensureLadder(tb testing.TB, b *TestBroker, l *tier.Ladder, partitions int32, work ...string) {
+// EnsureLadder creates the topics of ladder l that are missing: its tiers
+// and dead-letter topic with partitions partitions, its one-partition
+// control topic, and the work topics.
+func (b *TestBroker) EnsureLadder(tb testing.TB, l *tier.Ladder, partitions int32, work ...string) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -97,7 +100,7 @@ func ProxiedLadder(tb testing.TB, l *tier.Ladder, partitions int32, work ...stri
 		p.SetTarget(fake.ListenAddr())
 		b = &TestBroker{addr: fake.Addr(), fake: fake}
 	}
-	ensureLadder(tb, b, l, partitions, work...)
+	b.EnsureLadder(tb, l, partitions, work...)
 	return b, p
 }
 

@@ -364,6 +364,72 @@ func Cluster(tb testing.TB, nodes int, cfg realkafka.Config) *realkafka.Cluster 
 	return c
 }
 
+// ClusterBroker is the TestBroker of cluster c: bootstrap at its first
+// node, topics made with the cluster's default replication factor.
+func ClusterBroker(c *realkafka.Cluster) *TestBroker {
+	return &TestBroker{addr: c.Node(1).Addr, real: c}
+}
+
+// WaitReplicated waits until every partition of topics (every topic, Kafka's
+// own included, when none is named) on cluster c has all its replicas in
+// sync: what an operator waits for between two restarts of a rolling one.
+func WaitReplicated(tb testing.TB, c *realkafka.Cluster, timeout time.Duration, topics ...string) {
+	tb.Helper()
+	sc := sarama.NewConfig()
+	sc.Version = sarama.V3_0_0_0
+	var last string
+	deadline := time.Now().Add(timeout)
+	for {
+		last = underReplicated(c, sc, topics)
+		if last == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("after %s, not every replica is in sync: %s", timeout, last)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// underReplicated names a partition with a replica out of sync ("" when none).
+func underReplicated(c *realkafka.Cluster, sc *sarama.Config, topics []string) string {
+	var live []string
+	for _, n := range c.Nodes() {
+		if n.Running() {
+			live = append(live, n.Addr)
+		}
+	}
+	admin, err := sarama.NewClusterAdmin(live, sc)
+	if err != nil {
+		return err.Error()
+	}
+	defer admin.Close()
+	if len(topics) == 0 {
+		all, err := admin.ListTopics()
+		if err != nil {
+			return err.Error()
+		}
+		for t := range all {
+			topics = append(topics, t)
+		}
+	}
+	md, err := admin.DescribeTopics(topics)
+	if err != nil {
+		return err.Error()
+	}
+	for _, t := range md {
+		if t.Err != sarama.ErrNoError {
+			return fmt.Sprintf("%s: %v", t.Name, t.Err)
+		}
+		for _, p := range t.Partitions {
+			if len(p.Isr) < len(p.Replicas) || p.Leader < 0 {
+				return fmt.Sprintf("%s/%d: replicas %v, in sync %v, leader %d", t.Name, p.ID, p.Replicas, p.Isr, p.Leader)
+			}
+		}
+	}
+	return ""
+}
+
 // logSize is the length of each node's log now.
 func logSize(c *realkafka.Cluster) map[int]int64 {
 	out := map[int]int64{}
