@@ -4,17 +4,31 @@ BIN       := bin/ladder
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
-DEMO_DIR  ?= $(shell mktemp -d -t ladder-demo-XXXXXX)
-# The demo runs its own short ladder so messages come back within two minutes.
-DEMO_TIERS ?= 2s,10s,30s,2m
+# make demo's broker and metrics addresses, both on loopback, e.g. when 8080 is taken:
+#   make demo DEMO_BROKER_ADDR=127.0.0.1:9093 DEMO_METRICS_ADDR=127.0.0.1:8081
+DEMO_BROKER_ADDR  ?= 127.0.0.1:9092
+DEMO_METRICS_ADDR ?= 127.0.0.1:8080
+# Empty: the demo's own short tiers (1s,5s,20s,1m) and a temporary data directory, removed at exit.
+DEMO_TIERS    ?=
+DEMO_DATA_DIR ?=
 
-.PHONY: all build build-prod test test-kafka kafka test-short demo bench lint fmt vet staticcheck tidy-check fuzz clean chart-test chart-lint
+.PHONY: all help build build-prod install test test-kafka kafka test-short demo bench lint fmt vet staticcheck tidy-check fuzz clean chart-test chart-lint docs
 
 all: build
+
+## help: this list of targets
+help:
+	@sed -n -e 's/^## \([a-z-]*:\)/\1/p' -e 's/^## /    /p' $(MAKEFILE_LIST)
 
 ## build: the ladder binary in bin/ (with the embedded broker for `ladder dev`)
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ladder
+
+## install: go install ./cmd/ladder: ladder lands in $(go env GOBIN), else $(go env GOPATH)/bin (~/go/bin by default)
+install:
+	$(GO) install -ldflags '$(LDFLAGS)' ./cmd/ladder
+	@dir=$$($(GO) env GOBIN); [ -n "$$dir" ] || dir=$$($(GO) env GOPATH)/bin; \
+		echo "installed $$dir/ladder"; case ":$$PATH:" in *":$$dir:"*) ;; *) echo "$$dir is not on PATH: add it, or run $$dir/ladder";; esac
 
 ## build-prod: the production binary, without the embedded broker (-tags nodev)
 build-prod:
@@ -68,11 +82,13 @@ test-short:
 	$(GO) test -short ./pkg/tier/... ./pkg/envelope/... ./pkg/kafkaconf/...
 
 ## demo: the embedded broker and forwarders; schedules sample messages and prints them as they come back
+## (DEMO_BROKER_ADDR, DEMO_METRICS_ADDR, DEMO_TIERS, DEMO_DATA_DIR above)
 demo: build
-	./$(BIN) dev --demo --tiers $(DEMO_TIERS) --data-dir $(DEMO_DIR) --log-level warn
+	./$(BIN) dev --demo --addr $(DEMO_BROKER_ADDR) --http-addr $(DEMO_METRICS_ADDR) \
+		$(if $(DEMO_TIERS),--tiers $(DEMO_TIERS)) $(if $(DEMO_DATA_DIR),--data-dir $(DEMO_DATA_DIR)) --log-level warn
 
 ## bench: every `ladder bench` scenario at moderate sizes against the embedded broker (a few minutes;
-## full sizes: see README, Performance). BENCH_FLAGS is added to each, e.g. BENCH_FLAGS=--json
+## full sizes: see pkg/bench/README.md). BENCH_FLAGS is added to each, e.g. BENCH_FLAGS=--json
 BENCH_FLAGS ?=
 bench: build
 	./$(BIN) bench drain --records 200000 --rounds 2 $(BENCH_FLAGS)
@@ -83,17 +99,21 @@ bench: build
 ## lint: gofmt, go vet, staticcheck, go.mod tidiness, chart-lint
 lint: fmt vet staticcheck tidy-check chart-lint
 
+## fmt: gofmt -l on every Go file; fails when one needs formatting
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+## vet: go vet ./..., and again for cmd/ladder with -tags nodev
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags nodev ./cmd/ladder
 
+## staticcheck: staticcheck (installed with go install when missing)
 staticcheck:
 	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	staticcheck ./...
 
+## tidy-check: go mod tidy -diff
 tidy-check:
 	$(GO) mod tidy -diff
 
@@ -104,5 +124,12 @@ fuzz:
 	$(GO) test ./pkg/envelope -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/tier -run '^$$' -fuzz FuzzRoute -fuzztime $(FUZZTIME)
 
+## docs: rewrite the generated tables of the docs: cmd/ladder/README.md's configuration table (ladder config
+## --usage) and charts/ladder/README.md's values table (values.yaml); make test fails while either is stale
+docs:
+	$(GO) test -count=1 -run '^TestConfigurationTable$$' ./cmd/ladder -update
+	cd charts && $(GO) test -count=1 -run '^TestValuesTable$$' . -update
+
+## clean: remove bin/
 clean:
 	rm -rf bin/

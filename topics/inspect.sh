@@ -5,17 +5,19 @@
 #   topics/inspect.sh count [TOPIC...]                   records retained per partition, from offsets (default: tiers + dead-letter)
 #   topics/inspect.sh dlq [N]                            the last N (default 10) dead-lettered records with ladder-error
 #
-# peek without OFFSET reads the record the forwarders will forward next: its
-# offset (the group's committed offset) comes from `ladder inspect --json` when
-# the ladder binary is at hand, else peek shows the oldest retained record.
-# kcat never joins the forwarders' group: that would trigger a rebalance.
+# peek of a tier without OFFSET reads the record the forwarders will forward
+# next: its offset (the group's committed offset) comes from `ladder inspect
+# --json`; without a working ladder binary it stops with an error (give the
+# OFFSET then). Of another topic (dead-letter, lane) it reads the oldest
+# retained record, and says so. kcat never joins the forwarders' group: that
+# would trigger a rebalance.
 #
 # Environment (the same as every ladder command):
 #   LADDER_BROKERS       bootstrap brokers (default 127.0.0.1:9092)
 #   LADDER_TIERS         tier delays (default 1m,15m,1h,6h)
 #   LADDER_TOPIC_PREFIX  tier topic prefix (default delay-); the dead-letter topic is PREFIXdlq
 #   LADDER_GROUP         the forwarders' group (default ladder), read by ladder inspect
-#   LADDER               the ladder binary (default: ladder on PATH)
+#   LADDER               the ladder binary (default: ladder on PATH, else this checkout's bin/ladder)
 #   KCAT                 the kcat binary (default kcat)
 #   KCAT_ARGS            extra kcat arguments, such as "-X fetch.wait.max.ms=100" (never a password: ps shows them)
 #   LADDER_TLS_ENABLED, LADDER_TLS_CA_FILE, LADDER_TLS_CERT_FILE, LADDER_TLS_KEY_FILE,
@@ -33,7 +35,8 @@ set -eu
 brokers="${LADDER_BROKERS:-127.0.0.1:9092}"
 prefix="${LADDER_TOPIC_PREFIX:-delay-}"
 tiers="${LADDER_TIERS:-1m,15m,1h,6h}"
-ladder="${LADDER:-ladder}"
+. "$(dirname "$0")/find-ladder.sh"
+ladder=$(find_ladder)
 kcat="${KCAT:-kcat}"
 dlq="${prefix}dlq"
 
@@ -210,26 +213,33 @@ split_headers() {
 		if (s != "") print s }'
 }
 
-# next_offset TOPIC PARTITION: the forwarders' next offset, from ladder inspect --json.
+# next_offset TOPIC PARTITION: the forwarders' next offset of a tier
+# partition, from ladder inspect --json. It stops the script with the reason
+# when ladder cannot tell: peek never shows another record in its place.
 next_offset() {
-	command -v "$ladder" >/dev/null 2>&1 || return 0
-	LADDER_LOG_LEVEL=error "$ladder" inspect --json 2>/dev/null | awk -v T="$1" -v P="$2" '
+	give="give the offset: inspect.sh peek $1 $2 OFFSET"
+	[ -n "$ladder" ] || die "cannot find the forwarders' next offset of $1/$2 without ladder ($ladder_missing); or $give"
+	command -v "$ladder" >/dev/null 2>&1 || die "cannot find the forwarders' next offset of $1/$2: ladder binary \"$ladder\" not found ($ladder_missing); or $give"
+	js=$(LADDER_LOG_LEVEL=error "$ladder" inspect --json 2>&1) ||
+		die "cannot find the forwarders' next offset of $1/$2: ladder inspect failed: $(echo "$js" | tail -n 1); $give"
+	off=$(echo "$js" | awk -v T="$1" -v P="$2" '
 		/"topic":/ { v = $2; gsub(/[",]/, "", v); topic = v }
 		/"partition":/ { v = $2; gsub(/[",]/, "", v); part = v }
-		/"next_offset":/ { v = $2; gsub(/[",]/, "", v); if (topic == T && part == P) { print v; exit } }' || true
+		/"next_offset":/ { v = $2; gsub(/[",]/, "", v); if (topic == T && part == P) { print v; exit } }')
+	[ -n "$off" ] || die "ladder inspect shows no partition $2 of tier $1 (LADDER_TIERS=$tiers, LADDER_TOPIC_PREFIX=$prefix)"
+	echo "$off"
 }
 
 peek() {
 	[ $# -ge 1 ] && [ $# -le 3 ] || usage
 	topic=$1 partition=${2:-0} offset=${3:-}
 	source="offset given"
-	if [ -z "$offset" ]; then
+	if [ -z "$offset" ] && [ -n "$(delay_ms "$topic")" ]; then
 		offset=$(next_offset "$topic" "$partition")
 		source="the forwarders' next record, from ladder inspect"
-		if [ -z "$offset" ]; then
-			offset=beginning
-			source="the oldest retained record: ladder inspect unavailable or not a tier"
-		fi
+	elif [ -z "$offset" ]; then
+		offset=beginning
+		source="the oldest retained record: $topic is not a tier of LADDER_TIERS=$tiers"
 	fi
 	out=$(kc -C -q -t "$topic" -p "$partition" -o "$offset" -c 1 -e \
 		-f 'offset %o\ntimestamp %T\nkey %k\nheaders %h\nvalue %s\n')
@@ -305,6 +315,11 @@ offsets_at() {
 	kc -Q $args 2>/dev/null | sed -n 's/.* \[\([0-9]*\)\] offset \(-\{0,1\}[0-9]*\).*/\1 \2/p' | sort -n
 }
 
+# records N: "1 record", "N records".
+records() {
+	if [ "$1" -eq 1 ]; then echo "1 record"; else echo "$1 records"; fi
+}
+
 count() {
 	if [ $# -eq 0 ]; then
 		for t in $(echo "$tiers" | tr ',' ' '); do
@@ -329,9 +344,9 @@ count() {
 			[ -n "$first" ] && [ -n "$end" ] || die "$topic/$p: kcat -Q answered no offsets"
 			n=$((end - first))
 			total=$((total + n))
-			echo "$topic/$p  offsets $first..$end  $n records"
+			echo "$topic/$p  offsets $first..$end  $(records $n)"
 		done
-		echo "$topic total $total records"
+		echo "$topic total $(records $total)"
 	done
 	echo "(counted from offsets: exactly-once forwarders leave a transaction marker, one offset, after each transaction)"
 }
@@ -339,13 +354,19 @@ count() {
 dlq_tail() {
 	n=${1:-10}
 	case $n in *[!0-9]* | '') die "dlq: N must be a number" ;; esac
-	kc -C -q -t "$dlq" -o "-$n" -e -f '--- %t/%p offset %o timestamp %T key %k\n%h\nvalue %s\n' |
-		while IFS= read -r line; do
-			case $line in
-			---* | value\ *) echo "$line" ;;
-			*) echo "$line" | split_headers | sed 's/^/  /' ;;
-			esac
-		done
+	ps=$(partitions "$dlq") || exit 2
+	[ -n "$ps" ] || die "the dead-letter topic $dlq does not exist (provision it: topics/provision.sh)"
+	out=$(kc -C -q -t "$dlq" -o "-$n" -e -f '--- %t/%p offset %o timestamp %T key %k\n%h\nvalue %s\n')
+	if [ -z "$out" ]; then
+		echo "$dlq: the dead-letter topic is empty: nothing was dead-lettered (or retention removed it)"
+		return 0
+	fi
+	echo "$out" | while IFS= read -r line; do
+		case $line in
+		---* | value\ *) echo "$line" ;;
+		*) echo "$line" | split_headers | sed 's/^/  /' ;;
+		esac
+	done
 }
 
 command -v "$kcat" >/dev/null 2>&1 || die "kcat not found (apt-get install kcat, or set KCAT)"

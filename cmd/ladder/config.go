@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -20,8 +21,8 @@ import (
 )
 
 // Config is every LADDER_* environment variable. Each subcommand reads the
-// ones it uses and lets flags override them. README's configuration table is
-// generated from these tags (`ladder config --usage`).
+// ones it uses and lets flags override them. The configuration table of
+// cmd/ladder/README.md is generated from these tags (`ladder config --usage`).
 type Config struct {
 	kafkaconf.Config
 
@@ -193,6 +194,21 @@ func newFlags(name, usage string, stderr io.Writer) *flags {
 		fs.PrintDefaults()
 	}
 	return f
+}
+
+// afterParse, when set (by the test of the documentation's commands), is
+// called with each command's flag set right after it parsed the command
+// line, and what it returns replaces Parse's result: that test stops every
+// command there, before it connects to anything.
+var afterParse atomic.Pointer[func(f *flags, err error) error]
+
+// Parse parses the command line (see afterParse).
+func (f *flags) Parse(args []string) error {
+	err := f.FlagSet.Parse(args)
+	if hook := afterParse.Load(); hook != nil {
+		return (*hook)(f, err)
+	}
+	return err
 }
 
 func (f *flags) env(name, env string) string {

@@ -13,7 +13,8 @@ func init() {
 	register(command{name: "config", summary: "print the effective configuration, or the variable table (--usage)", order: 90, run: configCmd})
 }
 
-// usageTable is the Markdown table of README's configuration section.
+// usageTable is the Markdown table of the configuration section of
+// cmd/ladder/README.md.
 const usageTable = `| variable | default | description |
 | --- | --- | --- |
 {{range .}}| ` + "`{{usage_key .}}`" + ` | {{if usage_default .}}` + "`{{usage_default .}}`" + `{{end}} | {{usage_description .}} |

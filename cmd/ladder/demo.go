@@ -18,12 +18,18 @@ import (
 
 	"github.com/ladder/ladder/pkg/schedule"
 	"github.com/ladder/ladder/pkg/tier"
+	"github.com/ladder/ladder/pkg/workahead"
 	"github.com/ladder/ladder/pkg/worker"
 )
 
 // demoLanes are the work topics of `ladder dev --demo`: one lane of quick
 // handlers, one of slow ones.
 var demoLanes = []string{"work-fast", "work-slow"}
+
+// demoTiers are the tiers of `ladder dev --demo` unless --tiers or
+// LADDER_TIERS is given: short enough that every message comes back within
+// two minutes, and every tier carries some (see demoMinDelay, demoMaxDelay).
+const demoTiers = "1s,5s,20s,1m"
 
 // demoLane describes a demo lane: its workers' simulated I/O and concurrency.
 type demoLane struct {
@@ -38,12 +44,16 @@ var demoSetup = []demoLane{
 	{topic: "work-slow", concurrency: 32, ioMin: 100 * time.Millisecond, ioMax: 500 * time.Millisecond, seed: 1000},
 }
 
-// Demo messages come back after a random delay in this range.
-const demoMinDelay, demoMaxDelay = 3 * time.Second, time.Minute
+// Demo messages come back after a random delay in this range, seeded ones
+// too. With demoTiers a third of them enter through delay-1m, and each
+// smaller tier carries what is left of the others: every tier moves.
+const demoMinDelay, demoMaxDelay = 2 * time.Second, 90 * time.Second
 
 // runDemo runs workers on the demo lanes that reschedule every message after
-// a random delay, seeds them with messages, and prints a live status.
-func runDemo(ctx context.Context, cfg Config, l *tier.Ladder, reg prometheus.Gatherer, stdout io.Writer, log zerolog.Logger) error {
+// a random delay, seeds them with messages, and prints a live status,
+// redrawn in place when tty (stdout is a terminal), appended otherwise. It
+// returns when ctx is done, or with an error when the workers stop.
+func runDemo(ctx context.Context, cfg Config, l *tier.Ladder, reg prometheus.Gatherer, stdout io.Writer, tty bool, log zerolog.Logger) error {
 	st := newDemoStats()
 	var lanes []worker.Lane
 	for _, d := range demoSetup {
@@ -69,13 +79,9 @@ func runDemo(ctx context.Context, cfg Config, l *tier.Ladder, reg prometheus.Gat
 	if err != nil {
 		return err
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Go(func() {
-		if err := w.Run(ctx); err != nil && ctx.Err() == nil {
-			log.Error().Err(err).Msg("demo workers stopped")
-		}
-	})
+	workersDone := make(chan error, 1)
+	go func() { workersDone <- w.Run(ctx) }()
+	defer func() { <-workersDone }()
 
 	s, err := schedule.New(schedule.Config{Ladder: l, Kafka: cfg.Config, Log: log})
 	if err != nil {
@@ -89,7 +95,7 @@ func runDemo(ctx context.Context, cfg Config, l *tier.Ladder, reg prometheus.Gat
 		}
 		for i := range d.seed {
 			batch = append(batch, schedule.Message{Topic: d.topic, Key: []byte(fmt.Sprintf("%s-%d", d.topic, i)),
-				Value: []byte("demo"), Delay: rand.N(30 * time.Second)})
+				Value: []byte("demo"), Delay: demoMinDelay + rand.N(demoMaxDelay-demoMinDelay)})
 		}
 		seeded += d.seed
 	}
@@ -98,24 +104,59 @@ func runDemo(ctx context.Context, cfg Config, l *tier.Ladder, reg prometheus.Gat
 	if err != nil {
 		return fmt.Errorf("demo: seeding: %w", err)
 	}
-	fmt.Fprintf(stdout, "demo: seeded %d messages due within 30s; workers reschedule each one %s-%s after handling it. Status every 3s; Ctrl-C stops.\n\n",
-		seeded, demoMinDelay, demoMaxDelay)
+	fmt.Fprintf(stdout, "demo: seeded %d messages due in %s-%s; workers reschedule each one %s-%s after handling it. Status every 3s; Ctrl-C stops.\n\n",
+		seeded, demoMinDelay, demoMaxDelay, demoMinDelay, demoMaxDelay)
+
+	// The lanes' lag and members, read as work-ahead reads them, for the status.
+	groups := map[string]string{}
+	for _, ln := range lanes {
+		groups[ln.Name] = ln.Group
+	}
+	sc, err := cfg.Config.Base()
+	if err != nil {
+		return err
+	}
+	reader, err := workahead.NewReader(cfg.BrokerList(), sc, groups)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer reader.Close()
 
 	start := time.Now()
 	tick := time.NewTicker(3 * time.Second)
 	defer tick.Stop()
 	prev := w.Stats()
 	prevAt := start
+	out := &redraw{w: stdout, tty: tty}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case err := <-workersDone:
+			workersDone <- err // for the deferred wait
+			return fmt.Errorf("demo workers stopped: %w", err)
 		case now := <-tick.C:
 			cur := w.Stats()
-			printDemoStatus(stdout, now.Sub(start), l, cur, prev, now.Sub(prevAt), st, gather(reg))
+			out.show(demoStatus(now.Sub(start), l, cur, prev, now.Sub(prevAt), st, gather(reg), reader.Observe(), cfg.WorkaheadLagThreshold))
 			prev, prevAt = cur, now
 		}
 	}
+}
+
+// redraw shows a status block: on a terminal in place of the previous one
+// (cursor up over it, clear to the end of the screen), else appended.
+type redraw struct {
+	w     io.Writer
+	tty   bool
+	lines int // lines of the block shown last
+}
+
+func (r *redraw) show(block string) {
+	if r.tty && r.lines > 0 {
+		fmt.Fprintf(r.w, "\033[%dA\033[J", r.lines)
+	}
+	io.WriteString(r.w, block)
+	r.lines = strings.Count(block, "\n")
 }
 
 // demoStats keeps recent lateness per lane (handler start minus due).
@@ -162,7 +203,9 @@ func (d *demoStats) percentiles(lane string) (p50, p99 time.Duration, n int) {
 	return s[len(s)/2], s[min(len(s)-1, len(s)*99/100)], len(s)
 }
 
-// gather reads the metrics of the forwarder: name → label value → value.
+// gather reads the metrics of the forwarder: name → label value → value,
+// the label being the tier, target or lane, followed by "/" and the state
+// for a metric with a state label.
 func gather(g prometheus.Gatherer) map[string]map[string]float64 {
 	out := map[string]map[string]float64{}
 	mfs, err := g.Gather()
@@ -175,12 +218,16 @@ func gather(g prometheus.Gatherer) map[string]map[string]float64 {
 		}
 		vals := map[string]float64{}
 		for _, m := range mf.GetMetric() {
-			var label string
+			var label, state string
 			for _, lp := range m.GetLabel() {
-				if lp.GetName() == "tier" || lp.GetName() == "target" {
+				switch lp.GetName() {
+				case "tier", "target", "lane":
 					label = lp.GetValue()
+				case "state":
+					state = "/" + lp.GetValue()
 				}
 			}
+			label += state
 			vals[label] += value(m)
 		}
 		out[mf.GetName()] = vals
@@ -198,11 +245,17 @@ func value(m *dto.Metric) float64 {
 	return 0
 }
 
-func printDemoStatus(w io.Writer, elapsed time.Duration, l *tier.Ladder, cur, prev []worker.Stats, dt time.Duration,
-	st *demoStats, m map[string]map[string]float64) {
+// demoStatus renders one status block: per lane its rate, totals, lag and
+// workers (obs, read by the demo as work-ahead reads them), lateness, early
+// count and work-ahead state (from the forwarder's metrics m: "off" when it
+// does not run); per tier what it holds; then why records come back early.
+func demoStatus(elapsed time.Duration, l *tier.Ladder, cur, prev []worker.Stats, dt time.Duration,
+	st *demoStats, m map[string]map[string]float64, obs map[string]workahead.Observation, threshold int64) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "── ladder demo, %s ─────────────────────────────────────────────\n", elapsed.Round(time.Second))
-	fmt.Fprintf(&b, "  %-10s %12s %9s %6s %9s %9s %9s %7s\n", "lane", "processed/s", "handled", "lag", "in flight", "late p50", "late p99", "early")
+	fmt.Fprintf(&b, "  %-10s %11s %8s %6s %7s %9s %8s %8s %6s  %s\n", "lane", "processed/s", "handled", "lag", "workers",
+		"in flight", "late p50", "late p99", "early", "work-ahead")
+	waOn := false
 	for i, s := range cur {
 		rate := float64(s.Handled-prev[i].Handled) / dt.Seconds()
 		p50, p99, n := st.percentiles(s.Lane)
@@ -213,14 +266,18 @@ func printDemoStatus(w io.Writer, elapsed time.Duration, l *tier.Ladder, cur, pr
 		st.mu.Lock()
 		early := st.early[s.Lane]
 		st.mu.Unlock()
-		// The lag as work-ahead last read it; "?" when that read failed or
-		// none was made (work-ahead off, Kafka unreachable).
-		lag := "?"
-		if m["ladder_workahead_lane_lag_ok"][s.Lane] == 1 {
-			lag = fmt.Sprintf("%.0f", m["ladder_workahead_lane_lag"][s.Lane])
+		lag, members := "-", "-"
+		if o, ok := obs[s.Lane]; ok && o.Err == nil {
+			lag, members = fmt.Sprint(o.Lag), fmt.Sprint(o.Members)
 		}
-		fmt.Fprintf(&b, "  %-10s %12.1f %9d %6s %9d %9s %9s %7d\n", s.Lane, rate, s.Handled,
-			lag, s.InFlight, p50s, p99s, early)
+		state := "off"
+		for k, v := range m["ladder_workahead_lane_state"] {
+			if lane, name, _ := strings.Cut(k, "/"); lane == s.Lane && v == 1 {
+				state, waOn = name, true
+			}
+		}
+		fmt.Fprintf(&b, "  %-10s %11.1f %8d %6s %7s %9d %8s %8s %6d  %s\n", s.Lane, rate, s.Handled,
+			lag, members, s.InFlight, p50s, p99s, early, state)
 	}
 	fmt.Fprintf(&b, "  %-10s %9s %14s %9s\n", "tier", "pending", "next release", "forwarded")
 	for _, t := range l.Topics() {
@@ -230,9 +287,16 @@ func printDemoStatus(w io.Writer, elapsed time.Duration, l *tier.Ladder, cur, pr
 		}
 		fmt.Fprintf(&b, "  %-10s %9.0f %14s %9.0f\n", t, m["ladder_pending_records"][t], next, m["ladder_forwarded_records_total"][t])
 	}
-	fmt.Fprintf(&b, "  early releases by work-ahead: %.0f   dead letters: %.0f\n\n",
-		sum(m["ladder_workahead_releases_total"]), sum(m["ladder_dead_lettered_records_total"]))
-	io.WriteString(w, b.String())
+	if waOn {
+		fmt.Fprintf(&b, "  early: %.0f released before their due time by work-ahead. A lane is idle while its workers are there\n"+
+			"  (a member in its group) and its lag is under %d; then its earliest held messages go ahead, marked ladder-early.\n"+
+			"  Unattended (no worker) or busy lanes get everything on time. late: handler start minus due, on-time messages.\n",
+			sum(m["ladder_workahead_releases_total"]), threshold)
+	} else {
+		b.WriteString("  work-ahead is off: nothing comes back early. late: handler start minus due.\n")
+	}
+	fmt.Fprintf(&b, "  dead letters: %.0f\n\n", sum(m["ladder_dead_lettered_records_total"]))
+	return b.String()
 }
 
 func sum(m map[string]float64) float64 {

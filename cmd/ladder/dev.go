@@ -5,18 +5,26 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/IBM/sarama"
 
 	"github.com/ladder/ladder/pkg/devbroker"
 	"github.com/ladder/ladder/pkg/forward"
 	"github.com/ladder/ladder/pkg/kafkaconf"
 	"github.com/ladder/ladder/pkg/ops"
 	"github.com/ladder/ladder/pkg/tier"
+	"github.com/ladder/ladder/pkg/workahead"
 )
 
 func init() {
@@ -26,6 +34,9 @@ func init() {
 // devCmd is `ladder dev`: the embedded broker (kfake) with the tier topics,
 // the dead-letter topic and the work topics, and the forwarders. With
 // --forwarders=false it runs the broker alone, for a separate `ladder run`.
+// Its metrics listen on the broker's host (loopback by default) unless
+// LADDER_HTTP_ADDR or --http-addr say otherwise. When the forwarders or the
+// demo stop on an error, ladder dev stops too and exits 1 with that error.
 func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	var forwarders, demo bool
 	cfg, f, err := parseForwarderFlags("dev", "dev [flags]", args, stderr, func(f *flags, c *Config) {
@@ -35,16 +46,27 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		f.list(&c.DevTopics, "topics", "LADDER_DEV_TOPICS", "work topics to create, comma-separated")
 		f.str(&c.DevTLSCertFile, "broker-tls-cert", "LADDER_DEV_TLS_CERT_FILE", "server certificate of the embedded broker: it speaks TLS only")
 		f.str(&c.DevTLSKeyFile, "broker-tls-key", "LADDER_DEV_TLS_KEY_FILE", "private key of that certificate")
-		f.BoolVar(&forwarders, "forwarders", true, "run the forwarders (false: the broker alone, for a separate `ladder run`)")
-		f.BoolVar(&demo, "demo", false, "run demo workers on two lanes (work-fast, work-slow) with seeded messages and print a live status")
+		// No backquotes in usage: the flag package would print the quoted words as the value's name.
+		f.BoolVar(&forwarders, "forwarders", true, "run the forwarders (false: the broker alone, for a separate \"ladder run\")")
+		if _, set := os.LookupEnv("LADDER_HTTP_ADDR"); !set {
+			h := f.Lookup("http-addr")
+			h.DefValue, h.Usage = devHTTPAddr(c.DevAddr), h.Usage+"; ladder dev: port 8080 on the host of --addr unless set"
+		}
+		f.BoolVar(&demo, "demo", false, "run demo workers on two lanes (work-fast, work-slow) with seeded messages and print a live status; "+
+			"tiers "+demoTiers+" and a temporary data directory unless given")
 	})
 	if err != nil {
 		return err
 	}
-	if demo && !flagSet(f, "topics") {
-		if _, set := os.LookupEnv("LADDER_DEV_TOPICS"); !set {
-			cfg.DevTopics = demoLanes
-		}
+	if demo && !given(f, "topics", "LADDER_DEV_TOPICS") {
+		cfg.DevTopics = demoLanes
+	}
+	if demo && !given(f, "tiers", "LADDER_TIERS") {
+		cfg.Tiers = demoTiers
+	}
+	// Metrics beside the broker: on loopback unless the broker is elsewhere.
+	if !given(f, "http-addr", "LADDER_HTTP_ADDR") {
+		cfg.HTTPAddr = devHTTPAddr(cfg.DevAddr)
 	}
 	// Work-ahead is on in dev unless set, watching each work topic T with group T-workers.
 	if _, set := os.LookupEnv("LADDER_WORKAHEAD_ENABLED"); !set && !flagSet(f, "workahead") {
@@ -72,8 +94,17 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 			return usageError{f.explain(&kafkaconf.FieldError{Var: "LADDER_DEV_TOPICS", Value: strings.Join(cfg.DevTopics, ","), Accept: "topic names, comma-separated: " + err.Error()})}
 		}
 	}
-	dataDir := cfg.DevDataDir
-	if dataDir == "" {
+	dataDir, dataNote := cfg.DevDataDir, ""
+	switch {
+	case dataDir != "":
+	case demo:
+		// The demo's data are of no use after it: a temporary directory, removed at exit.
+		if dataDir, err = os.MkdirTemp("", "ladder-demo-"); err != nil {
+			return fmt.Errorf("creating the demo's data directory: %w", err)
+		}
+		defer os.RemoveAll(dataDir)
+		dataNote = ", removed at exit"
+	default:
 		dataDir = devbroker.DefaultDataDir()
 	}
 	bc := devbroker.Config{Addr: cfg.DevAddr, DataDir: dataDir, Partitions: int32(cfg.DevPartitions), Log: log}
@@ -84,7 +115,7 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 
 	b, err := devbroker.Start(bc)
 	if err != nil {
-		return err
+		return withHint(err, "choose another address with --addr or LADDER_DEV_ADDR (make demo: DEMO_BROKER_ADDR=127.0.0.1:9093)")
 	}
 	defer b.Close()
 	cfg.Brokers = []string{b.Addr()}
@@ -97,45 +128,125 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	}
 
 	work := cfg.DevTopics[0]
-	fmt.Fprintf(stdout, `ladder dev: embedded Kafka broker on %[1]s (data in %[2]s)
+	now := time.Now()
+	enter, _ := l.Route(now, now.Add(90*time.Second))
+	metrics := "off (LADDER_HTTP_ADDR is empty)"
+	switch {
+	case !forwarders:
+		metrics = "none here (served by the separate ladder run)"
+	case cfg.HTTPAddr != "":
+		metrics = "http://" + cfg.HTTPAddr + "/metrics (and /healthz, /readyz)"
+	}
+	fmt.Fprintf(stdout, `ladder dev: embedded Kafka broker on %[1]s (data in %[2]s%[12]s)
   tiers         %[3]s
   dead letters  %[4]s
   work topics   %[5]s
   forwarders    %[6]s
+  metrics       %[13]s
   work-ahead    %[10]s
   security      %[11]s
 
   watch %[7]s:     kcat -C -b %[1]s -t %[7]s -f '%%T %%k %%h %%s\n'
   schedule (90s): ladder schedule --brokers %[1]s --tiers %[8]s --topic %[7]s --delay 90s hello
   with kcat:      echo hello | kcat -P -b %[1]s -t %[9]s -H ladder-target=%[7]s -H ladder-due=$(( $(date +%%s%%3N) + 90000 ))
+  inspect:        ladder inspect --brokers %[1]s --tiers %[8]s --workahead-lanes %[14]s
 
 `, b.Addr(), dataDir, strings.Join(l.Topics(), " "), l.DLQTopic(), strings.Join(cfg.DevTopics, " "),
-		map[bool]string{true: "running (group " + cfg.Group + ")", false: "off: start `ladder run --brokers " + b.Addr() + "`"}[forwarders],
-		work, l.String(), l.Smallest().Topic,
-		map[bool]string{true: "on, lanes " + cfg.WorkaheadLanes, false: "off"}[cfg.WorkaheadEnabled], security)
+		map[bool]string{true: "running (group " + cfg.Group + ")", false: "off: start ladder run --brokers " + b.Addr()}[forwarders],
+		work, l.String(), enter.Topic, devWorkAhead(cfg, sc, forwarders), security, dataNote, metrics, cfg.WorkaheadLanes)
 
+	// The first of the forwarders and the demo to stop on an error stops ladder dev.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	var wg sync.WaitGroup
+	var failed error
+	var once sync.Once
+	fail := func(err error) { once.Do(func() { failed = err; stop() }) }
 	reg := ops.NewRegistry(version)
 	if forwarders {
 		wg.Go(func() {
 			// Refresh pending counts often: a developer watches them.
 			fast := func(c *forward.Config) { c.HealthInterval = 2 * time.Second }
-			if err := runForwarder(ctx, cfg, l, log, reg, fast); err != nil {
-				log.Error().Err(err).Msg("forwarder stopped")
+			err := runForwarder(ctx, cfg, l, log, reg, fast)
+			if err == nil && ctx.Err() == nil {
+				err = errors.New("returned without an error before ladder dev stopped")
+			}
+			if err != nil {
+				fail(withHint(fmt.Errorf("forwarder stopped: %w", err),
+					"choose another metrics address with --http-addr or LADDER_HTTP_ADDR (make demo: DEMO_METRICS_ADDR=127.0.0.1:8081), or turn metrics off with --http-addr=''"))
 			}
 		})
 	}
 	if demo {
 		wg.Go(func() {
-			if err := runDemo(ctx, cfg, l, reg, stdout, log); err != nil && ctx.Err() == nil {
-				log.Error().Err(err).Msg("demo stopped")
+			if err := runDemo(ctx, cfg, l, reg, stdout, isTerminal(stdout), log); err != nil && ctx.Err() == nil {
+				fail(fmt.Errorf("demo stopped: %w", err))
 			}
 		})
 	}
 	<-ctx.Done()
-	fmt.Fprintln(stdout, "ladder dev: stopping")
 	wg.Wait()
+	if failed != nil {
+		fmt.Fprintln(stdout, "ladder dev: stopped, see the error below")
+		return failed
+	}
+	fmt.Fprintln(stdout, "ladder dev: stopping")
 	return nil
+}
+
+// given reports whether the flag name was on the command line or the
+// environment variable env is set (even empty).
+func given(f *flags, name, env string) bool {
+	_, set := os.LookupEnv(env)
+	return set || flagSet(f, name)
+}
+
+// devHTTPAddr is the default metrics address of ladder dev: port 8080 on the
+// broker's host (127.0.0.1 unless --addr says otherwise), never every interface
+// by accident.
+func devHTTPAddr(brokerAddr string) string {
+	host, _, err := net.SplitHostPort(brokerAddr)
+	if err != nil || host == "" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, "8080")
+}
+
+// withHint adds hint to an "address already in use" error.
+func withHint(err error, hint string) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%w; %s", err, hint)
+	}
+	return err
+}
+
+// devWorkAhead describes work-ahead for the banner: its rule and each lane's
+// state now, read as the forwarders read it.
+func devWorkAhead(cfg Config, sc *sarama.Config, forwarders bool) string {
+	switch {
+	case !forwarders:
+		return "decided by the ladder run you start (LADDER_WORKAHEAD_ENABLED, LADDER_WORKAHEAD_LANES)"
+	case !cfg.WorkaheadEnabled:
+		return "off: nothing comes back early"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "on: a lane's earliest held messages leave early (ladder-early) only while its worker group\n"+
+		"                has members and its lag is under %d. Now:", cfg.WorkaheadLagThreshold)
+	lanes, err := workahead.ParseLanes(cfg.WorkaheadLanes)
+	if err != nil {
+		return b.String() + " " + err.Error()
+	}
+	r, err := workahead.NewReader(cfg.BrokerList(), sc, lanes)
+	if err != nil {
+		return b.String() + " " + err.Error()
+	}
+	defer r.Close()
+	obs := r.Observe()
+	for _, topic := range slices.Sorted(maps.Keys(lanes)) {
+		state, reason := workahead.Classify(obs[topic], topic, lanes[topic], cfg.WorkaheadLagThreshold)
+		fmt.Fprintf(&b, "\n                %s %s: %s", topic, state, reason)
+	}
+	return b.String()
 }
 
 // devSecurity makes the embedded broker require what the clients are

@@ -14,10 +14,11 @@ import (
 
 	"github.com/ladder/ladder/pkg/inspect"
 	"github.com/ladder/ladder/pkg/kafkaconf"
+	"github.com/ladder/ladder/pkg/workahead"
 )
 
 func init() {
-	register(command{name: "inspect", summary: "show pending records, heads, lag against retention and the forwarder group", order: 50, run: inspectCmd})
+	register(command{name: "inspect", summary: "show pending records, heads, lag against retention, the forwarder group and the work-ahead lanes", order: 50, run: inspectCmd})
 }
 
 // inspectCmd is `ladder inspect [--json] [--watch 5s]`.
@@ -36,6 +37,8 @@ func inspectCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	f.kafka(&cfg.Config)
 	f.ladder(&cfg)
 	f.str(&cfg.Group, "group", "LADDER_GROUP", "consumer group of the forwarders")
+	f.str(&cfg.WorkaheadLanes, "workahead-lanes", "LADDER_WORKAHEAD_LANES", "work-ahead lanes to report, as the forwarders watch them: target=workergroup, comma-separated")
+	f.Int64Var(&cfg.WorkaheadLagThreshold, "workahead-lag-threshold", cfg.WorkaheadLagThreshold, "the forwarders' work-ahead lag threshold"+f.env("workahead-lag-threshold", "LADDER_WORKAHEAD_LAG_THRESHOLD"))
 	f.log(&cfg)
 	f.BoolVar(&asJSON, "json", false, "print JSON (stable field names) instead of a table")
 	f.DurationVar(&watch, "watch", 0, "refresh every interval, such as 5s, until interrupted (0: once)")
@@ -68,13 +71,23 @@ func inspectCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	if err != nil {
 		return usageError{f.explain(err)}
 	}
+	var lanes map[string]string
+	if strings.TrimSpace(cfg.WorkaheadLanes) != "" {
+		if lanes, err = workahead.ParseLanes(cfg.WorkaheadLanes); err != nil {
+			return usageError{f.explain(&kafkaconf.FieldError{Var: "LADDER_WORKAHEAD_LANES", Value: cfg.WorkaheadLanes,
+				Accept: "target=workergroup pairs, comma-separated (" + err.Error() + ")"})}
+		}
+	}
+	if cfg.WorkaheadLagThreshold < 1 {
+		return usageError{f.explain(&kafkaconf.FieldError{Var: "LADDER_WORKAHEAD_LAG_THRESHOLD", Value: fmt.Sprint(cfg.WorkaheadLagThreshold), Accept: "a whole number of 1 or more"})}
+	}
 	log := cfg.logger(stderr)
 	if err := envconfig.CheckDisallowed("ladder", &cfg); err != nil {
 		log.Warn().Err(err).Msg("unknown LADDER_* variable: misspelled?")
 	}
 
 	in, err := inspect.New(inspect.Config{Ladder: l, Group: cfg.Group, Kafka: cfg.Config,
-		RetentionWarn: retentionWarn, OverdueWarn: overdueWarn, Log: log})
+		RetentionWarn: retentionWarn, OverdueWarn: overdueWarn, WorkAheadLanes: lanes, LagThreshold: cfg.WorkaheadLagThreshold, Log: log})
 	if err != nil {
 		return err
 	}

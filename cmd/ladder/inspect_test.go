@@ -167,11 +167,23 @@ func TestInspectScript(t *testing.T) {
 		}
 	}
 
-	// Without the ladder binary: an explicit offset, or the oldest retained record.
+	// Without a working ladder binary peek stops with the reason instead of
+	// showing another record (offset 0, already forwarded); an explicit
+	// offset needs no ladder.
+	for _, bad := range []struct{ ladder, says string }{
+		{"/nonexistent/ladder", `ladder binary "/nonexistent/ladder" not found`},
+		{"/bin/false", "ladder inspect failed"},
+	} {
+		out, code = runScript(t, append(env, "LADDER="+bad.ladder), "inspect.sh", "peek", "delay-1h", "0")
+		if code != 2 || strings.Contains(out, "due-now") || !strings.Contains(out, "inspect.sh: cannot find the forwarders' next offset of delay-1h/0") ||
+			!strings.Contains(out, bad.says) || !strings.Contains(out, "give the offset: inspect.sh peek delay-1h 0 OFFSET") {
+			t.Errorf("inspect.sh peek with LADDER=%s (exit %d):\n%s", bad.ladder, code, out)
+		}
+	}
 	noLadder := append(env, "LADDER=/nonexistent/ladder")
-	out, code = runScript(t, noLadder, "inspect.sh", "peek", "delay-1h", "0")
-	if code != 0 || !strings.Contains(out, "offset 0 (the oldest retained record") || !strings.Contains(out, "key        due-now") {
-		t.Errorf("inspect.sh peek without ladder (exit %d):\n%s", code, out)
+	out, code = runScript(t, noLadder, "inspect.sh", "peek", "delay-dlq", "1")
+	if code != 0 || !strings.Contains(out, "offset 0 (the oldest retained record: delay-dlq is not a tier of LADDER_TIERS=1m,1h)") {
+		t.Errorf("inspect.sh peek delay-dlq 1 (exit %d):\n%s", code, out)
 	}
 	out, code = runScript(t, noLadder, "inspect.sh", "peek", "delay-1h", "0", "2")
 	if code != 0 || !strings.Contains(out, "offset 2 (offset given)") || !strings.Contains(out, "key        order-80") {
@@ -179,7 +191,7 @@ func TestInspectScript(t *testing.T) {
 	}
 
 	out, code = runScript(t, env, "inspect.sh", "count")
-	for _, w := range []string{"delay-1h/0  offsets 0..3  3 records", "delay-1h total 4 records", "delay-1m total 1 records", "delay-dlq total 1 records"} {
+	for _, w := range []string{"delay-1h/0  offsets 0..3  3 records", "delay-1h/1  offsets 0..1  1 record\n", "delay-1h total 4 records", "delay-1m total 1 record\n", "delay-dlq total 1 record\n"} {
 		if code != 0 || !strings.Contains(out, w) {
 			t.Errorf("inspect.sh count (exit %d) lacks %q:\n%s", code, w, out)
 		}
@@ -190,6 +202,22 @@ func TestInspectScript(t *testing.T) {
 		if code != 0 || !strings.Contains(out, w) {
 			t.Errorf("inspect.sh dlq (exit %d) lacks %q:\n%s", code, w, out)
 		}
+	}
+}
+
+// TestInspectScriptEmptyDLQ: an empty dead-letter topic is said to be
+// empty, a missing one to be missing (kcat prints nothing for either).
+func TestInspectScriptEmptyDLQ(t *testing.T) {
+	env := []string{"KCAT=" + kcat(t), "LADDER_TIERS=" + inspectTiers}
+	b := laddertest.Broker(t, 2, "delay-1m", "delay-1h", "delay-dlq")
+	out, code := runScript(t, append(env, "LADDER_BROKERS="+b.Addr()), "inspect.sh", "dlq")
+	if code != 0 || !strings.Contains(out, "delay-dlq: the dead-letter topic is empty") {
+		t.Errorf("inspect.sh dlq of an empty topic (exit %d):\n%s", code, out)
+	}
+	none := laddertest.Broker(t, 1)
+	out, code = runScript(t, append(env, "LADDER_BROKERS="+none.Addr()), "inspect.sh", "dlq")
+	if code != 2 || !strings.Contains(out, "the dead-letter topic delay-dlq does not exist") {
+		t.Errorf("inspect.sh dlq without the topic (exit %d):\n%s", code, out)
 	}
 }
 
@@ -306,7 +334,7 @@ func TestInspectScriptMutualTLS(t *testing.T) {
 		}
 	}
 	out = run(withCert, "count")
-	for _, w := range []string{"delay-1h/1  offsets 0..2  2 records", "delay-1h total 2 records", "delay-1m total 0 records", "delay-dlq total 1 records"} {
+	for _, w := range []string{"delay-1h/1  offsets 0..2  2 records", "delay-1h total 2 records", "delay-1m total 0 records", "delay-dlq total 1 record\n"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("inspect.sh count lacks %q:\n%s", w, out)
 		}
@@ -326,13 +354,15 @@ func TestInspectScriptMutualTLS(t *testing.T) {
 }
 
 // fakeKcat is a kcat stand-in that records its arguments and the config
-// file it is given (-F), with the file's mode, in dir.
+// file it is given (-F), with the file's mode, in dir. Asked for metadata
+// (-L) it lists one partition; it consumes nothing.
 func fakeKcat(t *testing.T, dir string) string {
 	t.Helper()
 	path := filepath.Join(dir, "kcat")
 	script := `#!/bin/sh
 out=` + dir + `
 printf '%s\n' "$@" >>"$out/argv"
+case " $* " in *" -L "*) echo "  partition 0, leader 1, replicas: 1, isrs: 1" ;; esac
 while [ $# -gt 0 ]; do
 	if [ "$1" = -F ]; then
 		cp "$2" "$out/conf"

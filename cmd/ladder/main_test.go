@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -43,21 +42,6 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want exit 2 and %q", code, stderr.String(), tc.want)
 			}
 		})
-	}
-}
-
-// TestReadmeConfigurationTable: README's table is `ladder config --usage`.
-func TestReadmeConfigurationTable(t *testing.T) {
-	var stdout bytes.Buffer
-	if code := Main(context.Background(), []string{"config", "--usage"}, nil, &stdout, &stdout); code != 0 {
-		t.Fatalf("ladder config --usage: exit %d: %s", code, stdout.String())
-	}
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Contains(readme, stdout.Bytes()) {
-		t.Errorf("README.md does not contain the output of `ladder config --usage`; paste it in:\n%s", stdout.String())
 	}
 }
 

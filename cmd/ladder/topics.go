@@ -13,6 +13,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/ladder/ladder/pkg/kafkaconf"
 	"github.com/ladder/ladder/pkg/tier"
 	"github.com/ladder/ladder/pkg/topics"
 )
@@ -26,7 +27,14 @@ var topicVerbs = []string{"plan", "apply", "verify"}
 // errDrift ends `ladder topics verify` when the cluster differs from the spec: exit 1.
 var errDrift = errors.New("the cluster differs from the spec")
 
-// topicsCmd is `ladder topics plan|apply|verify -f FILE`.
+// topicsCmd is `ladder topics plan|apply|verify -f FILE [--replication-factor N]`.
+//
+// --replication-factor is the way to provision a cluster with fewer brokers
+// than the spec's replication factor, such as `ladder dev` (one broker): the
+// same spec, so the same tiers, lanes and retention, with every topic's
+// replication factor set, as kafka-topics.sh --replication-factor and Kafka's
+// own single-broker settings (offsets.topic.replication.factor=1) do. A
+// second spec file would drift from the one that ships.
 func topicsCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	cfg, err := loadConfig()
 	if err != nil {
@@ -36,12 +44,15 @@ func topicsCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		file        string
 		timeout     time.Duration
 		otherLadder bool
+		rf          int
 	)
-	f := newFlags("topics", "topics plan|apply|verify -f topics/topics.yaml [flags]", stderr)
+	f := newFlags("topics", "topics plan|apply|verify -f topics/topics.yaml [--replication-factor 1] [flags]", stderr)
 	f.kafka(&cfg.Config)
 	f.log(&cfg)
 	f.StringVar(&file, "f", "", "topic spec file, such as topics/topics.yaml (required)")
 	f.DurationVar(&timeout, "timeout", 2*time.Minute, "give up after this long")
+	f.IntVar(&rf, "replication-factor", 0, "replication factor of every topic, in place of the spec's, with min.insync.replicas lowered to it "+
+		"where higher: 1 for a one-broker development cluster such as ladder dev (0: as the spec says)")
 	f.BoolVar(&otherLadder, "allow-other-ladder", false,
 		"go on when LADDER_TIERS or LADDER_TOPIC_PREFIX name other tiers than the spec (a spec meant for another ladder); a warning then")
 	verb := ""
@@ -66,6 +77,8 @@ func topicsCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		return usageError{fmt.Errorf("unknown action %q: want plan, apply or verify", verb)}
 	case file == "":
 		return usageError{errors.New("-f FILE is required (the topic spec, such as topics/topics.yaml)")}
+	case rf < 0 || rf > 32767:
+		return usageError{&kafkaconf.FieldError{Var: "--replication-factor", Value: fmt.Sprint(rf), Accept: "a whole number of 1 or more, or 0 for the spec's"}}
 	}
 	for _, check := range []func() error{cfg.validateLog, cfg.Config.Validate} {
 		if err := check(); err != nil {
@@ -75,6 +88,9 @@ func topicsCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	spec, err := topics.Load(file)
 	if err != nil {
 		return usageError{err}
+	}
+	if rf > 0 {
+		fmt.Fprintf(stdout, "note: --replication-factor %d: %s\n", rf, spec.SetReplicationFactor(int16(rf)))
 	}
 	log := cfg.logger(stderr)
 	if err := envconfig.CheckDisallowed("ladder", &cfg); err != nil {
@@ -115,10 +131,10 @@ func topicsCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		p.Write(stdout)
 		return nil
 	}
+	// The whole plan, as `ladder topics plan` prints it: what will not be
+	// resolved, and what the cluster cannot take (then nothing is changed).
 	fmt.Fprintln(stdout, "applying:")
-	before := *p
-	before.WillNot, before.Notes = nil, nil
-	before.Write(stdout)
+	p.Write(stdout)
 	after, err := admin.Apply(ctx, spec, p)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -89,7 +90,7 @@ func TestProvisionScript(t *testing.T) {
 		t.Fatalf("first provision.sh exited %d:\n%s", code, out)
 	}
 	for _, w := range []string{
-		"+ create delay-1s: 3 partitions, replication factor 1, cleanup.policy=delete min.insync.replicas=1 retention.ms=3962000",
+		"+ create delay-1s: 3 partitions, replication factor 1, cleanup.policy=delete min.insync.replicas=1 retention=1h6m2s",
 		"+ create delay-5s:", "+ create delay-dlq:", "+ create work-fast:",
 		"+ create work-slow: 2 partitions",
 		"applied 6 changes",
@@ -138,7 +139,7 @@ func TestProvisionScript(t *testing.T) {
 	for _, w := range []string{
 		"drift: 3 differences",
 		"delay-dlq: missing",
-		"delay-5s: retention.ms=60000, spec says 3966000",
+		"delay-5s: retention=1m, spec says 1h6m6s",
 		"work-fast: has 6 partitions, spec says 3: will NOT shrink",
 	} {
 		if !strings.Contains(verify, w) {
@@ -313,4 +314,104 @@ func TestTopicsPlanSecure(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestProvisionDev provisions `ladder dev` (one broker) with the shipped
+// spec and scripts. As shipped (replication factor 3) apply changes nothing:
+// plan and apply name the same changes the cluster cannot take, with the
+// same counts, and the dev topics keep their partitions and configs. With
+// --replication-factor 1 it succeeds, run from a checkout without ladder on
+// PATH: the script finds the checkout's bin/ladder.
+func TestProvisionDev(t *testing.T) {
+	_, addr := startDevDefault(t)
+	env := []string{"LADDER_BROKERS=" + addr}
+
+	plan, code := runLadder(t, env, "topics", "plan", "-f", filepath.Join("..", "..", "topics", "topics.yaml"))
+	if code != 0 {
+		t.Fatalf("ladder topics plan: exit %d\n%s", code, plan)
+	}
+	out, code := runScript(t, env, "provision.sh")
+	t.Logf("provision.sh as shipped (exit %d):\n%s", code, out)
+	summary := func(s string) string {
+		return regexp.MustCompile(`(?m)^\d+ to create, .*$`).FindString(s)
+	}
+	if code != 1 || summary(plan) == "" || summary(out) != summary(plan) || !strings.Contains(summary(plan), "(8 the cluster cannot take") {
+		t.Errorf("provision.sh as shipped: exit %d, summary %q; plan's %q", code, summary(out), summary(plan))
+	}
+	for _, w := range []string{
+		"x work-fast: cannot create it with replication factor 3: the cluster has 1 broker\n",
+		"note: a one-broker cluster (such as ladder dev): provision it with --replication-factor 1 (topics/provision.sh --replication-factor 1)",
+		"x delay-1m: cannot set min.insync.replicas=2: the topic has replication factor 1",
+		"ladder topics: the plan cannot be fully applied, so nothing was changed:",
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("provision.sh as shipped lacks %q", w)
+		}
+	}
+	ca := rawAdmin(t, addr)
+	topics, err := ca.ListTopics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := topics["work-fast"]; ok || topics["delay-6h"].NumPartitions != 6 {
+		t.Errorf("a refused apply changed the cluster: work-fast created %v, delay-6h has %d partitions", ok, topics["delay-6h"].NumPartitions)
+	}
+	if cfg := topicConfig(t, ca, "delay-1m"); cfg["min.insync.replicas"] != "1" {
+		t.Errorf("a refused apply set min.insync.replicas=%s on delay-1m", cfg["min.insync.replicas"])
+	}
+
+	// A checkout with bin/ladder (make build), ladder not on PATH.
+	checkout := t.TempDir()
+	for _, dir := range []string{"topics", "bin"} {
+		if err := os.Mkdir(filepath.Join(checkout, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"provision.sh", "find-ladder.sh", "topics.yaml"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "topics", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(checkout, "topics", f), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(binary, filepath.Join(checkout, "bin", "ladder")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "topics/provision.sh", "--replication-factor", "1")
+	cmd.Dir = checkout
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "LADDER_BROKERS=" + addr, "LADDER_LOG_FORMAT=json", "HOME=" + t.TempDir()}
+	b, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(b), "note: --replication-factor 1: replication factor 1 for all 8 topics") ||
+		!strings.Contains(string(b), "ok: 8 topics match topics/topics.yaml") {
+		t.Errorf("provision.sh --replication-factor 1 from a checkout: %v\n%s", err, b)
+	}
+	if cfg := topicConfig(t, ca, "delay-1m"); cfg["min.insync.replicas"] != "1" || cfg["retention.ms"] != "285186000" {
+		t.Errorf("delay-1m after provisioning: %v", cfg)
+	}
+
+	// Without any ladder: the script says how to get one.
+	cmd = exec.Command("sh", filepath.Join(checkout, "topics", "provision.sh"))
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	os.Remove(filepath.Join(checkout, "bin", "ladder"))
+	if b, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(b), "no ladder binary: build one (make build: bin/ladder), install one (make install), or set LADDER") {
+		t.Errorf("provision.sh without ladder: %v\n%s", err, b)
+	}
+}
+
+// startDevDefault runs `ladder dev --forwarders=false` with the default
+// tiers and work topic on a free port, and returns its address.
+func startDevDefault(t *testing.T) (*proc, string) {
+	t.Helper()
+	p := start(t, nil, "dev", "--forwarders=false", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir())
+	out := waitFor(t, p, "  inspect:")
+	return p, bannerAddr.FindStringSubmatch(out)[1]
+}
+
+// waitFor waits until p's output holds s and returns it.
+func waitFor(t *testing.T, p *proc, s string) string {
+	t.Helper()
+	laddertest.Eventually(t, 30*time.Second, func() bool { return strings.Contains(p.out.String(), s) }, "no %q in:\n%s", s, p.out)
+	return p.out.String()
 }

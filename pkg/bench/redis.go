@@ -15,8 +15,8 @@ import (
 // RedisMemory loads n members of size bytes into one Redis sorted set at
 // addr (score = a due time in unix ms) with pipelined ZADDs over plain RESP,
 // and writes Redis's memory figures (INFO memory, the server's RSS and,
-// with save, the RDB file size) to out: the comparison of README's
-// performance section. Run it against a Redis started for the purpose.
+// with save, the RDB file size) to out: the comparison in this package's
+// README.md. Run it against a Redis started for the purpose.
 func RedisMemory(addr string, n, size, batch int, key string, save bool, out io.Writer) error {
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {

@@ -3,14 +3,8 @@
 // Kafka wire-protocol server on TCP; it is never used by `ladder run`.
 //
 // Where kfake behaves differently from Apache Kafka, ladder does not rely on
-// the difference (see README, "The embedded broker"):
-//   - message.timestamp.type=LogAppendTime is stored but not applied; ladder
-//     stamps every forwarded record itself, so tiers measure from that.
-//   - OffsetFetch for a group that never committed returns GROUP_ID_NOT_FOUND
-//     where Kafka returns offset -1; readers treat both as "no commits yet".
-//   - retention runs only on a ticker (broker config log.cleaner.backoff.ms);
-//     tests call ApplyRetention.
-//   - unknown topic configs are accepted silently; ladder validates its own.
+// the difference: README.md in this directory lists each difference and
+// how ladder avoids depending on it.
 package devbroker
 
 import (

@@ -10,7 +10,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -29,8 +31,8 @@ const (
 	Scheduled = "ladder-scheduled"
 	// Hops counts the tiers the message has passed through.
 	Hops = "ladder-hops"
-	// Early is set, in milliseconds, when idle work-ahead released the message
-	// before its due time.
+	// Early is set, in milliseconds, when idle work-ahead or `ladder drain`
+	// released the message before its due time: how early.
 	Early = "ladder-early"
 	// Error is set on the dead-letter topic only: why the message could not be forwarded.
 	Error = "ladder-error"
@@ -124,6 +126,10 @@ func (d *Decoder) target(v []byte) (string, error) {
 	if err := tier.ValidateTopic(t); err != nil {
 		return "", &HeaderError{Header: Target, Reason: ReasonInvalidTarget, Detail: err.Error()}
 	}
+	if strings.HasPrefix(t, "__") {
+		return "", &HeaderError{Header: Target, Reason: ReasonInvalidTarget,
+			Detail: fmt.Sprintf("%s is a Kafka internal topic (named __...): never a target", t)}
+	}
 	if d != nil {
 		if d.targets == nil || len(d.targets) >= maxTargets {
 			d.targets = make(map[string]string, 8)
@@ -179,7 +185,12 @@ func (d *Decoder) Decode(headers []*sarama.RecordHeader) (Envelope, error) {
 		case Early:
 			var ms int64
 			if ms, err = parseUint(Early, h.Value, ReasonInvalidHeader); err == nil {
-				env.Early = time.Duration(ms) * time.Millisecond
+				if ms > maxEarlyMillis {
+					err = &HeaderError{Header: Early, Reason: ReasonInvalidHeader,
+						Detail: fmt.Sprintf("%d ms is more than a duration holds (%d ms, about 292 years)", ms, int64(maxEarlyMillis))}
+				} else {
+					env.Early = time.Duration(ms) * time.Millisecond
+				}
 			}
 		case Error:
 			env.Error = string(h.Value)
@@ -193,6 +204,10 @@ func (d *Decoder) Decode(headers []*sarama.RecordHeader) (Envelope, error) {
 	}
 	return env, nil
 }
+
+// maxEarlyMillis is the largest ladder-early a time.Duration holds: a larger
+// one would overflow into a negative duration.
+const maxEarlyMillis = math.MaxInt64 / int64(time.Millisecond)
 
 // maxHopsValue keeps hop counts far from integer overflow; routing loops are
 // caught much earlier by the forwarder's own hop limit.

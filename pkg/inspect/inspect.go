@@ -3,7 +3,10 @@
 // offset minus the group's committed offset, read through the admin API, so a
 // paused partition's numbers are live), the head's due and release times and
 // how overdue it is, the head's age against retention (data that could expire
-// unforwarded), the group's members and the dead-letter count.
+// unforwarded), the group's members and the dead-letter count, and, for the
+// work-ahead lanes it is given, whether work-ahead releases early for them and
+// why (package workahead: only while the lane's worker group has members and
+// its lag is under the threshold).
 //
 // The retention warning looks at the head, the oldest record not yet
 // forwarded, not at the oldest retained record: a tier keeps forwarded records
@@ -37,6 +40,7 @@ import (
 	"github.com/ladder/ladder/pkg/kafkaconf"
 	"github.com/ladder/ladder/pkg/offsets"
 	"github.com/ladder/ladder/pkg/tier"
+	"github.com/ladder/ladder/pkg/workahead"
 )
 
 // Config configures an Inspector.
@@ -52,6 +56,11 @@ type Config struct {
 	RetentionWarn float64
 	// OverdueWarn is how overdue a head may be before a warning (default 1m).
 	OverdueWarn time.Duration
+	// WorkAheadLanes maps each work-ahead lane (target topic) to its worker
+	// group, as the forwarders' LADDER_WORKAHEAD_LANES (none: not reported).
+	WorkAheadLanes map[string]string
+	// LagThreshold is the forwarders' work-ahead lag threshold (default 100).
+	LagThreshold int64
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Log receives diagnostics (default: discard).
@@ -82,6 +91,9 @@ func New(cfg Config) (*Inspector, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.LagThreshold <= 0 {
+		cfg.LagThreshold = 100
+	}
 	sc, err := cfg.Kafka.Base()
 	if err != nil {
 		return nil, fmt.Errorf("invalid inspect config: %w", err)
@@ -107,7 +119,7 @@ func (i *Inspector) Close() error {
 // Inspect reads the state of every tier, the group and the dead-letter topic.
 func (i *Inspector) Inspect(ctx context.Context) (*Report, error) {
 	now := i.cfg.Now().UTC().Truncate(time.Millisecond)
-	r := &Report{At: now, Group: i.cfg.Group, Members: []Member{}, Warnings: []string{}}
+	r := &Report{At: now, Group: i.cfg.Group, Members: []Member{}, WorkAhead: []Lane{}, Warnings: []string{}}
 	l := i.cfg.Ladder
 	topics := append(l.Topics(), l.DLQTopic())
 
@@ -244,6 +256,12 @@ func (i *Inspector) Inspect(ctx context.Context) (*Report, error) {
 		r.DeadLetter.Missing = true
 		r.warn("dead-letter topic %s does not exist (provision it: ladder topics apply)", dlq)
 	}
+	for _, topic := range slices.Sorted(maps.Keys(i.cfg.WorkAheadLanes)) {
+		group := i.cfg.WorkAheadLanes[topic]
+		o := workahead.Observe(i.client, i.admin, topic, group)
+		state, reason := workahead.Classify(o, topic, group, i.cfg.LagThreshold)
+		r.WorkAhead = append(r.WorkAhead, Lane{Lane: topic, Group: group, Members: o.Members, Lag: o.Lag, State: state.String(), Reason: reason})
+	}
 	if r.Summary.Pending > 0 && len(r.Members) == 0 {
 		r.warn("no forwarder is running in group %s: %d records pending", i.cfg.Group, r.Summary.Pending)
 	}
@@ -333,7 +351,7 @@ func (i *Inspector) apply(r *Report, t tier.Tier, tr *Tier, pr *Partition, rd re
 			pr.RetentionRisk = true
 			r.warn("%s/%d: the head (offset %d) is %s old, %.0f%% of retention.ms %s: it could expire before it is forwarded",
 				t.Topic, pr.Partition, h.Offset, human(time.Duration(h.AgeMS)*time.Millisecond), 100*pr.RetentionUsed,
-				tier.Label(time.Duration(tr.RetentionMS)*time.Millisecond))
+				tier.Readable(time.Duration(tr.RetentionMS)*time.Millisecond))
 		}
 	}
 }

@@ -210,7 +210,7 @@ func TestInspectAgreesWithTiers(t *testing.T) {
 	}
 	t.Logf("ladder inspect:\n%s", text.String())
 	for _, w := range []string{"group inspect-test: Stable, 1 members", ms(bb.due).Format(timeFormat), "held 49m",
-		"delay-1h  total", "dead-letter delay-dlq: 1 records", "2 tiers, 4 pending, 0 overdue partitions, 1 members, 1 dead-lettered, 1 warnings"} {
+		"delay-1h  total", "dead-letter delay-dlq: 1 record", "2 tiers, 4 pending, 0 overdue partitions, 1 members, 1 dead-lettered, 1 warnings"} {
 		if !strings.Contains(text.String(), w) {
 			t.Errorf("text lacks %q:\n%s", w, text.String())
 		}

@@ -15,8 +15,25 @@ type Report struct {
 	Members    []Member  `json:"members"`
 	Tiers      []Tier    `json:"tiers"`
 	DeadLetter Topic     `json:"dead_letter"`
-	Summary    Summary   `json:"summary"`
-	Warnings   []string  `json:"warnings"`
+	// WorkAhead is each work-ahead lane the inspector was given
+	// (LADDER_WORKAHEAD_LANES), sorted by lane; empty when none was.
+	WorkAhead []Lane   `json:"work_ahead"`
+	Summary   Summary  `json:"summary"`
+	Warnings  []string `json:"warnings"`
+}
+
+// Lane is a work-ahead lane: whether the forwarders release heads early for
+// it, and why. Only "idle" releases early: the worker group has members and
+// its lag is under the threshold.
+type Lane struct {
+	Lane    string `json:"lane"`
+	Group   string `json:"group"`   // the lane's worker group
+	Members int    `json:"members"` // its active members
+	Lag     int64  `json:"lag"`
+	// State is unknown (not readable), unattended (no member), busy (lag at
+	// or above the threshold) or idle (releasing early).
+	State  string `json:"state"`
+	Reason string `json:"reason"`
 }
 
 // Member is one member of the forwarder group.

@@ -14,7 +14,7 @@ import (
 // killed after its JoinGroup answer and before its SyncGroup once the leader
 // has synced (Kafka expires it after session.timeout.ms); that member then
 // keeps its partitions for good. Killing only members of a settled group
-// stays out of that window. See README, "The embedded broker".
+// stays out of that window. See pkg/devbroker/README.md.
 func GroupSettled(admin sarama.ClusterAdmin, group string, hold, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	var since time.Time

@@ -253,6 +253,33 @@ func Label(d time.Duration) string {
 	return d.String()
 }
 
+// Readable renders d for people, largest units first: "7d", "6h", "1h6m2s",
+// "3d13h48m", "1.5s", "500ms". Unlike Label it need not be exact in one unit,
+// so it suits retentions, not topic names.
+func Readable(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "-" + Readable(-d)
+	case d == 0:
+		return "0s"
+	}
+	var out string
+	if days := d / day; days > 0 {
+		out, d = strconv.FormatInt(int64(days), 10)+"d", d%day
+	}
+	if d == 0 {
+		return out
+	}
+	rest := d.String() // 13h48m0s, 1h0m0s, 1h6m2s, 1.5s
+	if strings.HasSuffix(rest, "m0s") {
+		rest = strings.TrimSuffix(rest, "0s")
+	}
+	if strings.HasSuffix(rest, "h0m") {
+		rest = strings.TrimSuffix(rest, "0m")
+	}
+	return out + rest
+}
+
 var units = []struct {
 	d time.Duration
 	s string

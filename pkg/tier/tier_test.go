@@ -347,3 +347,14 @@ func FuzzRoute(f *testing.F) {
 		}
 	})
 }
+
+func TestReadable(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		7 * day: "7d", 6 * time.Hour: "6h", 3962 * time.Second: "1h6m2s", 85*time.Hour + 48*time.Minute: "3d13h48m",
+		1500 * time.Millisecond: "1.5s", 500 * time.Millisecond: "500ms", 0: "0s", -time.Minute: "-1m", day + time.Minute: "1d1m",
+	} {
+		if got := Readable(d); got != want {
+			t.Errorf("Readable(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -42,10 +43,19 @@ func NewAdmin(k kafkaconf.Config, log zerolog.Logger) (*Admin, error) {
 // Close disconnects.
 func (a *Admin) Close() error { return a.admin.Close() }
 
-// Plan compares the spec with the cluster.
+// ErrBlocked is returned (wrapped) by Apply for a plan it cannot carry out
+// in full: it then changes nothing. The message names every reason.
+var ErrBlocked = errors.New("the plan cannot be fully applied, so nothing was changed")
+
+// Plan compares the spec with the cluster, and lists in Blocked the changes
+// the cluster cannot take.
 func (a *Admin) Plan(ctx context.Context, s *Spec) (*Plan, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	brokers, _, err := a.admin.DescribeCluster()
+	if err != nil {
+		return nil, fmt.Errorf("describing the cluster: %w", err)
 	}
 	all, err := a.admin.DescribeTopics(nil)
 	if err != nil {
@@ -100,47 +110,72 @@ func (a *Admin) Plan(ctx context.Context, s *Spec) (*Plan, error) {
 	}
 	p := Diff(s, observed, existing)
 	p.observed = observed
+	p.check(len(brokers))
 	return p, nil
 }
 
 // Apply makes the changes of p (from Plan): it creates the missing topics,
 // raises partition counts and sets configs. It never deletes a topic,
-// shrinks one or removes a config. Then it waits (up to Settle) until the
-// cluster reports every change, and returns the plan it sees then, whose
-// WillNot lists what is left to the operator.
+// shrinks one or removes a config. It checks everything first: with any
+// change Blocked, or refused by the cluster in a validate-only run of every
+// request, it changes nothing and returns ErrBlocked. Then it waits (up to
+// Settle) until the cluster reports every change, and returns the plan it
+// sees then, whose WillNot lists what is left to the operator.
 func (a *Admin) Apply(ctx context.Context, s *Spec, p *Plan) (*Plan, error) {
+	if len(p.Blocked) > 0 {
+		reasons := make([]string, len(p.Blocked))
+		for i, r := range p.Blocked {
+			reasons[i] = "  - " + r.Topic + ": " + r.Reason
+		}
+		return nil, fmt.Errorf("%w:\n%s", ErrBlocked, strings.Join(reasons, "\n"))
+	}
+	if err := a.apply(ctx, p, true); err != nil {
+		return nil, fmt.Errorf("%w: the cluster refuses:\n%w", ErrBlocked, err)
+	}
+	if err := a.apply(ctx, p, false); err != nil {
+		return nil, err
+	}
+	return a.settle(ctx, s)
+}
+
+// apply sends every change of p, or with validateOnly asks the cluster
+// whether it would take each one without making it. It returns every error.
+func (a *Admin) apply(ctx context.Context, p *Plan, validateOnly bool) error {
 	var errs []error
 	for _, t := range p.Create {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		entries := map[string]*string{}
 		for k, v := range t.Configs {
 			entries[k] = &v
 		}
 		err := a.admin.CreateTopic(t.Name, &sarama.TopicDetail{
-			NumPartitions: t.Partitions, ReplicationFactor: t.ReplicationFactor, ConfigEntries: entries}, false)
+			NumPartitions: t.Partitions, ReplicationFactor: t.ReplicationFactor, ConfigEntries: entries}, validateOnly)
 		switch {
+		case errors.Is(err, sarama.ErrTopicAlreadyExists) && validateOnly:
 		case errors.Is(err, sarama.ErrTopicAlreadyExists):
 			// Created meanwhile (another provisioning job): the next plan compares it.
 			a.log.Warn().Str("topic", t.Name).Msg("topic was created by someone else meanwhile")
 		case err != nil:
 			errs = append(errs, fmt.Errorf("creating topic %s (%d partitions, replication factor %d): %w",
 				t.Name, t.Partitions, t.ReplicationFactor, err))
-		default:
+		case !validateOnly:
 			a.log.Info().Str("topic", t.Name).Int32("partitions", t.Partitions).
 				Int16("replication_factor", t.ReplicationFactor).Msg("created topic")
 		}
 	}
 	for _, c := range p.Partitions {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
-		if err := a.admin.CreatePartitions(c.Topic, c.To, nil, false); err != nil {
+		if err := a.admin.CreatePartitions(c.Topic, c.To, nil, validateOnly); err != nil {
 			errs = append(errs, fmt.Errorf("raising partitions of %s from %d to %d: %w", c.Topic, c.From, c.To, err))
 			continue
 		}
-		a.log.Info().Str("topic", c.Topic).Int32("from", c.From).Int32("to", c.To).Msg("added partitions")
+		if !validateOnly {
+			a.log.Info().Str("topic", c.Topic).Int32("from", c.From).Int32("to", c.To).Msg("added partitions")
+		}
 	}
 	byTopic := map[string][]ConfigChange{}
 	for _, c := range p.Configs {
@@ -148,33 +183,32 @@ func (a *Admin) Apply(ctx context.Context, s *Spec, p *Plan) (*Plan, error) {
 	}
 	for _, topic := range slices.Sorted(maps.Keys(byTopic)) {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
-		if err := a.setConfigs(topic, byTopic[topic], p.observed[topic]); err != nil {
+		if err := a.setConfigs(topic, byTopic[topic], p.observed[topic], validateOnly); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		for _, c := range byTopic[topic] {
-			a.log.Info().Str("topic", topic).Str("config", c.Name).Str("from", c.From).Str("to", c.To).Msg("set config")
+			if !validateOnly {
+				a.log.Info().Str("topic", topic).Str("config", c.Name).Str("from", c.From).Str("to", c.To).Msg("set config")
+			}
 		}
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return a.settle(ctx, s)
+	return errors.Join(errs...)
 }
 
 // setConfigs sets changes on topic. Without IncrementalAlterConfigs, the
 // whole set of topic-level configs is sent (AlterConfigs replaces it), the
 // ones already set included, so none is lost.
-func (a *Admin) setConfigs(topic string, changes []ConfigChange, o Observed) error {
+func (a *Admin) setConfigs(topic string, changes []ConfigChange, o Observed, validateOnly bool) error {
 	if a.incremental {
 		entries := map[string]sarama.IncrementalAlterConfigsEntry{}
 		for _, c := range changes {
 			v := c.To
 			entries[c.Name] = sarama.IncrementalAlterConfigsEntry{Operation: sarama.IncrementalAlterConfigsOperationSet, Value: &v}
 		}
-		if err := a.admin.IncrementalAlterConfig(sarama.TopicResource, topic, entries, false); err != nil {
+		if err := a.admin.IncrementalAlterConfig(sarama.TopicResource, topic, entries, validateOnly); err != nil {
 			return fmt.Errorf("setting configs of %s: %w", topic, err)
 		}
 		return nil
@@ -187,7 +221,7 @@ func (a *Admin) setConfigs(topic string, changes []ConfigChange, o Observed) err
 		v := c.To
 		full[c.Name] = &v
 	}
-	if err := a.admin.AlterConfig(sarama.TopicResource, topic, full, false); err != nil {
+	if err := a.admin.AlterConfig(sarama.TopicResource, topic, full, validateOnly); err != nil {
 		return fmt.Errorf("setting configs of %s: %w", topic, err)
 	}
 	return nil

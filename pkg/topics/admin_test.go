@@ -183,7 +183,7 @@ func TestDriftFoundAndRepaired(t *testing.T) {
 			drift := strings.Join(p.Drift(), "\n")
 			for _, w := range []string{
 				"delay-5s: missing",
-				"delay-1s: retention.ms=60000, spec says 3962000",
+				"delay-1s: retention=1m, spec says 1h6m2s",
 				"work: has 4 partitions, spec says 2: will NOT shrink",
 				"delay-1s: config segment.ms=3600000 is set on the topic but not in the spec: will NOT remove it",
 			} {
@@ -254,7 +254,7 @@ func TestApplyPinsInheritedConfigs(t *testing.T) {
 	for _, w := range []string{
 		"~ delay-1s: partitions 1 -> 3",
 		"~ delay-1s: cleanup.policy delete (inherited) -> delete",
-		"~ delay-1s: retention.ms 604800000 (inherited) -> 3962000",
+		"~ delay-1s: retention 7d (inherited) -> 1h6m2s",
 	} {
 		if !strings.Contains(b2.String(), w) {
 			t.Errorf("plan lacks %q:\n%s", w, b2.String())

@@ -5,7 +5,11 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
+
+	"github.com/ladder/ladder/pkg/tier"
 )
 
 // Observed is what the cluster has of one topic.
@@ -30,6 +34,10 @@ type Plan struct {
 	// factor change, a topic-level config the spec does not manage. Each is
 	// drift; Verify reports it.
 	WillNot []Refusal
+	// Blocked are changes of the plan the cluster cannot take, such as a
+	// replication factor above its broker count. Apply changes nothing while
+	// any is left (see ErrBlocked).
+	Blocked []Refusal
 	// Notes are facts worth knowing that are not drift, such as topics that
 	// look like tiers but are not in the spec (never deleted).
 	Notes []string
@@ -58,13 +66,30 @@ type ConfigChange struct {
 }
 
 func (c ConfigChange) from() string {
+	_, from := display(c.Name, c.From)
 	switch {
 	case c.From == "":
 		return "(unset)"
 	case c.Inherited:
-		return c.From + " (inherited)"
+		return from + " (inherited)"
 	}
-	return c.From
+	return from
+}
+
+// display is how a config is shown to people: retention.ms as "retention"
+// and a duration (7d, 1h6m2s, unlimited), not raw milliseconds.
+func display(name, value string) (string, string) {
+	if name != "retention.ms" {
+		return name, value
+	}
+	ms, err := strconv.ParseInt(value, 10, 64)
+	switch {
+	case err != nil:
+		return "retention", value
+	case ms < 0:
+		return "retention", "unlimited"
+	}
+	return "retention", tier.Readable(time.Duration(ms) * time.Millisecond)
 }
 
 // Refusal is a difference Apply will not resolve.
@@ -87,7 +112,8 @@ func (p *Plan) Drift() []string {
 		out = append(out, fmt.Sprintf("%s: %d partitions, spec says %d", c.Topic, c.From, c.To))
 	}
 	for _, c := range p.Configs {
-		out = append(out, fmt.Sprintf("%s: %s=%s, spec says %s", c.Topic, c.Name, c.from(), c.To))
+		name, to := display(c.Name, c.To)
+		out = append(out, fmt.Sprintf("%s: %s=%s, spec says %s", c.Topic, name, c.from(), to))
 	}
 	for _, r := range p.WillNot {
 		out = append(out, fmt.Sprintf("%s: %s", r.Topic, r.Reason))
@@ -159,7 +185,11 @@ func (p *Plan) Write(w io.Writer) {
 		fmt.Fprintf(w, "~ %s: partitions %d -> %d\n", c.Topic, c.From, c.To)
 	}
 	for _, c := range p.Configs {
-		fmt.Fprintf(w, "~ %s: %s %s -> %s\n", c.Topic, c.Name, c.from(), c.To)
+		name, to := display(c.Name, c.To)
+		fmt.Fprintf(w, "~ %s: %s %s -> %s\n", c.Topic, name, c.from(), to)
+	}
+	for _, r := range p.Blocked {
+		fmt.Fprintf(w, "x %s: %s\n", r.Topic, r.Reason)
 	}
 	for _, r := range p.WillNot {
 		fmt.Fprintf(w, "! %s: %s\n", r.Topic, r.Reason)
@@ -175,15 +205,53 @@ func (p *Plan) Summary() string {
 	if p.Changes() == 0 && len(p.WillNot) == 0 {
 		return fmt.Sprintf("nothing to change: %d topics match the spec", len(p.InSync))
 	}
-	return fmt.Sprintf("%d to create, %d to add partitions to, %d configs to set; %d differences it will not resolve; %d topics match",
-		len(p.Create), len(p.Partitions), len(p.Configs), len(p.WillNot), len(p.InSync))
+	blocked := ""
+	if len(p.Blocked) > 0 {
+		blocked = fmt.Sprintf(" (%d the cluster cannot take: apply changes nothing until they are resolved)", len(p.Blocked))
+	}
+	return fmt.Sprintf("%d to create, %d to add partitions to, %d configs to set%s; %d differences it will not resolve; %d topics match",
+		len(p.Create), len(p.Partitions), len(p.Configs), blocked, len(p.WillNot), len(p.InSync))
+}
+
+// check lists in Blocked the changes a cluster of brokers brokers cannot
+// take: topics or partitions needing more replicas than there are brokers,
+// and min.insync.replicas above a topic's replication factor (every acks=all
+// write would fail).
+func (p *Plan) check(brokers int) {
+	have := fmt.Sprintf("the cluster has %d brokers", brokers)
+	if brokers == 1 {
+		have = "the cluster has 1 broker"
+	}
+	for _, t := range p.Create {
+		if int(t.ReplicationFactor) > brokers {
+			p.Blocked = append(p.Blocked, Refusal{t.Name, fmt.Sprintf("cannot create it with replication factor %d: %s",
+				t.ReplicationFactor, have)})
+		}
+	}
+	for _, c := range p.Partitions {
+		if rf := p.observed[c.Topic].ReplicationFactor; int(rf) > brokers {
+			p.Blocked = append(p.Blocked, Refusal{c.Topic, fmt.Sprintf("cannot add partitions with replication factor %d: %s", rf, have)})
+		}
+	}
+	for _, c := range p.Configs {
+		o, ok := p.observed[c.Topic]
+		if n, err := strconv.Atoi(c.To); c.Name == "min.insync.replicas" && ok && err == nil && n > int(o.ReplicationFactor) {
+			p.Blocked = append(p.Blocked, Refusal{c.Topic, fmt.Sprintf("cannot set min.insync.replicas=%d: the topic has replication factor %d, "+
+				"so every acks=all write would fail", n, o.ReplicationFactor)})
+		}
+	}
+	if len(p.Blocked) > 0 && brokers == 1 {
+		p.Notes = append(p.Notes, "a one-broker cluster (such as ladder dev): provision it with --replication-factor 1 "+
+			"(topics/provision.sh --replication-factor 1)")
+	}
 }
 
 func formatConfigs(c map[string]string) string {
 	keys := slices.Sorted(maps.Keys(c))
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		parts[i] = k + "=" + c[k]
+		name, v := display(k, c[k])
+		parts[i] = name + "=" + v
 	}
 	return strings.Join(parts, " ")
 }

@@ -324,12 +324,34 @@ func (s *Spec) resolveTopic(t *Topic) []error {
 		if retention <= required {
 			bad("retention %s (%d ms) does not exceed its delay %s + maxOutage %s = %s (%d ms): "+
 				"records could expire before they are forwarded; raise the retention or leave it out to derive it",
-				tier.Label(retention), retention.Milliseconds(), tier.Label(t.Delay), tier.Label(time.Duration(d.MaxOutage)),
-				tier.Label(required), required.Milliseconds())
+				tier.Readable(retention), retention.Milliseconds(), tier.Readable(t.Delay), tier.Readable(time.Duration(d.MaxOutage)),
+				tier.Readable(required), required.Milliseconds())
 		}
 	}
 	t.Configs["retention.ms"] = strconv.FormatInt(retention.Milliseconds(), 10)
 	return errs
+}
+
+// SetReplicationFactor gives every topic of the spec replication factor rf,
+// whatever its defaults and overrides say, and lowers min.insync.replicas to
+// rf where it is higher: the spec's topology and retention on a cluster of
+// rf brokers, such as a one-broker development cluster (rf 1). It returns
+// what it changed, in words.
+func (s *Spec) SetReplicationFactor(rf int16) string {
+	lowered := 0
+	for i := range s.topics {
+		t := &s.topics[i]
+		t.ReplicationFactor = rf
+		if isr, _ := strconv.Atoi(t.Configs["min.insync.replicas"]); isr > int(rf) {
+			t.Configs["min.insync.replicas"] = strconv.Itoa(int(rf))
+			lowered++
+		}
+	}
+	note := fmt.Sprintf("replication factor %d for all %d topics", rf, len(s.topics))
+	if lowered > 0 {
+		note += fmt.Sprintf(", min.insync.replicas lowered to %d on %d (it cannot exceed the replication factor)", rf, lowered)
+	}
+	return note
 }
 
 func ceilSecond(d time.Duration) time.Duration {

@@ -38,9 +38,9 @@ func gauge(t *testing.T, g prometheus.Gatherer, name, lane string) (float64, boo
 // TestRunRetriesUntilKafkaIsReachable: Kafka is unreachable when work-ahead
 // starts (a proxy refuses every connection). Run keeps retrying with
 // back-off instead of giving up, the lane's lag is unknown meanwhile
-// (ladder_workahead_lane_lag_ok 0, never idle, so nothing is released),
+// (ladder_workahead_lane_lag_ok 0, state unknown, so nothing is released),
 // and once Kafka is reachable the lag is read (lag_ok 1) and the lane,
-// which has no backlog, turns idle.
+// which no worker consumes, is unattended (not idle: nothing is released).
 func TestRunRetriesUntilKafkaIsReachable(t *testing.T) {
 	b := laddertest.Broker(t, 1, "work")
 	p := laddertest.NewProxy(t) // no target yet: every connection is closed at once
@@ -77,8 +77,8 @@ func TestRunRetriesUntilKafkaIsReachable(t *testing.T) {
 	if ok, found := gauge(t, reg, "ladder_workahead_lane_lag_ok", "work"); !found || ok != 0 {
 		t.Errorf("ladder_workahead_lane_lag_ok = %v (present %v) while Kafka is unreachable, want 0", ok, found)
 	}
-	if l := c.Lanes()[0]; l.Idle {
-		t.Errorf("lane idle with an unknown lag: %+v", l)
+	if l := c.Lanes()[0]; l.Idle || l.State != workahead.StateUnknown {
+		t.Errorf("lane %s with an unknown lag: %+v", l.State, l)
 	}
 
 	p.SetTarget(b.Addr())
@@ -87,9 +87,9 @@ func TestRunRetriesUntilKafkaIsReachable(t *testing.T) {
 			t.Fatalf("Run returned %v", runErr)
 		}
 		ok, _ := gauge(t, reg, "ladder_workahead_lane_lag_ok", "work")
-		return ok == 1 && c.Lanes()[0].Idle
+		return ok == 1 && c.Lanes()[0].State == workahead.StateUnattended
 	}, "lag never read once Kafka was reachable: %+v", c.Lanes())
-	if l := c.Lanes()[0]; l.Err != nil || l.Lag != 0 {
+	if l := c.Lanes()[0]; l.Err != nil || l.Lag != 0 || l.Idle {
 		t.Errorf("lane after Kafka became reachable: %+v", l)
 	}
 	cancel()

@@ -1,11 +1,16 @@
 // Package workahead releases held heads early when the workers of a lane run
-// out of work: while a lane's worker-group lag stays under a threshold, the
-// held heads bound for that lane with the earliest due time are released,
-// at a bounded rate, marked ladder-early. It stops when the lag rises.
+// out of work: while a lane's worker group has active members and its lag
+// stays under a threshold, the held heads bound for that lane with the
+// earliest due time are released, at a bounded rate, marked ladder-early. It
+// stops when the lag rises or the last member leaves.
 //
-// Lag is read through the admin API (end offsets minus the worker group's
-// committed offsets), never from a consumer's fetch state, which is frozen
-// for a paused partition.
+// A lane nobody consumes is unattended, not idle: "nothing to do" means
+// workers exist and wait for work. Without a member nothing leaves early, so
+// a message scheduled before its workers start comes back on time.
+//
+// Members are read with DescribeConsumerGroups, lag through the admin API
+// (end offsets minus the worker group's committed offsets), never from a
+// consumer's fetch state, which is frozen for a paused partition.
 package workahead
 
 import (
@@ -21,7 +26,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/ladder/ladder/pkg/offsets"
 	"github.com/ladder/ladder/pkg/tier"
 )
 
@@ -30,7 +34,8 @@ type Config struct {
 	// Lanes maps each target topic (lane) to the consumer group of its
 	// workers (required, at least one).
 	Lanes map[string]string
-	// LagThreshold: a lane is idle while its lag is below this (default 100).
+	// LagThreshold: a lane with active members is idle while its lag is
+	// below this (default 100).
 	LagThreshold int64
 	// Rate is the most early releases per second per lane, per forwarder
 	// process (default 100).
@@ -76,18 +81,20 @@ type Controller struct {
 	mu    sync.Mutex
 	heads map[*Head]struct{}
 
-	releases *prometheus.CounterVec
-	lagGauge *prometheus.GaugeVec
-	lagOK    *prometheus.GaugeVec
-	idleGag  *prometheus.GaugeVec
+	releases   *prometheus.CounterVec
+	lagGauge   *prometheus.GaugeVec
+	lagOK      *prometheus.GaugeVec
+	idleGag    *prometheus.GaugeVec
+	stateGauge *prometheus.GaugeVec
 }
 
 type lane struct {
 	topic, group string
-	idle         bool
+	state        State
+	reason       string
+	members      int
 	lag          int64
 	tokens       float64
-	checked      bool
 	err          error
 	refreshes    int
 	released     int64
@@ -133,17 +140,23 @@ func New(cfg Config) (*Controller, error) {
 		}, []string{"target"}),
 		idleGag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ladder_workahead_lane_idle",
-			Help: "1 while the lane's lag is under the threshold and work-ahead releases heads for it.",
+			Help: "1 while the lane's worker group has members and its lag is under the threshold: work-ahead releases heads for it.",
 		}, []string{"target"}),
+		stateGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ladder_workahead_lane_state",
+			Help: "1 for the lane's work-ahead state, 0 for the others: unknown (not read), unattended (no worker group member), busy (lag at or above the threshold), idle (releasing early).",
+		}, []string{"lane", "state"}),
 	}
 	for topic, group := range cfg.Lanes {
-		c.lanes[topic] = &lane{topic: topic, group: group}
+		l := &lane{topic: topic, group: group}
+		c.lanes[topic] = l
 		// Unknown until the first read.
 		c.lagOK.WithLabelValues(topic).Set(0)
 		c.idleGag.WithLabelValues(topic).Set(0)
+		c.setState(l, StateUnknown, "not read yet")
 	}
 	if cfg.Registerer != nil {
-		for _, col := range []prometheus.Collector{c.releases, c.lagGauge, c.lagOK, c.idleGag} {
+		for _, col := range []prometheus.Collector{c.releases, c.lagGauge, c.lagOK, c.idleGag, c.stateGauge} {
 			if err := cfg.Registerer.Register(col); err != nil {
 				return nil, fmt.Errorf("registering work-ahead metrics: %w", err)
 			}
@@ -180,36 +193,45 @@ func (c *Controller) Drop(h *Head) {
 type LaneState struct {
 	Topic     string
 	Group     string
+	Members   int // active members of Group at the last read
 	Lag       int64
-	Idle      bool
-	Refreshes int   // lag reads so far
-	Released  int64 // early releases so far
-	Err       error // last lag read error
+	State     State
+	Reason    string // why the lane is in State, in words
+	Idle      bool   // State == StateIdle: heads leave early
+	Held      int    // held heads bound for the lane, registered now
+	Refreshes int    // lane reads so far
+	Released  int64  // early releases so far
+	Err       error  // last read error
 }
 
 // Lanes returns the state of every lane, sorted by topic.
 func (c *Controller) Lanes() []LaneState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	held := map[string]int{}
+	for h := range c.heads {
+		held[h.target]++
+	}
 	out := make([]LaneState, 0, len(c.lanes))
 	for _, l := range c.lanes {
-		out = append(out, LaneState{Topic: l.topic, Group: l.group, Lag: l.lag, Idle: l.idle, Refreshes: l.refreshes, Released: l.released, Err: l.err})
+		out = append(out, LaneState{Topic: l.topic, Group: l.group, Members: l.members, Lag: l.lag, State: l.state, Reason: l.reason,
+			Idle: l.state == StateIdle, Held: held[l.topic], Refreshes: l.refreshes, Released: l.released, Err: l.err})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Topic < out[j].Topic })
 	return out
 }
 
-// Run reads the lanes' lag every Interval and releases heads of idle lanes
-// until ctx is done. brokers and sc configure its own admin connection.
+// Run reads the lanes' members and lag every Interval and releases heads of
+// idle lanes until ctx is done. brokers and sc configure its own admin connection.
 // While Kafka is unreachable it retries connecting with back-off (Interval
 // doubling to 30s); the lanes' lag is unknown meanwhile, so nothing is
 // released early. It returns nil once ctx is done.
 func (c *Controller) Run(ctx context.Context, brokers []string, sc *sarama.Config) error {
-	client, admin := c.connect(ctx, brokers, sc)
-	if client == nil {
+	r := c.connect(ctx, brokers, sc)
+	if r == nil {
 		return nil // ctx done before Kafka was reachable
 	}
-	defer admin.Close()
+	defer r.Close()
 
 	refresh := time.NewTicker(c.cfg.Interval)
 	defer refresh.Stop()
@@ -217,14 +239,14 @@ func (c *Controller) Run(ctx context.Context, brokers []string, sc *sarama.Confi
 	step := 20 * time.Millisecond
 	tick := time.NewTicker(step)
 	defer tick.Stop()
-	c.refresh(client, admin)
+	c.refresh(r)
 	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-refresh.C:
-			c.refresh(client, admin)
+			c.refresh(r)
 		case now := <-tick.C:
 			c.release(now.Sub(last))
 			last = now
@@ -233,83 +255,76 @@ func (c *Controller) Run(ctx context.Context, brokers []string, sc *sarama.Confi
 }
 
 // connect opens the admin connection, retrying with back-off until it
-// succeeds or ctx is done (nil, nil). Each failure counts as a failed lag
-// read of every lane.
-func (c *Controller) connect(ctx context.Context, brokers []string, sc *sarama.Config) (sarama.Client, sarama.ClusterAdmin) {
+// succeeds or ctx is done (nil). Each failure counts as a failed read of
+// every lane.
+func (c *Controller) connect(ctx context.Context, brokers []string, sc *sarama.Config) *Reader {
 	wait := c.cfg.Interval
 	for {
-		client, err := sarama.NewClient(brokers, sc)
+		r, err := NewReader(brokers, sc, c.cfg.Lanes)
 		if err == nil {
-			admin, aerr := sarama.NewClusterAdminFromClient(client) // closing admin closes client
-			if aerr == nil {
-				return client, admin
-			}
-			client.Close()
-			err = fmt.Errorf("admin client: %w", aerr)
+			return r
 		}
-		err = fmt.Errorf("work-ahead: connecting to Kafka: %w", err)
+		err = fmt.Errorf("work-ahead: %w", err)
 		for _, l := range c.lanes {
-			c.record(l, 0, err)
+			c.record(l, Observation{Err: err})
 		}
 		c.log.Warn().Err(err).Dur("retry_in", wait).Msg("work-ahead cannot read the lanes' lag; nothing is released early until it can")
 		select {
 		case <-ctx.Done():
-			return nil, nil
+			return nil
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 30*time.Second)
 	}
 }
 
-func (c *Controller) refresh(client sarama.Client, admin sarama.ClusterAdmin) {
+func (c *Controller) refresh(r *Reader) {
 	for _, l := range c.lanes {
-		lag, err := c.laneLag(client, admin, l)
-		if idle, changed := c.record(l, lag, err); changed {
-			c.log.Info().Str("lane", l.topic).Str("workers", l.group).Int64("lag", lag).Bool("idle", idle).
-				Msg(map[bool]string{true: "lane idle: releasing its earliest heads early", false: "lane busy: work-ahead stops"}[idle])
+		o := Observe(r.client, r.admin, l.topic, l.group)
+		if state, reason, changed := c.record(l, o); changed {
+			c.log.Info().Str("lane", l.topic).Str("workers", l.group).Int("members", o.Members).Int64("lag", o.Lag).
+				Str("state", state.String()).Msg("work-ahead: lane " + l.topic + " " + state.String() + ": " + reason)
 		}
-		if err != nil {
-			c.log.Warn().Err(err).Str("lane", l.topic).Msg("reading lane lag")
+		if o.Err != nil {
+			c.log.Warn().Err(o.Err).Str("lane", l.topic).Msg("reading lane members and lag")
 		}
 	}
 }
 
-// record keeps the result of one lag read of l and updates its gauges. An
-// unknown lag (err) makes the lane busy: nothing is released for it. It
-// returns whether the lane is idle and, after a successful read, whether
-// that changed.
-func (c *Controller) record(l *lane, lag int64, err error) (idle, changed bool) {
+// record keeps the result of one read of l and updates its gauges. Only an
+// idle lane releases: an unknown lag or member count, no member, or a lag at
+// the threshold stop it. It returns the lane's state, why, and whether the
+// state changed.
+func (c *Controller) record(l *lane, o Observation) (State, string, bool) {
+	state, reason := Classify(o, l.topic, l.group, c.cfg.LagThreshold)
 	c.mu.Lock()
-	wasIdle := l.idle
-	l.err = err
+	changed := state != l.state
+	l.err = o.Err
 	l.refreshes++
-	if err == nil {
-		l.lag, l.checked = lag, true
-		l.idle = lag < c.cfg.LagThreshold
-	} else {
-		l.idle = false
+	if o.Err == nil {
+		l.lag, l.members = o.Lag, o.Members
 	}
-	if !l.idle {
+	if state != StateIdle {
 		l.tokens = 0
 	}
-	idle = l.idle
+	c.setState(l, state, reason)
 	c.mu.Unlock()
-	if err == nil {
-		c.lagGauge.WithLabelValues(l.topic).Set(float64(lag))
+	if o.Err == nil {
+		c.lagGauge.WithLabelValues(l.topic).Set(float64(o.Lag))
 		c.lagOK.WithLabelValues(l.topic).Set(1)
 	} else {
 		c.lagOK.WithLabelValues(l.topic).Set(0)
 	}
-	c.idleGag.WithLabelValues(l.topic).Set(map[bool]float64{true: 1}[idle])
-	return idle, err == nil && idle != wasIdle
+	return state, reason, changed
 }
 
-func (c *Controller) laneLag(client sarama.Client, admin sarama.ClusterAdmin, l *lane) (int64, error) {
-	parts, err := offsets.Partitions(client, l.topic)
-	if err != nil {
-		return 0, err
+// setState sets l's state and its gauges.
+func (c *Controller) setState(l *lane, s State, reason string) {
+	l.state, l.reason = s, reason
+	for _, st := range States {
+		c.stateGauge.WithLabelValues(l.topic, st.String()).Set(map[bool]float64{true: 1}[st == s])
 	}
-	return offsets.Lag(client, admin, l.group, parts)
+	c.idleGag.WithLabelValues(l.topic).Set(map[bool]float64{true: 1}[s == StateIdle])
 }
 
 // release gives each idle lane its tokens for elapsed and spends them on the
@@ -318,7 +333,7 @@ func (c *Controller) release(elapsed time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, l := range c.lanes {
-		if !l.idle {
+		if l.state != StateIdle {
 			continue
 		}
 		l.tokens = min(l.tokens+c.cfg.Rate*elapsed.Seconds(), max(c.cfg.Rate, 1))
@@ -339,7 +354,9 @@ func (c *Controller) release(elapsed time.Duration) {
 			// Count it now: the lane's lag will rise as these arrive.
 			l.lag++
 			if l.lag >= c.cfg.LagThreshold {
-				l.idle, l.tokens = false, 0
+				l.tokens = 0
+				c.setState(l, StateBusy, fmt.Sprintf("%s, lag %d ≥ threshold %d (counting the heads released early since the last read): nothing leaves early",
+					members(l.members), l.lag, c.cfg.LagThreshold))
 			}
 			c.releases.WithLabelValues(l.topic).Inc()
 		}

@@ -33,7 +33,7 @@ func TestReleaseEarliestFirstAtRate(t *testing.T) {
 	if c.Hold("not-a-lane", now) != nil {
 		t.Error("a head for an unwatched target was registered")
 	}
-	c.lanes["a"].idle = true
+	c.lanes["a"].state = StateIdle
 	c.release(200 * time.Millisecond) // 10/s × 0.2s = 2 releases
 	released := func(h *Head) bool {
 		select {

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"time"
@@ -49,4 +50,22 @@ func ExampleRun() {
 	if err != nil {
 		cfg.Log.Error().Err(err).Msg("worker")
 	}
+}
+
+// A handler's Result says what happens next: a reschedule can change what
+// comes back and to which lane; a retry or a dead letter carries its reason.
+func ExampleResult() {
+	for _, r := range []worker.Result{
+		worker.Done(),
+		worker.Reschedule(5 * time.Minute).To("work-slow").WithValue([]byte("check again")),
+		worker.RetryAfter(30*time.Second, errTemporary),
+		worker.DeadLetter("order cancelled"),
+	} {
+		fmt.Println(r, r.Err())
+	}
+	// Output:
+	// done <nil>
+	// reschedule <nil>
+	// retry temporary
+	// dead_letter order cancelled
 }

@@ -1,0 +1,137 @@
+//go:build !nodev
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestDevStopsWhenForwarderStops: a forwarder that cannot serve its metrics
+// (the port is taken) stops `ladder dev`, which exits 1 naming the address
+// and how to choose another, instead of running on without forwarders.
+func TestDevStopsWhenForwarderStops(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, args := range [][]string{
+		{"dev", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--http-addr", busy.Addr().String()},
+		{"dev", "--demo", "--addr", "127.0.0.1:0", "--http-addr", busy.Addr().String()},
+	} {
+		p := start(t, []string{"TMPDIR=" + t.TempDir()}, args...)
+		var err error
+		select {
+		case err = <-p.done:
+			p.done <- err // for the cleanup
+		case <-time.After(60 * time.Second):
+			t.Fatalf("ladder %s still runs 60s after its forwarder stopped:\n%s", strings.Join(args, " "), p.out)
+		}
+		var exit *exec.ExitError
+		out := p.out.String()
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Errorf("ladder %s: %v, want exit 1", strings.Join(args, " "), err)
+		}
+		for _, w := range []string{
+			"ladder dev: forwarder stopped: listening for metrics and health on " + busy.Addr().String(),
+			"address already in use; choose another metrics address with --http-addr or LADDER_HTTP_ADDR (make demo: DEMO_METRICS_ADDR=",
+		} {
+			if !strings.Contains(out, w) {
+				t.Errorf("ladder %s lacks %q:\n%s", strings.Join(args, " "), w, out)
+			}
+		}
+	}
+}
+
+// TestDevBanner: the banner says where metrics listen, what work-ahead does
+// and why (each lane unattended until a worker joins), and enters the kcat
+// example's 90 s message through the largest tier that fits; with
+// --forwarders=false it claims no work-ahead.
+func TestDevBanner(t *testing.T) {
+	p := start(t, nil, "dev", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--tiers", "1s,10s,1m,5m")
+	banner := waitFor(t, p, "  inspect:")
+	for _, w := range []string{
+		"metrics       http://127.0.0.1:0/metrics",
+		"work-ahead    on: a lane's earliest held messages leave early (ladder-early) only while its worker group\n" +
+			"                has members and its lag is under 100. Now:\n" +
+			"                work unattended: worker group work-workers has no member: nobody consumes work, so nothing leaves early",
+		"-t delay-1m -H ladder-target=work -H ladder-due=",
+		"--workahead-lanes work=work-workers",
+	} {
+		if !strings.Contains(banner, w) {
+			t.Errorf("banner lacks %q:\n%s", w, banner)
+		}
+	}
+
+	p = start(t, nil, "dev", "--forwarders=false", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir())
+	banner = waitFor(t, p, "  inspect:")
+	if strings.Contains(banner, "work-ahead    on") || !strings.Contains(banner, "work-ahead    decided by the ladder run you start") ||
+		!strings.Contains(banner, "metrics       none here") {
+		t.Errorf("--forwarders=false banner:\n%s", banner)
+	}
+}
+
+// TestDevUsage: `ladder dev -h` shows each boolean flag as a flag, without a
+// value name taken from back-quoted words of its description.
+func TestDevUsage(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := Main(context.Background(), []string{"dev", "-h"}, nil, &stdout, &stderr); code != 0 {
+		t.Fatalf("ladder dev -h: exit %d", code)
+	}
+	usage := stderr.String()
+	if m := regexp.MustCompile(`(?m)^  -(forwarders|demo) \S.*$`).FindString(usage); m != "" || !strings.Contains(usage, "\n  -forwarders\n") {
+		t.Errorf("ladder dev -h: %q\n%s", m, usage)
+	}
+}
+
+// TestDevHTTPAddr: ladder dev serves metrics on its broker's host, loopback
+// by default, unless told otherwise.
+func TestDevHTTPAddr(t *testing.T) {
+	for in, want := range map[string]string{"127.0.0.1:9092": "127.0.0.1:8080", "[::1]:9092": "[::1]:8080", ":9092": "127.0.0.1:8080",
+		"localhost:0": "localhost:8080", "nonsense": "127.0.0.1:8080"} {
+		if got := devHTTPAddr(in); got != want {
+			t.Errorf("devHTTPAddr(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestDemoRemovesItsDataDir: the demo keeps its data in a temporary
+// directory, removed when it stops; a directory the user gave is kept.
+func TestDemoRemovesItsDataDir(t *testing.T) {
+	tmp := t.TempDir()
+	given := filepath.Join(t.TempDir(), "mine")
+	for _, extra := range [][]string{nil, {"--data-dir", given}} {
+		p := start(t, []string{"TMPDIR=" + tmp}, append([]string{"dev", "--demo", "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, extra...)...)
+		banner := waitFor(t, p, "  inspect:")
+		m := regexp.MustCompile(`\(data in (\S+?)(, removed at exit)?\)`).FindStringSubmatch(banner)
+		if m == nil {
+			t.Fatalf("no data directory in the banner:\n%s", banner)
+		}
+		dir, removed := m[1], m[2] != ""
+		if _, err := os.Stat(dir); err != nil {
+			t.Fatalf("data directory %s: %v", dir, err)
+		}
+		waitFor(t, p, "── ladder demo") // a status: the demo runs
+		if err := p.stop(t, syscall.SIGINT, 30*time.Second); err != nil {
+			t.Errorf("ladder dev --demo %v exited with %v on SIGINT\n%s", extra, err, p.out)
+		}
+		_, err := os.Stat(dir)
+		switch {
+		case extra == nil && (!removed || !strings.HasPrefix(dir, tmp) || !os.IsNotExist(err)):
+			t.Errorf("the demo's own data directory %s (in TMPDIR %v, said removed %v) is left: %v", dir, strings.HasPrefix(dir, tmp), removed, err)
+		case extra != nil && (removed || dir != given || err != nil):
+			t.Errorf("the given data directory %s (banner %s, said removed %v): %v", given, dir, removed, err)
+		}
+	}
+}
