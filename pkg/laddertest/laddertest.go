@@ -31,7 +31,7 @@ func Broker(tb testing.TB, partitions int32, topics ...string) *TestBroker {
 	checkSwitch(tb)
 	var b *TestBroker
 	if Real() {
-		b = claimShared(tb)
+		b, _ = claimShared(tb)
 	} else {
 		fake, err := devbroker.Start(devbroker.Config{Addr: "127.0.0.1:0", Partitions: partitions, Log: Logger(tb)})
 		if err != nil {
@@ -87,7 +87,10 @@ func ProxiedLadder(tb testing.TB, l *tier.Ladder, partitions int32, work ...stri
 		p *Proxy
 	)
 	if Real() {
-		b = claimShared(tb)
+		var isShared bool
+		if b, isShared = claimShared(tb); !isShared {
+			tb.Fatalf("%s=real: %s asks for a second proxied broker; on Apache Kafka only the shared one has a proxy", SwitchVar, tb.Name())
+		}
 		_, p = startShared(tb)
 		b.addr = p.Addr()
 	} else {
@@ -165,11 +168,23 @@ func plainConfig(isolation sarama.IsolationLevel) *sarama.Config {
 // (SASL, TLS) until the test ends.
 func CollectWith(tb testing.TB, k kafkaconf.Config, topics ...string) *Collector {
 	tb.Helper()
+	return collect(tb, k.BrokerList(), baseConfig(tb, k, sarama.ReadUncommitted), topics)
+}
+
+// CollectCommittedWith is CollectWith with read_committed isolation.
+func CollectCommittedWith(tb testing.TB, k kafkaconf.Config, topics ...string) *Collector {
+	tb.Helper()
+	return collect(tb, k.BrokerList(), baseConfig(tb, k, sarama.ReadCommitted), topics)
+}
+
+func baseConfig(tb testing.TB, k kafkaconf.Config, isolation sarama.IsolationLevel) *sarama.Config {
+	tb.Helper()
 	sc, err := k.Base()
 	if err != nil {
-		tb.Fatalf("collector configuration: %v", err)
+		tb.Fatalf("client configuration: %v", err)
 	}
-	return collect(tb, k.BrokerList(), sc, topics)
+	sc.Consumer.IsolationLevel = isolation
+	return sc
 }
 
 func collect(tb testing.TB, brokers []string, sc *sarama.Config, topics []string) *Collector {
@@ -362,12 +377,22 @@ const endKey = "end-of-topic-"
 // markers.
 func (c *Collector) ReadToEnd(tb testing.TB, addr, topic string) []Received {
 	tb.Helper()
-	sc := sarama.NewConfig()
-	sc.Version = sarama.V3_0_0_0
+	return c.readToEnd(tb, []string{addr}, plainConfig(sarama.ReadUncommitted), topic)
+}
+
+// ReadToEndWith is ReadToEnd writing the markers with the connection
+// settings of k (SASL, TLS).
+func (c *Collector) ReadToEndWith(tb testing.TB, k kafkaconf.Config, topic string) []Received {
+	tb.Helper()
+	return c.readToEnd(tb, k.BrokerList(), baseConfig(tb, k, sarama.ReadUncommitted), topic)
+}
+
+func (c *Collector) readToEnd(tb testing.TB, brokers []string, sc *sarama.Config, topic string) []Received {
+	tb.Helper()
 	sc.Producer.Return.Successes = true
 	sc.Producer.RequiredAcks = sarama.WaitForAll
 	sc.Producer.Partitioner = sarama.NewManualPartitioner
-	client, err := sarama.NewClient([]string{addr}, sc)
+	client, err := sarama.NewClient(brokers, sc)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -187,23 +187,25 @@ func stopShared() error {
 	return err
 }
 
-// claimShared gives the test the shared broker. The first claim of a test
-// empties the broker; a subtest of the test that holds it shares what its
-// parent made. When the test ends, its part of the broker's log is printed
-// if it failed.
-func claimShared(tb testing.TB) *TestBroker {
+// claimShared gives the test the shared broker, emptied first, and says
+// so. A test (or a subtest of one) that asks for a second broker while it
+// holds the shared one gets a broker of its own, as it would from the
+// embedded broker: a JVM more, seconds more. When the test ends, its part
+// of the shared broker's log is printed if it failed.
+func claimShared(tb testing.TB) (b *TestBroker, isShared bool) {
 	tb.Helper()
 	c, proxy := startShared(tb)
 	shared.mu.Lock()
 	owner := shared.owner
 	shared.mu.Unlock()
-	b := &TestBroker{addr: c.Node(1).Addr, real: c}
 	if owner != nil {
 		if owner == tb || strings.HasPrefix(tb.Name(), owner.Name()+"/") {
-			return b
+			own := Cluster(tb, 1, realkafka.Config{})
+			return &TestBroker{addr: own.Node(1).Addr, real: own}, false
 		}
 		tb.Fatalf("%s=real: %s wants the shared Kafka broker while %s still uses it (parallel tests cannot share it)", SwitchVar, tb.Name(), owner.Name())
 	}
+	b = &TestBroker{addr: c.Node(1).Addr, real: c}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	began := time.Now()
@@ -226,7 +228,7 @@ func claimShared(tb testing.TB) *TestBroker {
 		shared.owner = nil
 		shared.mu.Unlock()
 	})
-	return b
+	return b, true
 }
 
 // empty deletes every topic (but Kafka's own) and every consumer group of
@@ -365,9 +367,10 @@ func Cluster(tb testing.TB, nodes int, cfg realkafka.Config) *realkafka.Cluster 
 }
 
 // ClusterBroker is the TestBroker of cluster c: bootstrap at its first
-// node, topics made with the cluster's default replication factor.
-func ClusterBroker(c *realkafka.Cluster) *TestBroker {
-	return &TestBroker{addr: c.Node(1).Addr, real: c}
+// node, topics made with the cluster's default replication factor by an
+// admin client configured by sc (nil: plain, no SASL or TLS).
+func ClusterBroker(c *realkafka.Cluster, sc *sarama.Config) *TestBroker {
+	return &TestBroker{addr: c.Node(1).Addr, real: c, sc: sc}
 }
 
 // WaitReplicated waits until every partition of topics (every topic, Kafka's
@@ -487,15 +490,6 @@ func securityFor(tb testing.TB, sec Secure) realkafka.Config {
 			ClientAuth: sec.Mutual}
 	}
 	return cfg
-}
-
-// copyLogs writes each node's log to w (a secret scan reads it).
-func copyLogs(c *realkafka.Cluster, w interface{ Write([]byte) (int, error) }) {
-	for _, n := range c.Nodes() {
-		if data, err := os.ReadFile(n.LogFile); err == nil {
-			w.Write(data)
-		}
-	}
 }
 
 // Leaders maps each partition of topic to the id of the node leading it.

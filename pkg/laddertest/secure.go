@@ -42,7 +42,7 @@ func SecureBroker(tb testing.TB, sec Secure, partitions int32, topics ...string)
 	if Real() {
 		c := Cluster(tb, 1, securityFor(tb, sec))
 		if sec.LogTo != nil {
-			tb.Cleanup(func() { copyLogs(c, sec.LogTo) }) // runs before the cluster stops
+			tb.Cleanup(func() { c.WriteLogs(sec.LogTo) }) // runs before the cluster stops
 		}
 		b = &TestBroker{addr: c.Node(1).Addr, real: c}
 	} else {

@@ -17,7 +17,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -237,6 +239,15 @@ func (c *Cluster) Stop() error {
 	wg.Wait()
 	errs = append(errs, os.RemoveAll(c.dir))
 	return errors.Join(errs...)
+}
+
+// WriteLogs writes every node's whole log to w.
+func (c *Cluster) WriteLogs(w io.Writer) {
+	for _, n := range c.nodes {
+		if data, err := os.ReadFile(n.LogFile); err == nil {
+			w.Write(data)
+		}
+	}
 }
 
 // LogTails is the last lines of every node's log, each under a heading.
@@ -608,7 +619,10 @@ logger.appinfo.name=org.apache.kafka.common.utils.AppInfoParser
 logger.appinfo.level=WARN
 `
 
-// freePorts reserves n distinct free loopback ports and releases them.
+// freePorts reserves n distinct free loopback ports and releases them. It
+// picks them below the kernel's ephemeral range when it can: a port from
+// that range, freed by a node that was stopped or killed, may be taken by
+// any outgoing connection before the node starts again on it.
 func freePorts(n int) ([]int, error) {
 	var lns []net.Listener
 	defer func() {
@@ -617,7 +631,17 @@ func freePorts(n int) ([]int, error) {
 		}
 	}()
 	ports := make([]int, 0, n)
-	for range n {
+	lo, hi := 10000, ephemeralStart()
+	for tries := 0; len(ports) < n && hi-lo > 1000 && tries < 50*n; tries++ {
+		port := lo + mrand.IntN(hi-lo)
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		lns = append(lns, ln)
+		ports = append(ports, port)
+	}
+	for len(ports) < n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, fmt.Errorf("finding a free port: %w", err)
@@ -626,6 +650,21 @@ func freePorts(n int) ([]int, error) {
 		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+// ephemeralStart is the first port of the kernel's ephemeral range (Linux:
+// /proc/sys/net/ipv4/ip_local_port_range), 0 when unknown.
+func ephemeralStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	start, _ := strconv.Atoi(f[0])
+	return start
 }
 
 // newClusterID is a random KRaft cluster id: 16 bytes, base64url, unpadded.
