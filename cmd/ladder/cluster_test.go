@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -12,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/rs/zerolog"
 
+	"github.com/ladder/ladder/pkg/inspect"
 	"github.com/ladder/ladder/pkg/kafkaconf"
 	"github.com/ladder/ladder/pkg/laddertest"
 	"github.com/ladder/ladder/pkg/laddertest/realkafka"
@@ -53,7 +57,7 @@ func newClusterLadder(t *testing.T, c *realkafka.Cluster, name string, eos bool)
 		t.Fatal(err)
 	}
 	cl := &clusterLadder{c: c, l: l, prefix: prefix, work: name + "-work", group: name, eos: eos}
-	laddertest.ClusterBroker(c).EnsureLadder(t, l, 6, cl.work)
+	laddertest.ClusterBroker(c, nil).EnsureLadder(t, l, 6, cl.work)
 	return cl
 }
 
@@ -435,4 +439,118 @@ func TestClusterRollingRestart(t *testing.T) {
 				m.name, rolled.Round(100*time.Millisecond), strings.Join(restarts, ", "), counts, len(resent), resentDups, failures)
 		})
 	}
+}
+
+// topicsWaitForNewTopics says whether `ladder topics apply` and `verify`
+// wait for topics just created to be known to every broker. Not yet: on
+// three nodes, the first provision.sh of the shipped spec creates every
+// topic, then fails "describing configs of topic delay-6h: ... does not
+// exist on this broker" (DescribeConfigs reached a broker whose metadata
+// had not caught up); a second run passes.
+const topicsWaitForNewTopics = false
+
+// TestClusterTopicsAndInspect provisions the shipped spec (topics/topics.yaml:
+// replication factor 3, min.insync.replicas=2) on a three-node cluster
+// with topics/provision.sh, checks every partition has three in-sync
+// replicas, finds a topic made by hand with replication factor 1 reported
+// (and left alone), and reads a held backlog with `ladder inspect` and
+// topics/inspect.sh, also with a node down.
+func TestClusterTopicsAndInspect(t *testing.T) {
+	kc := kcat(t)
+	c := laddertest.Cluster(t, 3, realkafka.Config{})
+	spec, err := filepath.Abs(filepath.Join("..", "..", "topics", "topics.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"LADDER_BROKERS=" + c.Bootstrap(), "TOPICS_FILE=" + spec}
+	out, code := runScript(t, env, "provision.sh")
+	if code != 0 && !topicsWaitForNewTopics && strings.Contains(out, "does not exist on this broker") {
+		t.Logf("known (pkg/topics): the first provision.sh on a fresh cluster failed reading a topic it had just created "+
+			"from a broker that did not know it yet; running it again:\n%s", out)
+		out, code = runScript(t, env, "provision.sh")
+	}
+	if code != 0 || !strings.Contains(out, "replication factor 3") || !strings.Contains(out, "topics match "+spec) {
+		t.Fatalf("provision.sh of the shipped spec exited %d:\n%s", code, out)
+	}
+	t.Logf("provision.sh:\n%s", out)
+	ca := rawAdmin(t, c.Node(1).Addr)
+	l, err := tier.Parse("1m,15m,1h,6h", tier.DefaultPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topics := append(append(l.Topics(), l.DLQTopic(), l.ControlTopic()), "work-fast", "work-slow")
+	md, err := ca.DescribeTopics(topics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range md {
+		if m.Err != sarama.ErrNoError || len(m.Partitions) == 0 {
+			t.Errorf("%s: %v, %d partitions", m.Name, m.Err, len(m.Partitions))
+		}
+		for _, p := range m.Partitions {
+			if len(p.Replicas) != 3 {
+				t.Errorf("%s/%d: replicas %v, want 3", m.Name, p.ID, p.Replicas)
+			}
+		}
+		if cfg := topicConfig(t, ca, m.Name); cfg["min.insync.replicas"] != "2" {
+			t.Errorf("%s: min.insync.replicas=%s, want 2", m.Name, cfg["min.insync.replicas"])
+		}
+	}
+	laddertest.WaitReplicated(t, c, 2*time.Minute, topics...)
+
+	// A lane topic re-made by hand with replication factor 1: verify
+	// reports it and apply leaves it (a reassignment is the operator's).
+	if err := ca.DeleteTopic("work-slow"); err != nil {
+		t.Fatal(err)
+	}
+	laddertest.Eventually(t, 30*time.Second, func() bool {
+		return ca.CreateTopic("work-slow", &sarama.TopicDetail{NumPartitions: 12, ReplicationFactor: 1}, false) == nil
+	}, "re-creating work-slow")
+	var verify string
+	laddertest.Eventually(t, 30*time.Second, func() bool {
+		verify, code = runLadder(t, []string{"LADDER_BROKERS=" + c.Bootstrap()}, "topics", "verify", "-f", spec)
+		return strings.Contains(verify, "replication factor 1, spec says 3: will NOT change it")
+	}, "verify does not report the replication factor of work-slow")
+	if code != 1 {
+		t.Errorf("verify exited %d on a replication factor it will not change, want 1:\n%s", code, verify)
+	}
+
+	// A held backlog: 10 messages due in two hours wait in delay-1h.
+	ladderEnv := []string{"LADDER_BROKERS=" + c.Bootstrap(), "LADDER_TIERS=1m,15m,1h,6h", "LADDER_GROUP=inspect-cluster"}
+	s, err := schedule.New(schedule.Config{Ladder: l, Kafka: kafkaconf.Config{Brokers: c.Addrs(), KafkaVersion: "3.0.0", ClientID: "ladder-test"},
+		Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var batch []schedule.Message
+	for i := range 10 {
+		batch = append(batch, schedule.Message{Topic: "work-fast", Key: []byte(fmt.Sprintf("held-%d", i)), Value: []byte("v"), At: time.Now().Add(2 * time.Hour)})
+	}
+	if err := s.ScheduleBatch(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	start(t, ladderEnv, "run")
+	inspectPending := func(why string) {
+		t.Helper()
+		var r inspect.Report
+		laddertest.Eventually(t, 60*time.Second, func() bool {
+			out, code := runLadder(t, ladderEnv, "inspect", "--json")
+			r = inspect.Report{}
+			if code != 0 || json.Unmarshal([]byte(out), &r) != nil {
+				return false
+			}
+			return r.Summary.Pending == 10 && r.Summary.Members == 1
+		}, "%s: ladder inspect never showed 10 pending and one forwarder", why)
+		out, code := runScript(t, append(ladderEnv, "KCAT="+kc), "inspect.sh", "count")
+		if code != 0 || !strings.Contains(out, "delay-1h total 10 records") {
+			t.Errorf("%s: inspect.sh count (exit %d):\n%s", why, code, out)
+		}
+		t.Logf("%s: ladder inspect: %d pending, group %s with %d member(s); inspect.sh count agrees", why, r.Summary.Pending, r.GroupState, r.Summary.Members)
+	}
+	inspectPending("three nodes")
+	if err := c.Node(2).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	inspectPending("node 2 killed")
 }
