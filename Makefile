@@ -50,7 +50,7 @@ test:
 		'########################################################################'; fi
 
 # The subtests skipped under -race for sarama's transaction-manager race, run without -race.
-SARAMA_RACE_TESTS := ^(TestRefusedRecordsAmongMany|TestTargetRefusesWrites)$$/^exactly-once$$
+SARAMA_RACE_TESTS := ^(TestRefusedRecordsAmongMany|TestTargetRefusesWrites|TestTargetShortOfReplicas)$$/^exactly-once$$
 
 ## test-kafka: the suite on Apache Kafka (pkg/laddertest/KAFKA.md): one real broker per test package, and the
 ## three-broker tests (failover, rolling restart, SASL/TLS, ACLs); fetches Kafka with Maven on the first run
