@@ -94,7 +94,7 @@ func (b *TestBroker) EnsureTopics(ctx context.Context, sc *sarama.Config, partit
 		sc = b.sc
 	}
 	if b.real != nil {
-		return createTopics(ctx, b.real.Addrs(), sc, partitions, topics...)
+		return devbroker.CreateTopics(ctx, b.real.Addrs(), sc, partitions, -1, topics...)
 	}
 	return b.fake.EnsureTopics(ctx, sc, partitions, topics...)
 }
@@ -286,45 +286,6 @@ func empty(ctx context.Context, addr string) error {
 		case <-ctx.Done():
 			return fmt.Errorf("still there: %v: %w", busy, ctx.Err())
 		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-// createTopics creates the topics missing at brokers with partitions
-// partitions and the cluster's default replication factor, and waits until
-// every partition has a leader.
-func createTopics(ctx context.Context, brokers []string, sc *sarama.Config, partitions int32, topics ...string) error {
-	if sc == nil {
-		sc = sarama.NewConfig()
-		sc.Version = sarama.V3_0_0_0
-	}
-	admin, err := sarama.NewClusterAdmin(brokers, sc)
-	if err != nil {
-		return fmt.Errorf("connecting admin client to %v: %w", brokers, err)
-	}
-	defer admin.Close()
-	for _, t := range topics {
-		err := admin.CreateTopic(t, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: -1}, false)
-		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
-			return fmt.Errorf("creating topic %s: %w", t, err)
-		}
-	}
-	for {
-		md, err := admin.DescribeTopics(topics)
-		ready := err == nil
-		for _, t := range md {
-			ready = ready && t.Err == sarama.ErrNoError && len(t.Partitions) > 0
-			for _, p := range t.Partitions {
-				ready = ready && p.Err == sarama.ErrNoError && p.Leader >= 0
-			}
-		}
-		if ready {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("topics %v have no leader yet (%v): %w", topics, err, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
