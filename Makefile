@@ -50,12 +50,14 @@ test:
 		'########################################################################'; fi
 
 # The subtests skipped under -race for sarama's transaction-manager race, run without -race.
-SARAMA_RACE_TESTS := ^(TestRefusedRecordsAmongMany|TestTargetRefusesWrites|TestTargetShortOfReplicas)$$/^exactly-once$$
+SARAMA_RACE_TESTS := ^(TestRefusedRecordsAmongMany|TestTargetRefusesWrites|TestClusterTargetShortOfReplicas|TestZombieIsFenced)$$/^exactly-once$$
 
-## test-kafka: the suite on Apache Kafka (pkg/laddertest/KAFKA.md): one real broker per test package, and the
-## three-broker tests (failover, rolling restart, SASL/TLS, ACLs); fetches Kafka with Maven on the first run
+## test-kafka: the suite on Apache Kafka (pkg/laddertest/KAFKA.md): one real broker per test package; then, alone
+## (three JVMs each), the three-broker tests TestCluster* (failover, rolling restart, SASL/TLS, ACLs, topics);
+## fetches Kafka with Maven on the first run
 test-kafka:
-	LADDER_TEST_KAFKA=real $(GO) test -race -timeout 25m ./...
+	LADDER_TEST_KAFKA=real $(GO) test -race -timeout 25m -skip '^TestCluster' ./...
+	LADDER_TEST_KAFKA=real $(GO) test -race -timeout 25m -p 1 -run '^TestCluster' ./cmd/ladder ./pkg/forward
 	LADDER_TEST_KAFKA=real $(GO) test -count=1 -timeout 5m -run '$(SARAMA_RACE_TESTS)' ./pkg/forward
 
 ## kafka: one Apache Kafka broker on loopback for trying things by hand; prints 127.0.0.1:PORT when ready,

@@ -13,7 +13,7 @@ import (
 	"github.com/ladder/ladder/pkg/tier"
 )
 
-// TestTargetShortOfReplicas is TestTargetRefusesWrites on Apache Kafka,
+// TestClusterTargetShortOfReplicas is TestTargetRefusesWrites on Apache Kafka,
 // without fault injection: on three nodes, the target has replication
 // factor 3 and min.insync.replicas=3; one node is stopped, so the broker
 // answers NOT_ENOUGH_REPLICAS to every acks=all write to the target (the
@@ -23,7 +23,7 @@ import (
 // dead-lettered, and it is ready again; in exactly-once mode each arrives
 // once. (min.insync.replicas above the replication factor does not refuse
 // writes on KRaft, KAFKA-18762, so one broker cannot play this.)
-func TestTargetShortOfReplicas(t *testing.T) {
+func TestClusterTargetShortOfReplicas(t *testing.T) {
 	laddertest.NeedsReal(t)
 	eachMode(t, func(t *testing.T, eos bool) {
 		if eos {
