@@ -49,7 +49,7 @@ func TestMain(m *testing.M) {
 	if b := os.Getenv("LADDER_E2E_RUN_BINARY"); b != "" {
 		runUnderTest = b
 	}
-	code := m.Run()
+	code := laddertest.Main(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -124,9 +124,13 @@ func (p *proc) stop(t *testing.T, sig syscall.Signal, within time.Duration) erro
 var bannerAddr = regexp.MustCompile(`embedded Kafka broker on (\S+)`)
 
 // startDevBroker runs `ladder dev --forwarders=false` on a free port with
-// its data on disk and returns its address.
+// its data on disk and returns its address; with LADDER_TEST_KAFKA=real it
+// makes the same topics on Apache Kafka instead.
 func startDevBroker(t *testing.T, topics string) string {
 	t.Helper()
+	if laddertest.Real() {
+		return laddertest.Ladder(t, e2eLadder(t), 4, strings.Split(topics, ",")...).Addr()
+	}
 	_, addr := startDev(t, t.TempDir(), topics)
 	return addr
 }

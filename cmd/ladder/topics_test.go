@@ -246,7 +246,13 @@ func TestTopicsWarnsOfOtherLadder(t *testing.T) {
 			os.Unsetenv(k)
 		}
 	}
-	if md, err := rawAdmin(t, b.Addr()).ListTopics(); err != nil || len(md) != 0 {
+	md, err := rawAdmin(t, b.Addr()).ListTopics()
+	for name := range md {
+		if strings.HasPrefix(name, "__") { // Apache Kafka's own (__consumer_offsets, __transaction_state)
+			delete(md, name)
+		}
+	}
+	if err != nil || len(md) != 0 {
 		t.Errorf("a refused apply created topics: %v %v", md, err)
 	}
 

@@ -231,7 +231,7 @@ func ladderBinary(t *testing.T) string {
 
 // TestMain removes the ladder binary the tests built, once all are done.
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := laddertest.Main(m) // stops the Apache Kafka broker the tests shared (LADDER_TEST_KAFKA=real)
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
 	}

@@ -189,6 +189,13 @@ func (b *Broker) EnsureLadder(ctx context.Context, sc *sarama.Config, l *tier.La
 // with the given partition count and replication factor 1. It is meant for
 // development brokers; production topics are provisioned from topics/topics.yaml.
 func EnsureTopics(ctx context.Context, brokers []string, sc *sarama.Config, partitions int32, topics ...string) error {
+	return CreateTopics(ctx, brokers, sc, partitions, 1, topics...)
+}
+
+// CreateTopics is EnsureTopics with a replication factor (-1: the
+// cluster's default.replication.factor); it waits until every partition of
+// the topics has a leader (Apache Kafka elects them a moment after).
+func CreateTopics(ctx context.Context, brokers []string, sc *sarama.Config, partitions int32, replicationFactor int16, topics ...string) error {
 	if sc == nil {
 		sc = sarama.NewConfig()
 		sc.Version = sarama.V3_0_0_0
@@ -202,7 +209,7 @@ func EnsureTopics(ctx context.Context, brokers []string, sc *sarama.Config, part
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		err := admin.CreateTopic(t, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: 1}, false)
+		err := admin.CreateTopic(t, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: replicationFactor}, false)
 		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
 			return fmt.Errorf("creating topic %s: %w", t, err)
 		}
@@ -210,7 +217,8 @@ func EnsureTopics(ctx context.Context, brokers []string, sc *sarama.Config, part
 	return waitForTopics(ctx, admin, topics)
 }
 
-// waitForTopics waits until the metadata of every topic lists its partitions.
+// waitForTopics waits until the metadata of every topic lists its
+// partitions, each with a leader.
 func waitForTopics(ctx context.Context, admin sarama.ClusterAdmin, topics []string) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -219,6 +227,9 @@ func waitForTopics(ctx context.Context, admin sarama.ClusterAdmin, topics []stri
 		for _, t := range md {
 			if t.Err != sarama.ErrNoError || len(t.Partitions) == 0 {
 				ready = false
+			}
+			for _, p := range t.Partitions {
+				ready = ready && p.Err == sarama.ErrNoError && p.Leader >= 0
 			}
 		}
 		if ready {

@@ -173,7 +173,7 @@ func TestForbiddenTargetIsDeadLettered(t *testing.T) {
 		e := setup(t, 1)
 		work := e.target(t, eos, "work")
 		dlq := e.target(t, eos, e.ladder.DLQTopic())
-		c := e.broker.Cluster()
+		c := e.broker.Fake(t, "answers metadata requests through kfake's ControlKey (on Apache Kafka: TestClusterSecured's ACLs)")
 		c.ControlKey(int16(kmsg.Metadata), func(req kmsg.Request) (kmsg.Response, error, bool) {
 			c.KeepControl()
 			mr := req.(*kmsg.MetadataRequest)

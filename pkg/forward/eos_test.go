@@ -152,7 +152,7 @@ func TestCommitRetriesExhausted(t *testing.T) {
 	e := setup(t, 2)
 	work := e.target(t, true, "work")
 	var refused atomic.Int64
-	c := e.broker.Cluster()
+	c := e.broker.Fake(t, "answers CONCURRENT_TRANSACTIONS to EndTxn through kfake's ControlKey")
 	c.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
 		r := req.(*kmsg.EndTxnRequest)

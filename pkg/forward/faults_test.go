@@ -172,7 +172,7 @@ func TestTargetRefusesWrites(t *testing.T) {
 		e := setup(t, 2)
 		work := e.target(t, eos, "work")
 		var refused, until atomic.Int64 // until: unix nanos when refusals end; 0: not yet known
-		c := e.broker.Cluster()
+		c := e.broker.Fake(t, "refuses produce requests through kfake's ControlKey (on Apache Kafka: TestClusterTargetShortOfReplicas)")
 		c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
 			c.KeepControl()
 			pr := req.(*kmsg.ProduceRequest)

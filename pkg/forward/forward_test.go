@@ -12,7 +12,6 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/ladder/ladder/pkg/devbroker"
 	"github.com/ladder/ladder/pkg/envelope"
 	"github.com/ladder/ladder/pkg/forward"
 	"github.com/ladder/ladder/pkg/laddertest"
@@ -23,7 +22,7 @@ import (
 const testTiers = "1s,5s,15s"
 
 type env struct {
-	broker *devbroker.Broker
+	broker *laddertest.TestBroker
 	addr   string
 	ladder *tier.Ladder
 	work   *laddertest.Collector

@@ -5,6 +5,7 @@ package laddertest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -21,15 +22,24 @@ import (
 	"github.com/ladder/ladder/pkg/tier"
 )
 
-// Broker starts an in-memory embedded broker on a free port with topics
-// created (partitions each), and closes it when the test ends.
-func Broker(tb testing.TB, partitions int32, topics ...string) *devbroker.Broker {
+// Broker starts a broker with topics created (partitions each) and stops
+// it when the test ends: the in-memory embedded broker on a free port, or
+// with LADDER_TEST_KAFKA=real the Apache Kafka broker this package's tests
+// share, emptied of every topic and group first.
+func Broker(tb testing.TB, partitions int32, topics ...string) *TestBroker {
 	tb.Helper()
-	b, err := devbroker.Start(devbroker.Config{Addr: "127.0.0.1:0", Partitions: partitions, Log: Logger(tb)})
-	if err != nil {
-		tb.Fatalf("starting embedded broker: %v", err)
+	checkSwitch(tb)
+	var b *TestBroker
+	if Real() {
+		b, _ = claimShared(tb)
+	} else {
+		fake, err := devbroker.Start(devbroker.Config{Addr: "127.0.0.1:0", Partitions: partitions, Log: Logger(tb)})
+		if err != nil {
+			tb.Fatalf("starting embedded broker: %v", err)
+		}
+		tb.Cleanup(fake.Close)
+		b = &TestBroker{addr: fake.Addr(), fake: fake}
 	}
-	tb.Cleanup(b.Close)
 	if len(topics) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -40,36 +50,60 @@ func Broker(tb testing.TB, partitions int32, topics ...string) *devbroker.Broker
 	return b
 }
 
-// Ladder starts an in-memory embedded broker with the topics of ladder l
-// (tiers, dead-letter and control topics) and the work topics.
-func Ladder(tb testing.TB, l *tier.Ladder, partitions int32, work ...string) *devbroker.Broker {
+// Ladder is Broker with the topics of ladder l (tiers, dead-letter and
+// control topics) and the work topics.
+func Ladder(tb testing.TB, l *tier.Ladder, partitions int32, work ...string) *TestBroker {
 	tb.Helper()
 	b := Broker(tb, partitions)
+	b.EnsureLadder(tb, l, partitions, work...)
+	return b
+}
+
+// EnsureLadder creates the topics of ladder l that are missing: its tiers
+// and dead-letter topic with partitions partitions, its one-partition
+// control topic, and the work topics.
+func (b *TestBroker) EnsureLadder(tb testing.TB, l *tier.Ladder, partitions int32, work ...string) {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := b.EnsureLadder(ctx, nil, l, partitions, work...); err != nil {
+	err := b.EnsureTopics(ctx, nil, partitions, append(append(l.Topics(), l.DLQTopic()), work...)...)
+	if err == nil {
+		err = b.EnsureTopics(ctx, nil, 1, l.ControlTopic())
+	}
+	if err != nil {
 		tb.Fatalf("creating the ladder's topics: %v", err)
 	}
-	return b
 }
 
 // ProxiedLadder is Ladder with the broker behind a Proxy: clients bootstrap
 // from and are told to connect to the proxy's address, so cutting the proxy
-// makes the broker unreachable for every client.
-func ProxiedLadder(tb testing.TB, l *tier.Ladder, partitions int32, work ...string) (*devbroker.Broker, *Proxy) {
+// makes the broker unreachable for every client. (On Apache Kafka the
+// proxy is in front of a listener of the shared broker that advertises it.)
+func ProxiedLadder(tb testing.TB, l *tier.Ladder, partitions int32, work ...string) (*TestBroker, *Proxy) {
 	tb.Helper()
-	p := NewProxy(tb)
-	b, err := devbroker.Start(devbroker.Config{Addr: "127.0.0.1:0", Advertise: p.Addr(), Partitions: partitions, Log: Logger(tb)})
-	if err != nil {
-		tb.Fatalf("starting embedded broker: %v", err)
+	checkSwitch(tb)
+	var (
+		b *TestBroker
+		p *Proxy
+	)
+	if Real() {
+		var isShared bool
+		if b, isShared = claimShared(tb); !isShared {
+			tb.Fatalf("%s=real: %s asks for a second proxied broker; on Apache Kafka only the shared one has a proxy", SwitchVar, tb.Name())
+		}
+		_, p = startShared(tb)
+		b.addr = p.Addr()
+	} else {
+		p = NewProxy(tb)
+		fake, err := devbroker.Start(devbroker.Config{Addr: "127.0.0.1:0", Advertise: p.Addr(), Partitions: partitions, Log: Logger(tb)})
+		if err != nil {
+			tb.Fatalf("starting embedded broker: %v", err)
+		}
+		tb.Cleanup(fake.Close)
+		p.SetTarget(fake.ListenAddr())
+		b = &TestBroker{addr: fake.Addr(), fake: fake}
 	}
-	tb.Cleanup(b.Close)
-	p.SetTarget(b.ListenAddr())
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := b.EnsureLadder(ctx, nil, l, partitions, work...); err != nil {
-		tb.Fatalf("creating the ladder's topics: %v", err)
-	}
+	b.EnsureLadder(tb, l, partitions, work...)
 	return b, p
 }
 
@@ -134,11 +168,23 @@ func plainConfig(isolation sarama.IsolationLevel) *sarama.Config {
 // (SASL, TLS) until the test ends.
 func CollectWith(tb testing.TB, k kafkaconf.Config, topics ...string) *Collector {
 	tb.Helper()
+	return collect(tb, k.BrokerList(), baseConfig(tb, k, sarama.ReadUncommitted), topics)
+}
+
+// CollectCommittedWith is CollectWith with read_committed isolation.
+func CollectCommittedWith(tb testing.TB, k kafkaconf.Config, topics ...string) *Collector {
+	tb.Helper()
+	return collect(tb, k.BrokerList(), baseConfig(tb, k, sarama.ReadCommitted), topics)
+}
+
+func baseConfig(tb testing.TB, k kafkaconf.Config, isolation sarama.IsolationLevel) *sarama.Config {
+	tb.Helper()
 	sc, err := k.Base()
 	if err != nil {
-		tb.Fatalf("collector configuration: %v", err)
+		tb.Fatalf("client configuration: %v", err)
 	}
-	return collect(tb, k.BrokerList(), sc, topics)
+	sc.Consumer.IsolationLevel = isolation
+	return sc
 }
 
 func collect(tb testing.TB, brokers []string, sc *sarama.Config, topics []string) *Collector {
@@ -154,15 +200,12 @@ func collect(tb testing.TB, brokers []string, sc *sarama.Config, topics []string
 		pcs []sarama.PartitionConsumer
 	)
 	for _, topic := range topics {
-		parts, err := consumer.Partitions(topic)
-		if err != nil {
-			tb.Fatalf("partitions of %s: %v", topic, err)
-		}
+		var parts []int32
+		retryNew(tb, func() (err error) { parts, err = consumer.Partitions(topic); return err }, "partitions of %s", topic)
 		for _, p := range parts {
-			pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
-			if err != nil {
-				tb.Fatalf("consuming %s/%d: %v", topic, p, err)
-			}
+			var pc sarama.PartitionConsumer
+			retryNew(tb, func() (err error) { pc, err = consumer.ConsumePartition(topic, p, sarama.OffsetOldest); return err },
+				"consuming %s/%d", topic, p)
 			pcs = append(pcs, pc)
 			wg.Go(func() {
 				for m := range pc.Messages() {
@@ -179,6 +222,25 @@ func collect(tb testing.TB, brokers []string, sc *sarama.Config, topics []string
 		consumer.Close()
 	})
 	return c
+}
+
+// retryNew calls f until it succeeds, for up to 10 s while it fails
+// because a topic was just created: Apache Kafka takes a moment to elect
+// its partitions' leaders (the embedded broker none).
+func retryNew(tb testing.TB, f func() error, format string, args ...any) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) || !(errors.Is(err, sarama.ErrNotLeaderForPartition) ||
+			errors.Is(err, sarama.ErrLeaderNotAvailable) || errors.Is(err, sarama.ErrUnknownTopicOrPartition)) {
+			tb.Fatalf("%s: %v", fmt.Sprintf(format, args...), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func (c *Collector) add(m *sarama.ConsumerMessage) {
@@ -315,12 +377,22 @@ const endKey = "end-of-topic-"
 // markers.
 func (c *Collector) ReadToEnd(tb testing.TB, addr, topic string) []Received {
 	tb.Helper()
-	sc := sarama.NewConfig()
-	sc.Version = sarama.V3_0_0_0
+	return c.readToEnd(tb, []string{addr}, plainConfig(sarama.ReadUncommitted), topic)
+}
+
+// ReadToEndWith is ReadToEnd writing the markers with the connection
+// settings of k (SASL, TLS).
+func (c *Collector) ReadToEndWith(tb testing.TB, k kafkaconf.Config, topic string) []Received {
+	tb.Helper()
+	return c.readToEnd(tb, k.BrokerList(), baseConfig(tb, k, sarama.ReadUncommitted), topic)
+}
+
+func (c *Collector) readToEnd(tb testing.TB, brokers []string, sc *sarama.Config, topic string) []Received {
+	tb.Helper()
 	sc.Producer.Return.Successes = true
 	sc.Producer.RequiredAcks = sarama.WaitForAll
 	sc.Producer.Partitioner = sarama.NewManualPartitioner
-	client, err := sarama.NewClient([]string{addr}, sc)
+	client, err := sarama.NewClient(brokers, sc)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -385,4 +457,37 @@ func MetricValue(body, name string, labels ...string) (float64, bool) {
 		}
 	}
 	return sum, found
+}
+
+// WaitStable waits until no transaction is open on topic/partition at addr:
+// its last stable offset has reached its high watermark. Apache Kafka writes
+// a transaction's commit or abort marker after EndTxn has returned, so a
+// record produced right after CommitTxn or AbortTxn may land before the
+// marker; a test that needs the marker first waits here.
+func WaitStable(tb testing.TB, addr, topic string, partition int32) {
+	tb.Helper()
+	offset := func(iso sarama.IsolationLevel) int64 {
+		sc := plainConfig(iso)
+		client, err := sarama.NewClient([]string{addr}, sc)
+		if err != nil {
+			tb.Fatalf("client for the offsets of %s/%d: %v", topic, partition, err)
+		}
+		defer client.Close()
+		o, err := client.GetOffset(topic, partition, sarama.OffsetNewest)
+		if err != nil {
+			tb.Fatalf("end offset of %s/%d: %v", topic, partition, err)
+		}
+		return o
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		stable, high := offset(sarama.ReadCommitted), offset(sarama.ReadUncommitted)
+		if stable == high {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s/%d: last stable offset %d, high watermark %d after 30s: a transaction stays open", topic, partition, stable, high)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

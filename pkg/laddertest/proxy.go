@@ -23,18 +23,36 @@ type Proxy struct {
 // NewProxy listens on a free loopback port; SetTarget says where to forward.
 func NewProxy(tb testing.TB) *Proxy {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := newProxy()
 	if err != nil {
 		tb.Fatalf("proxy: %v", err)
 	}
+	tb.Cleanup(p.close)
+	return p
+}
+
+func newProxy() (*Proxy, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
 	p := &Proxy{ln: ln, conns: map[net.Conn]struct{}{}}
 	p.wg.Go(p.accept)
-	tb.Cleanup(func() {
-		ln.Close()
-		p.Cut()
-		p.wg.Wait()
-	})
-	return p
+	return p, nil
+}
+
+// close stops listening, drops every connection and waits for its goroutines.
+func (p *Proxy) close() {
+	p.ln.Close()
+	p.Cut()
+	p.wg.Wait()
+}
+
+// reset drops every connection and serves again without delay.
+func (p *Proxy) reset() {
+	p.Cut()
+	p.Restore()
+	p.SetDelay(0)
 }
 
 // Addr is where clients connect.

@@ -30,23 +30,36 @@ type Secure struct {
 	Opts []kfake.Opt
 }
 
-// SecureBroker starts an in-memory embedded broker that requires sec, with
-// topics created (partitions each), and returns it with a client
-// configuration that satisfies it. The broker closes when the test ends.
-func SecureBroker(tb testing.TB, sec Secure, partitions int32, topics ...string) (*devbroker.Broker, kafkaconf.Config) {
+// SecureBroker starts a broker that requires sec, with topics created
+// (partitions each), and returns it with a client configuration that
+// satisfies it; the broker stops when the test ends. It is the in-memory
+// embedded broker, or with LADDER_TEST_KAFKA=real an Apache Kafka broker of
+// the test's own (its log then goes to sec.LogTo too, for secret scans).
+func SecureBroker(tb testing.TB, sec Secure, partitions int32, topics ...string) (*TestBroker, kafkaconf.Config) {
 	tb.Helper()
-	cfg := devbroker.Config{Addr: "127.0.0.1:0", Partitions: partitions, Log: Logger(tb), Users: sec.Users, Opts: sec.Opts}
-	if sec.LogTo != nil {
-		cfg.Log = LoggerTo(tb, sec.LogTo)
+	checkSwitch(tb)
+	var b *TestBroker
+	if Real() {
+		c := Cluster(tb, 1, securityFor(tb, sec))
+		if sec.LogTo != nil {
+			tb.Cleanup(func() { c.WriteLogs(sec.LogTo) }) // runs before the cluster stops
+		}
+		b = &TestBroker{addr: c.Node(1).Addr, real: c}
+	} else {
+		cfg := devbroker.Config{Addr: "127.0.0.1:0", Partitions: partitions, Log: Logger(tb), Users: sec.Users, Opts: sec.Opts}
+		if sec.LogTo != nil {
+			cfg.Log = LoggerTo(tb, sec.LogTo)
+		}
+		if sec.PKI != nil {
+			cfg.TLS = sec.PKI.ServerTLS(sec.Mutual)
+		}
+		fake, err := devbroker.Start(cfg)
+		if err != nil {
+			tb.Fatalf("starting secured embedded broker: %v", err)
+		}
+		tb.Cleanup(fake.Close)
+		b = &TestBroker{addr: fake.Addr(), fake: fake}
 	}
-	if sec.PKI != nil {
-		cfg.TLS = sec.PKI.ServerTLS(sec.Mutual)
-	}
-	b, err := devbroker.Start(cfg)
-	if err != nil {
-		tb.Fatalf("starting secured embedded broker: %v", err)
-	}
-	tb.Cleanup(b.Close)
 	k := Kafka(b.Addr())
 	if len(sec.Users) > 0 {
 		u := sec.Users[0]
@@ -58,11 +71,12 @@ func SecureBroker(tb testing.TB, sec Secure, partitions int32, topics ...string)
 			k.TLS.CertFile, k.TLS.KeyFile = sec.PKI.ClientCertFile, sec.PKI.ClientKeyFile
 		}
 	}
+	sc, err := k.Base()
+	if err != nil {
+		tb.Fatalf("client configuration of the secured broker: %v", err)
+	}
+	b.sc = sc
 	if len(topics) > 0 {
-		sc, err := k.Base()
-		if err != nil {
-			tb.Fatalf("client configuration of the secured broker: %v", err)
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if err := b.EnsureTopics(ctx, sc, partitions, topics...); err != nil {

@@ -11,7 +11,7 @@ import (
 )
 
 // inTxn writes keys to t/0 in one transaction, then commits or aborts it.
-func inTxn(t *testing.T, p sarama.SyncProducer, commit bool, keys ...string) {
+func inTxn(t *testing.T, addr string, p sarama.SyncProducer, commit bool, keys ...string) {
 	t.Helper()
 	if err := p.BeginTxn(); err != nil {
 		t.Fatal(err)
@@ -28,6 +28,7 @@ func inTxn(t *testing.T, p sarama.SyncProducer, commit bool, keys ...string) {
 	if err := end(); err != nil {
 		t.Fatal(err)
 	}
+	laddertest.WaitStable(t, addr, "t", 0) // Apache Kafka writes the marker after EndTxn returns
 }
 
 // TestReadRangeSkipsMarkersAndAborted builds a partition of plain records,
@@ -48,11 +49,11 @@ func TestReadRangeSkipsMarkersAndAborted(t *testing.T) {
 		}
 	}
 	send("a")                               // 0
-	inTxn(t, txn, true, "b", "c")           // 1, 2, commit marker 3
-	inTxn(t, txn, false, "x", "y")          // 4, 5, abort marker 6
+	inTxn(t, addr, txn, true, "b", "c")     // 1, 2, commit marker 3
+	inTxn(t, addr, txn, false, "x", "y")    // 4, 5, abort marker 6
 	send("d")                               // 7
-	inTxn(t, txn, true, "e")                // 8, commit marker 9
-	inTxn(t, txn, false, "z")               // 10, abort marker 11
+	inTxn(t, addr, txn, true, "e")          // 8, commit marker 9
+	inTxn(t, addr, txn, false, "z")         // 10, abort marker 11
 	if err := open.BeginTxn(); err != nil { // 12, open
 		t.Fatal(err)
 	}

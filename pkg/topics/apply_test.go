@@ -83,7 +83,7 @@ func TestApplyChangesNothingUnlessAll(t *testing.T) {
 // nor the configs it could set.
 func TestApplyValidatesFirst(t *testing.T) {
 	b := laddertest.Broker(t, 1, "delay-1s")
-	c := b.Cluster()
+	c := b.Fake(t, "a policy refusing CreatePartitions through kfake's ControlKey (Apache Kafka needs a Java policy class for that)")
 	c.ControlKey(int16(kmsg.CreatePartitions), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
 		r := req.(*kmsg.CreatePartitionsRequest)
