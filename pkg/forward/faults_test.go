@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -227,13 +226,4 @@ func TestTargetRefusesWrites(t *testing.T) {
 		t.Logf("%d produce requests refused: not ready with %q; all %d arrived, worst lateness %s; %v failures counted; %+v",
 			refused.Load(), reason, len(want), worst, failures(t, o, eos), o.Snapshot())
 	})
-}
-
-// sendTo writes one record to the given partition (p: laddertest.ManualProducer).
-func sendTo(t *testing.T, p sarama.SyncProducer, topic string, partition int32, key string, headers []sarama.RecordHeader) {
-	t.Helper()
-	if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: partition, Key: sarama.StringEncoder(key),
-		Value: sarama.StringEncoder("v-" + key), Headers: headers}); err != nil {
-		t.Fatalf("producing %s: %v", key, err)
-	}
 }

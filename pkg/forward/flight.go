@@ -64,9 +64,6 @@ type flight struct {
 
 func (fl *flight) offset() int64 { return fl.rec.offset }
 
-// target is the topic the flight is produced to.
-func (fl *flight) target() string { return fl.msg.Topic }
-
 // unfinished is a partition's records handed on and not yet acknowledged,
 // in offset order, as an intrusive list: acknowledgements come in any order
 // (the targets' partitions answer separately) and each is removed in O(1).
