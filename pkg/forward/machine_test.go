@@ -383,3 +383,29 @@ func TestFencedProducerKeepsItsID(t *testing.T) {
 }
 
 func newTestBackoff() *backoff.Backoff { return backoff.New(time.Millisecond, time.Millisecond) }
+
+// TestFailedFetchWakesThePartition: a partition whose fetch failed wakes
+// when its back-off ends, so it fetches again though no other event comes
+// (exactly-once mode has no commit tick to wake the machine).
+func TestFailedFetchWakesThePartition(t *testing.T) {
+	h := newHarness(t)
+	h.pump()
+	if !h.p.wantsFetch(h.now) {
+		t.Fatal("an empty partition wants no records")
+	}
+	h.p.fetching = true
+	fr := &fetchReq{parts: []*partition{h.p}, offsets: []int64{h.p.fetchAt}, epochs: []uint32{h.p.fetchEpoch}}
+	h.m.handle(event{kind: evFetched, fetch: fr, err: errors.New("broker away")}, h.now)
+	next := h.m.pump(h.now)
+	if h.p.wantsFetch(h.now) {
+		t.Fatal("a partition whose fetch just failed fetches again at once")
+	}
+	if next.IsZero() || next.After(h.p.fetchOK) {
+		t.Fatalf("the machine next wakes at %v, after the fetch back-off ends at %v", next, h.p.fetchOK)
+	}
+	h.now = next
+	h.pump()
+	if !h.p.wantsFetch(h.now) {
+		t.Fatal("the partition does not fetch again after its back-off")
+	}
+}

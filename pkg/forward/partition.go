@@ -137,31 +137,35 @@ func (p *partition) advance(now time.Time) {
 	}
 	p.wake = time.Time{}
 	p.resendParked(now)
+	p.step(now)
+	if p.fetchOK.After(now) {
+		p.setWake(p.fetchOK) // a fetch backed off: the partition fetches again then
+	}
+	p.updateGauges()
+}
+
+// step runs the head's state machine until it must wait.
+func (p *partition) step(now time.Time) {
 	for {
 		switch p.state {
 		case ending:
-			p.updateGauges()
 			return
 		case retrying:
 			if !p.retry(now) {
-				p.updateGauges()
 				return
 			}
 		case reading:
 			if !p.takeHead(now) {
-				p.updateGauges()
 				return
 			}
 		case holding:
 			if !p.releasable(now) {
 				p.hold(now)
-				p.updateGauges()
 				return
 			}
 			p.state = sending
 		case sending:
 			if !p.sendHead(now) {
-				p.updateGauges()
 				return
 			}
 			p.state = reading
