@@ -26,6 +26,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -57,6 +58,13 @@ type Member struct {
 
 	memberID string
 	userData []byte // the UserData of the last assignment, sent back on the next join (sticky assignor)
+	planned  map[string]int // leader: the partition counts the assignment was computed with
+
+	// PartitionCheck is how often the leader reads the subscribed topics'
+	// partition counts: when one changed (partitions added), it ends the
+	// session (ErrRebalance) so that the group assigns the new ones
+	// (default 10s).
+	PartitionCheck time.Duration
 }
 
 // New returns a member of group subscribed to topics. It uses client's
@@ -70,7 +78,7 @@ func New(client sarama.Client, group string, topics []string, log zerolog.Logger
 		strategy = s[0]
 	}
 	return &Member{client: client, conf: conf, group: group, topics: slices.Clone(topics), strategy: strategy,
-		log: log.With().Str("component", "group").Logger()}
+		log: log.With().Str("component", "group").Logger(), PartitionCheck: 10 * time.Second}
 }
 
 // Join joins the group and returns the session of the generation it got,
@@ -241,18 +249,37 @@ func (m *Member) balance(members map[string]sarama.ConsumerGroupMemberMetadata) 
 		return nil, fmt.Errorf("reading the metadata of the subscribed topics %v: %w", topics, err)
 	}
 	partitions := map[string][]int32{}
+	m.planned = map[string]int{}
 	for _, t := range topics {
 		ps, err := m.client.Partitions(t)
 		if err != nil {
 			return nil, fmt.Errorf("reading the partitions of %s: %w", t, err)
 		}
 		partitions[t] = ps
+		m.planned[t] = len(ps)
 	}
 	plan, err := m.strategy.Plan(members, partitions)
 	if err != nil {
 		return nil, fmt.Errorf("assigning the partitions of group %s: %w", m.group, err)
 	}
 	return plan, nil
+}
+
+// partitionsChanged reports, for the leader, a topic whose partition count
+// is no longer the one the assignment was computed with.
+func (m *Member) partitionsChanged() (string, bool) {
+	topics := slices.Sorted(maps.Keys(m.planned))
+	if err := m.client.RefreshMetadata(topics...); err != nil {
+		m.log.Debug().Err(err).Msg("reading the partition counts")
+		return "", false
+	}
+	for _, t := range topics {
+		ps, err := m.client.Partitions(t)
+		if err == nil && len(ps) != m.planned[t] {
+			return fmt.Sprintf("%s has %d partitions, the assignment %d", t, len(ps), m.planned[t]), true
+		}
+	}
+	return "", false
 }
 
 // Leave leaves the group (a rebalance follows at once instead of after the

@@ -136,3 +136,39 @@ func TestExpiredSessionIsLost(t *testing.T) {
 	s2.Close()
 	m2.Leave()
 }
+
+// TestPartitionsAddedRebalance: partitions added to a subscribed topic
+// while the group runs end the leader's session (ErrRebalance); joining
+// again, the group assigns them.
+func TestPartitionsAddedRebalance(t *testing.T) {
+	b := laddertest.Broker(t, 2, "a")
+	c := client(t, b.Addr())
+	m := group.New(c, "g", []string{"a"}, laddertest.Logger(t))
+	m.PartitionCheck = 200 * time.Millisecond
+	s := join(t, m)
+	if n := count(s.Claims()); n != 2 {
+		t.Fatalf("claims %v, want 2 partitions", s.Claims())
+	}
+	admin, err := sarama.NewClusterAdminFromClient(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.CreatePartitions("a", 4, nil, false); err != nil {
+		t.Fatalf("adding partitions: %v", err)
+	}
+	select {
+	case <-s.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatal("the session did not end when partitions were added")
+	}
+	if !errors.Is(s.Err(), group.ErrRebalance) {
+		t.Fatalf("session ended with %v, want ErrRebalance", s.Err())
+	}
+	s.Close()
+	s = join(t, m)
+	if n := count(s.Claims()); n != 4 {
+		t.Fatalf("after joining again: claims %v, want 4 partitions", s.Claims())
+	}
+	s.Close()
+	m.Leave()
+}

@@ -110,11 +110,19 @@ func (s *Session) heartbeat() {
 	interval := s.m.conf.Consumer.Group.Heartbeat.Interval
 	t := time.NewTimer(interval)
 	defer t.Stop()
+	checked := time.Now()
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
+		}
+		if s.leader && s.m.PartitionCheck > 0 && time.Since(checked) >= s.m.PartitionCheck && s.Err() == nil {
+			checked = time.Now()
+			if why, changed := s.m.partitionsChanged(); changed {
+				s.m.log.Info().Str("change", why).Msg("partitions added: the group assigns them anew")
+				s.end(fmt.Errorf("%w (%s)", ErrRebalance, why))
+			}
 		}
 		next := interval
 		sent := time.Now()
