@@ -40,9 +40,10 @@ type flight struct {
 	release time.Time
 	taken   time.Time // when it became its partition's head
 
-	attempts int       // failed attempts so far
-	lastErr  error     // the last failure
-	parked   time.Time // when it first waited for its target (zero: never)
+	attempts  int       // failed attempts so far
+	lastErr   error     // the last failure
+	parked    time.Time // when it first waited for its target (zero: never), under this owner or an earlier one
+	parkBytes int64     // what its parked copy counts in machine.parkedBytes
 	// solo sends it alone: in a produce request of its own (at-least-once),
 	// in a transaction of its own (exactly-once). Its target refused it for
 	// good, perhaps only for the batch it travelled in (a target whose

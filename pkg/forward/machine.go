@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"cmp"
 	"container/heap"
 	"errors"
 	"fmt"
@@ -126,7 +127,8 @@ type machine struct {
 	blocked []*partition // partitions that could not send: the sink or the lease refused
 	wakes   wakeHeap
 
-	retryingParts int // partitions with records being retried (readiness)
+	retryingParts int   // partitions with records being retried (readiness)
+	parkedBytes   int64 // the copies of parked records (at most a quarter of the budget)
 	ended         bool
 
 	// free holds flights whose records were acknowledged, for reuse: a
@@ -412,14 +414,35 @@ func (p *partition) sendFailed(fl *flight, err error, now time.Time) {
 		fl.state = flightFailed // the next owner sends it again
 		return
 	}
+	if p.refusedBy(fl, err, now) {
+		return
+	}
+	d := retryDelay(fl.attempts)
+	p.log.Warn().Err(err).Int64("offset", fl.offset()).Str("to", fl.msg.Topic).Int("attempt", fl.attempts).
+		Dur("retry_in", d).Msg("producing record failed; sending it again after a back-off, later records of the partition wait")
+	p.toRetry(fl, now.Add(d))
+}
+
+// refusedBy takes a produce failure that concerns the record or its target
+// rather than the brokers: a target missing or refusing writes parks the
+// record (true), or dead-letters it when the partition has no room to park
+// it; a target that refused the record itself (too large, invalid) has it
+// sent alone next time, and dead-lettered once refused permanentAfter times.
+// Otherwise (false) the record is sent again after a back-off.
+func (p *partition) refusedBy(fl *flight, err error, now time.Time) bool {
 	if !fl.dlq && p.m.targets.produceFailed(fl.msg.Topic, err, now) {
 		p.log.Warn().Err(err).Int64("offset", fl.offset()).Str("to", fl.msg.Topic).Msg("target refused the record")
-		if fl.retrying {
-			p.endRetry(fl)
-		}
+		p.endRetry(fl)
 		fl.solo = true // exactly-once: its next attempt must not abort others' records
-		p.park(fl, now)
-		return
+		room, dl := p.parkable(fl, now)
+		if room {
+			p.park(fl, now)
+			return true
+		}
+		if dl != nil {
+			p.toDeadLetter(fl, dl, now)
+		}
+		return false
 	}
 	if permanent(err) && !fl.dlq {
 		if fl.solo && fl.attempts >= permanentAfter {
@@ -428,10 +451,7 @@ func (p *partition) sendFailed(fl *flight, err error, now time.Time) {
 		}
 		fl.solo = true
 	}
-	d := retryDelay(fl.attempts)
-	p.log.Warn().Err(err).Int64("offset", fl.offset()).Str("to", fl.msg.Topic).Int("attempt", fl.attempts).
-		Dur("retry_in", d).Msg("producing record failed; sending it again after a back-off, later records of the partition wait")
-	p.toRetry(fl, now.Add(d))
+	return false
 }
 
 // toRetry queues fl to be sent again at at, and makes the partition wait
@@ -445,7 +465,7 @@ func (p *partition) toRetry(fl *flight, at time.Time) {
 		}
 		p.retries++
 	}
-	i, _ := slices.BinarySearchFunc(p.failed, fl.offset(), func(f *flight, o int64) int { return cmpInt(f.offset(), o) })
+	i, _ := slices.BinarySearchFunc(p.failed, fl.offset(), func(f *flight, o int64) int { return cmp.Compare(f.offset(), o) })
 	p.failed = slices.Insert(p.failed, i, fl)
 	if p.retryAt.IsZero() || p.state != retrying || at.After(p.retryAt) {
 		p.retryAt = at
@@ -524,34 +544,18 @@ func (m *machine) txnDone(ev event, now time.Time) {
 			touched[p] = true
 			p.aborts++
 		}
+		if p.state == ending {
+			fl.state = flightFailed // the next owner sends it again
+			continue
+		}
 		if err, ok := ev.failed[fl]; ok {
 			m.stats.Retried.Add(1)
 			p.tm.produceErrors.Inc()
 			fl.attempts++
 			fl.lastErr = err
-			if !fl.dlq && m.targets.produceFailed(fl.msg.Topic, err, now) {
-				if fl.retrying {
-					p.endRetry(fl)
-				}
-				fl.solo = true
-				if p.state != ending {
-					p.park(fl, now)
-				} else {
-					fl.state = flightParked
-				}
+			if p.refusedBy(fl, err, now) {
 				continue
 			}
-			if permanent(err) && !fl.dlq {
-				if fl.solo && fl.attempts >= permanentAfter {
-					p.toDeadLetter(fl, &envelope.HeaderError{Header: envelope.Target, Reason: envelope.ReasonRejected,
-						Detail: fmt.Sprintf("%s refused the record %d times: %v", fl.msg.Topic, fl.attempts, err)}, now)
-				}
-				fl.solo = true
-			}
-		}
-		if p.state == ending {
-			fl.state = flightFailed // the next owner sends it again
-			continue
 		}
 		p.toRetry(fl, now.Add(retryDelay(p.aborts)))
 	}
@@ -627,6 +631,9 @@ func (m *machine) release() {
 		}
 		if p.retries > 0 {
 			m.retryingParts--
+		}
+		for _, fl := range p.parked {
+			p.unpark(fl)
 		}
 		p.list = unfinished{}
 		p.parked, p.failed = nil, nil

@@ -235,12 +235,16 @@ func TestParkedRecordLetsOthersPass(t *testing.T) {
 	h.m.handle(event{kind: evLooked, topic: "nosuch", err: sarama.ErrUnknownTopicOrPartition}, h.now)
 	h.ack(sent...)
 	off, meta := h.commit()
-	if off != 0 || meta != "ladder/1 hi=3 parked=0" {
-		t.Fatalf("commit (%d, %q), want (0, \"ladder/1 hi=3 parked=0\")", off, meta)
+	want := fmt.Sprintf("ladder/1 hi=3 parked=0@%d", h.now.Unix())
+	if off != 0 || meta != want {
+		t.Fatalf("commit (%d, %q), want (0, %q)", off, meta, want)
 	}
 	r, err := decodeResume(meta, off)
 	if err != nil || r.skips(0) || !r.skips(1) || !r.skips(2) || r.skips(3) {
 		t.Fatalf("resume %+v (%v) skips the wrong records", r, err)
+	}
+	if since, ok := r.parkedSince(0); !ok || !since.Equal(h.now.Truncate(time.Second)) {
+		t.Fatalf("the commit says record 0 waits since %v (%v), want %v: a next owner would restart its wait", since, ok, h.now)
 	}
 	h.advance(time.Second) // the lookup back-off passes: looked up again
 	h.known("nosuch")
@@ -253,24 +257,65 @@ func TestParkedRecordLetsOthersPass(t *testing.T) {
 }
 
 // TestParkedRecordExpires: a record whose target stays missing is
-// dead-lettered with reason unknown_target once it has waited TargetTimeout.
+// dead-lettered with reason unknown_target once it has waited TargetTimeout
+// and a lookup after that confirmed the target missing; a lookup that got
+// no answer (a broker away) dead-letters nothing.
 func TestParkedRecordExpires(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.TargetTimeout = 10 * time.Second })
 	h.add("lost", "nosuch", 0)
 	h.pump()
-	h.m.handle(event{kind: evLooked, topic: "nosuch", err: sarama.ErrUnknownTopicOrPartition}, h.now)
-	for range 9 {
-		h.advance(time.Second)
+	answer := func(err error) {
 		for _, tp := range h.lookups {
-			h.m.handle(event{kind: evLooked, topic: tp, err: sarama.ErrUnknownTopicOrPartition}, h.now)
+			h.m.handle(event{kind: evLooked, topic: tp, err: err}, h.now)
 		}
 		h.lookups = nil
 	}
-	h.wantSent()
+	answer(sarama.ErrUnknownTopicOrPartition)
+	for range 9 {
+		h.advance(time.Second)
+		answer(sarama.ErrUnknownTopicOrPartition)
+	}
+	h.advance(time.Second) // the wait ends: a lookup is asked for at once
+	if len(h.lookups) != 1 {
+		t.Fatalf("lookups %v when the wait ended, want one", h.lookups)
+	}
+	answer(sarama.ErrOutOfBrokers)
 	h.advance(time.Second)
+	h.wantSent() // no answer about the topic: nothing is dead-lettered for an outage
+	h.advance(5 * time.Second)
+	answer(sarama.ErrUnknownTopicOrPartition)
+	h.pump()
 	dl := h.wantSent("lost")
 	if !dl[0].dlq || dl[0].reason != ReasonUnknownTarget || dl[0].msg.Topic != "delay-dlq" {
 		t.Fatalf("sent to %s as dlq=%v reason %q", dl[0].msg.Topic, dl[0].dlq, dl[0].reason)
+	}
+}
+
+// TestParkingFullDeadLettersAtOnce: a partition keeps at most maxParked
+// records waiting; past that, a record whose target the brokers said is
+// missing is dead-lettered at once, and the records behind it flow.
+func TestParkingFullDeadLettersAtOnce(t *testing.T) {
+	h := newHarness(t)
+	h.known("work")
+	for i := range maxParked + 5 {
+		h.add(fmt.Sprint("lost-", i), "nosuch", 0)
+	}
+	h.add("good", "work", 0)
+	h.pump()
+	h.m.handle(event{kind: evLooked, topic: "nosuch", err: sarama.ErrUnknownTopicOrPartition}, h.now)
+	h.pump()
+	sent := h.sink.take()
+	var dl, good int
+	for _, fl := range sent {
+		switch {
+		case fl.dlq && fl.reason == ReasonUnknownTarget:
+			dl++
+		case string(fl.rec.r.Value) == "good":
+			good++
+		}
+	}
+	if dl != 5 || good != 1 || len(h.p.parked) != maxParked {
+		t.Fatalf("%d dead-lettered at once, %d good sent, %d parked; want 5, 1, %d", dl, good, len(h.p.parked), maxParked)
 	}
 }
 

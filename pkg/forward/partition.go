@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -192,6 +193,9 @@ func (p *partition) takeHead(now time.Time) bool {
 	}
 	fl := p.m.newFlight()
 	fl.p, fl.rec, fl.taken = p, r, now
+	if since, ok := p.resume.parkedSince(r.offset); ok {
+		fl.parked = since // it waited for its target under an earlier owner: its wait goes on
+	}
 	env, err := p.dec.Decode(r.r.Headers)
 	if err == nil {
 		err = p.check(env, now)
@@ -313,8 +317,13 @@ func (p *partition) sendHead(now time.Time) bool {
 			case err != nil:
 				p.toDeadLetter(fl, err, now)
 			case !ok:
-				if len(p.parked) >= maxParked {
-					return false
+				room, dl := p.parkable(fl, now)
+				if dl != nil {
+					p.toDeadLetter(fl, dl, now)
+					break
+				}
+				if !room {
+					return false // the target's lookup will tell: wait for it
 				}
 				p.dropHead()
 				p.list.push(fl)
@@ -399,20 +408,50 @@ func (p *partition) toDeadLetter(fl *flight, reason error, now time.Time) {
 func (p *partition) park(fl *flight, now time.Time) {
 	if fl.parked.IsZero() {
 		fl.parked = now
-		if err := p.m.targets.problem(fl.env.Target); err != nil {
-			p.log.Warn().Err(err).Int64("offset", fl.offset()).Str("target", fl.env.Target).Dur("timeout", p.m.cfg.TargetTimeout).
-				Msg("target not usable: parking the record until it is, or dead-lettering it after the timeout; later records go on")
-		}
+	}
+	if err := p.m.targets.problem(fl.env.Target); err != nil {
+		p.log.Warn().Err(err).Int64("offset", fl.offset()).Str("target", fl.env.Target).Time("since", fl.parked).
+			Dur("timeout", p.m.cfg.TargetTimeout).
+			Msg("target not usable: parking the record until it is, or dead-lettering it after the timeout; later records go on")
+	} else {
+		p.log.Debug().Int64("offset", fl.offset()).Str("target", fl.env.Target).Msg("parking the record while its target is looked up")
 	}
 	fl.rec.own()
+	fl.parkBytes = fl.rec.mem.bytes
+	p.m.parkedBytes += fl.parkBytes
 	fl.state = flightParked
-	i, _ := slices.BinarySearchFunc(p.parked, fl.offset(), func(f *flight, o int64) int { return cmpInt(f.offset(), o) })
+	i, _ := slices.BinarySearchFunc(p.parked, fl.offset(), func(f *flight, o int64) int { return cmp.Compare(f.offset(), o) })
 	p.parked = slices.Insert(p.parked, i, fl)
 	p.setWake(fl.parked.Add(p.m.cfg.TargetTimeout))
 }
 
+// parkable reports whether fl may park: the partition keeps at most
+// maxParked records waiting (its commit metadata must stay small), and the
+// process at most a quarter of its memory budget in them. When there is no
+// room and the brokers said the target is missing or forbidden, fl is
+// dead-lettered at once (dl); while its lookup is still out, the partition
+// waits for the answer (neither).
+func (p *partition) parkable(fl *flight, now time.Time) (room bool, dl error) {
+	if len(p.parked) < maxParked && p.m.parkedBytes+recordCost(fl.rec.r) <= p.m.mem.limit/4 {
+		return true, nil
+	}
+	if err := p.m.targets.confirmed(fl.env.Target, time.Time{}); err != nil {
+		return false, p.m.targets.expired(fl.env.Target, now, now, true)
+	}
+	return false, nil
+}
+
+// unpark forgets fl's parking (it is sent, dead-lettered or dropped).
+func (p *partition) unpark(fl *flight) {
+	p.m.parkedBytes -= fl.parkBytes
+	fl.parkBytes = 0
+}
+
 // resendParked sends the parked records whose target became usable, and
-// dead-letters those that waited TargetTimeout, in offset order.
+// dead-letters those that waited TargetTimeout, in offset order. A record
+// is dead-lettered only on the brokers' answer, given after its wait ended,
+// that its target is missing or forbidden: a lookup that got no answer (an
+// outage) dead-letters nothing.
 func (p *partition) resendParked(now time.Time) {
 	if len(p.parked) == 0 || p.state == ending {
 		return
@@ -427,12 +466,19 @@ func (p *partition) resendParked(now time.Time) {
 				kept = append(kept, fl)
 				continue
 			}
-			err = p.m.targets.expired(fl.env.Target, fl.parked, now)
+			if p.m.targets.confirmed(fl.env.Target, expiry) == nil {
+				p.m.targets.lookupNow(fl.env.Target, p) // its answer marks the partition dirty
+				p.setWake(now.Add(time.Second))
+				kept = append(kept, fl)
+				continue
+			}
+			err = p.m.targets.expired(fl.env.Target, fl.parked, now, false)
 		}
 		if !p.m.canSend(fl, now) {
 			kept = append(kept, p.parked[i:]...)
 			break
 		}
+		p.unpark(fl)
 		if err != nil {
 			p.toDeadLetter(fl, err, now)
 		} else if fl.msg = p.hop(fl, now); !p.oversize(fl, now) && fl.early.IsZero() {
@@ -521,7 +567,7 @@ func (p *partition) wantsFetch(now time.Time) bool {
 // were (see resume.go). Records of transaction done count as forwarded (the
 // transaction that commits this point is committing them).
 func (p *partition) commitPoint(done uint64) (int64, string) {
-	var parked []int64
+	var parked []parkedAt
 	first, hi := int64(-1), int64(-1)
 	for fl := p.list.head; fl != nil; fl = fl.next {
 		if done != 0 && fl.txn == done && fl.state == flightSent {
@@ -531,7 +577,7 @@ func (p *partition) commitPoint(done uint64) (int64, string) {
 			if first < 0 {
 				first = fl.offset()
 			}
-			parked = append(parked, fl.offset())
+			parked = append(parked, parkedAt{offset: fl.offset(), since: fl.parked})
 			continue
 		}
 		hi = fl.offset()
@@ -543,7 +589,7 @@ func (p *partition) commitPoint(done uint64) (int64, string) {
 	if first < 0 {
 		return hi, ""
 	}
-	return first, encodeResume(hi, parked)
+	return first, encodeResume(first, hi, parked)
 }
 
 // pendingFrom is the offset of the first record not handed on yet: the
@@ -591,14 +637,4 @@ func (p *partition) updateGauges() {
 	} else {
 		p.releaseNanos.Store(rel.UnixNano())
 	}
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

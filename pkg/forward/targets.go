@@ -33,7 +33,8 @@ const (
 
 type target struct {
 	state    targetState
-	err      error     // why it is missing or forbidden
+	checked  time.Time // when the brokers last said it is missing or forbidden
+	err      error     // why it is missing or forbidden (or the last lookup failed)
 	looking  bool      // a lookup is on its way
 	failures int       // lookups or produce attempts failed since the last success (back-off)
 	next     time.Time // no lookup before this
@@ -97,14 +98,19 @@ func (t *targets) problem(topic string) error {
 }
 
 // expired is the dead-letter reason of a record that waited for topic
-// since since.
-func (t *targets) expired(topic string, since, now time.Time) error {
+// since since, or (full) could not wait: its partition had as many records
+// waiting as it keeps.
+func (t *targets) expired(topic string, since, now time.Time, full bool) error {
 	tg := t.get(topic)
 	reason, what := ReasonUnknownTarget, "does not exist"
 	if tg.state == targetForbidden {
 		reason, what = ReasonNotAuthorized, "refuses this forwarder's writes"
 	}
 	detail := fmt.Sprintf("%s %s: waited %s (LADDER_TARGET_TIMEOUT)", topic, what, now.Sub(since).Round(time.Second))
+	if full {
+		detail = fmt.Sprintf("%s %s, and its partition already has %d records (or a quarter of LADDER_BUFFER_MEMORY) waiting for their targets: dead-lettered without waiting",
+			topic, what, maxParked)
+	}
 	if tg.err != nil {
 		detail += ": " + tg.err.Error()
 	}
@@ -146,14 +152,40 @@ func (t *targets) produced(topic string) {
 	}
 }
 
+// refused takes an error about topic: the brokers' answer that it is
+// missing or forbidden, or a lookup that got no answer (a timeout, a broker
+// away, a leader not elected yet), which says nothing about the topic.
 func (t *targets) refused(tg *target, err error, now time.Time) {
 	tg.failures++
 	tg.err = err
 	tg.next = now.Add(targetBackoff(tg.failures))
-	if errors.Is(err, sarama.ErrTopicAuthorizationFailed) || errors.Is(err, sarama.ErrClusterAuthorizationFailed) {
-		tg.state = targetForbidden
-	} else {
-		tg.state = targetMissing
+	switch {
+	case errors.Is(err, sarama.ErrTopicAuthorizationFailed) || errors.Is(err, sarama.ErrClusterAuthorizationFailed):
+		tg.state, tg.checked = targetForbidden, now
+	case errors.Is(err, sarama.ErrUnknownTopicOrPartition) || errors.Is(err, sarama.ErrInvalidTopic):
+		tg.state, tg.checked = targetMissing, now
+	}
+}
+
+// confirmed is why topic cannot take records, if the brokers said so at or
+// after since (a record is dead-lettered for its target only on an answer
+// given after its wait ended); nil otherwise.
+func (t *targets) confirmed(topic string, since time.Time) error {
+	tg := t.byName[topic]
+	if tg == nil || (tg.state != targetMissing && tg.state != targetForbidden) || tg.checked.Before(since) {
+		return nil
+	}
+	return tg.err
+}
+
+// lookupNow has topic looked up at once, back-off or not (a parked record's
+// wait ended: it needs a fresh answer), telling p.
+func (t *targets) lookupNow(topic string, p *partition) {
+	tg := t.get(topic)
+	tg.waiters[p] = struct{}{}
+	if !tg.looking {
+		tg.looking = true
+		t.lookup(topic)
 	}
 }
 

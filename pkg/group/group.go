@@ -57,7 +57,7 @@ type Member struct {
 	log      zerolog.Logger
 
 	memberID string
-	userData []byte // the UserData of the last assignment, sent back on the next join (sticky assignor)
+	userData []byte         // the UserData of the last assignment, sent back on the next join (sticky assignor)
 	planned  map[string]int // leader: the partition counts the assignment was computed with
 
 	// PartitionCheck is how often the leader reads the subscribed topics'
