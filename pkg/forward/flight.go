@@ -39,6 +39,7 @@ type flight struct {
 	// release is when the record may leave its tier (ladder_head_overdue_seconds).
 	release time.Time
 	taken   time.Time // when it became its partition's head
+	sent    time.Time // when it was last handed to the sink
 
 	attempts  int       // failed attempts so far
 	lastErr   error     // the last failure

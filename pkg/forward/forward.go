@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -41,6 +42,7 @@ import (
 
 	"github.com/ladder/ladder/pkg/backoff"
 	"github.com/ladder/ladder/pkg/control"
+	"github.com/ladder/ladder/pkg/group"
 	"github.com/ladder/ladder/pkg/kafkaconf"
 	"github.com/ladder/ladder/pkg/tier"
 	"github.com/ladder/ladder/pkg/workahead"
@@ -206,6 +208,7 @@ type Forwarder struct {
 	partsMu sync.Mutex
 	parts   []*partition // the current session's, for gauges and the offset refresher
 	client  sarama.Client
+	sess    atomic.Pointer[group.Session] // the current group session (readiness reads its lease)
 }
 
 // Snapshot is a copy of Stats.
@@ -256,6 +259,8 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	// never forward them. Without transactions this costs nothing.
 	cc.Consumer.IsolationLevel = sarama.ReadCommitted
 	box := newMailbox()
+	alo := *pc // at-least-once: sarama retries in order (see sink.go), long before ladder does
+	aloRetries(&alo)
 	var s sink
 	var closeSink func()
 	var eos *eosSink
@@ -271,12 +276,12 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			return fmt.Errorf("starting the consumer client: %w", err)
 		}
 		if eos == nil {
-			alo, err := newALOSink(brokers, pc, box)
+			as, err := newALOSink(brokers, &alo, box)
 			if err != nil {
 				client.Close()
 				return err
 			}
-			s, closeSink = alo, alo.close
+			s, closeSink = as, func() { as.close(f.cfg.ShutdownTimeout, f.log) }
 		}
 		f.client = client
 		f.health.setBrokers(nil)

@@ -34,6 +34,7 @@ const (
 	rebalanceGrace = 3   // out of a group session for 30s
 	brokerStale    = 4.5 // no broker answer for 45s
 	produceGrace   = 1.5 // producing failing for 15s
+	leaseGrace     = 0.5 // the group session lease lapsed 5s ago
 )
 
 func grace(interval time.Duration, n float64) time.Duration {
@@ -101,7 +102,33 @@ func (f *Forwarder) Ready() error {
 	case h.produceErr != nil && now.Sub(h.produceErrAt) > grace(iv, produceGrace):
 		return fmt.Errorf("%w: producing fails since %s: %w", ErrNotReady, now.Sub(h.produceErrAt).Round(time.Second), h.produceErr)
 	}
+	if age := f.oldestInFlight(now); age > grace(iv, produceGrace) {
+		return fmt.Errorf("%w: a record handed to the producer %s ago is not acknowledged yet (the target's brokers away, or short of in-sync replicas?)",
+			ErrNotReady, age.Round(time.Second))
+	}
+	if s := f.sess.Load(); s != nil && h.inSession && s.Err() == nil {
+		// Nothing is forwarded while the lease has lapsed (no heartbeat
+		// answered within the session timeout).
+		if exp := s.LeaseExpiry(); exp.IsZero() || now.Sub(exp) > grace(iv, leaseGrace) {
+			return fmt.Errorf("%w: no heartbeat of consumer group %s answered since %s: forwarding nothing until one is",
+				ErrNotReady, f.cfg.Group, exp.Round(time.Second).Format(time.RFC3339))
+		}
+	}
 	return nil
+}
+
+// oldestInFlight is how long the oldest record in flight has waited for
+// its acknowledgement (0: none).
+func (f *Forwarder) oldestInFlight(now time.Time) time.Duration {
+	f.partsMu.Lock()
+	defer f.partsMu.Unlock()
+	var oldest time.Duration
+	for _, p := range f.parts {
+		if at := p.oldestSent.Load(); at != 0 {
+			oldest = max(oldest, now.Sub(time.Unix(0, at)))
+		}
+	}
+	return oldest
 }
 
 // refreshOffsets reads the end offset of every claimed partition
@@ -149,6 +176,12 @@ func (f *Forwarder) readEndOffsets(ctx context.Context) error {
 	return err
 }
 
+// maxPendingLook is the most pending offsets the gauge reads to tell
+// records from transaction markers: the markers matter when a few offsets
+// are pending, and reading a long range every HealthInterval would cost a
+// fetch response per partition outside the memory budget.
+const maxPendingLook = 64
+
 // readable is what a look at a partition's pending offsets [next, end)
 // found: the records lie in [first, last). Offsets are not records: an
 // exactly-once forwarder leaves a transaction marker after each transaction
@@ -165,7 +198,9 @@ type readable struct {
 // when they changed since the last look, for pending.
 func (p *partition) readPending(ctx context.Context, client sarama.Client) error {
 	next, end := p.nextOffset.Load(), p.endOffset.Load()
-	if next < 0 || end <= next {
+	if next < 0 || end <= next || end-next > maxPendingLook {
+		// Nothing pending, or so much that the markers among it do not
+		// matter: counted as offsets, without reading a fetch's worth.
 		p.readable.Store(nil)
 		return nil
 	}

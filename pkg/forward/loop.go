@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -23,7 +22,6 @@ type driver struct {
 	box *mailbox
 	cc  *sarama.Config
 
-	sess     atomic.Pointer[group.Session]
 	sessCtx  context.Context // ends with the session: its background jobs stop
 	fetchers map[int32]*fetcher
 	wg       sync.WaitGroup // lookups, offset resets, commits, fetchers
@@ -51,7 +49,7 @@ func newDriver(f *Forwarder, m *machine, box *mailbox, cc *sarama.Config) *drive
 	return d
 }
 
-func (d *driver) currentSession() *group.Session { return d.sess.Load() }
+func (d *driver) currentSession() *group.Session { return d.f.sess.Load() }
 
 // run joins the group and runs sessions until ctx is done, then leaves.
 func (d *driver) run(ctx context.Context) {
@@ -94,7 +92,7 @@ func (d *driver) wait(ctx context.Context, w time.Duration) {
 // session forwards the partitions of sess until it ends or ctx is done.
 func (d *driver) session(ctx context.Context, sess *group.Session) {
 	f, m := d.f, d.m
-	d.sess.Store(sess)
+	d.f.sess.Store(sess)
 	d.fenced = false
 	var cancel context.CancelFunc
 	d.sessCtx, cancel = context.WithCancel(ctx)

@@ -247,7 +247,7 @@ func (m *machine) canSend(fl *flight, now time.Time) bool {
 const leasePoll = 100 * time.Millisecond
 
 func (m *machine) send(fl *flight, now time.Time) {
-	fl.state = flightSent
+	fl.state, fl.sent = flightSent, now
 	m.sink.send(fl, now)
 }
 

@@ -117,6 +117,8 @@ var (
 		"Seconds until the earliest held head of the tier is released.", []string{"tier"}, nil)
 	descParked = prometheus.NewDesc("ladder_parked_records",
 		"Records waiting for their target topic to exist or accept writes (dead-lettered after LADDER_TARGET_TIMEOUT); the records behind them go on.", []string{"tier"}, nil)
+	descInFlight = prometheus.NewDesc("ladder_oldest_in_flight_seconds",
+		"How long the oldest record handed to the producer (or its transaction) has waited for its acknowledgement; 0 when none is in flight. The producer retries failed batches itself, in order, for minutes: this is where they show.", []string{"tier"}, nil)
 	descBuffer = prometheus.NewDesc("ladder_buffer_bytes",
 		"Bytes the forwarder holds of records (fetched, held, in flight) and has reserved for fetches on their way, against LADDER_BUFFER_MEMORY.", nil, nil)
 	descBufferLimit = prometheus.NewDesc("ladder_buffer_limit_bytes",
@@ -138,7 +140,7 @@ func (f *Forwarder) brokersUp() float64 {
 
 // Describe implements prometheus.Collector.
 func (f *Forwarder) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descClaimed, descPaused, descPending, descOverdue, descNextRelease, descParked, descBuffer, descBufferLimit, descBrokersUp} {
+	for _, d := range []*prometheus.Desc{descClaimed, descPaused, descPending, descOverdue, descNextRelease, descParked, descInFlight, descBuffer, descBufferLimit, descBrokersUp} {
 		ch <- d
 	}
 }
@@ -147,7 +149,7 @@ func (f *Forwarder) Describe(ch chan<- *prometheus.Desc) {
 func (f *Forwarder) Collect(ch chan<- prometheus.Metric) {
 	type agg struct {
 		claimed, paused, pending, parked int
-		overdue, next                    float64
+		overdue, next, inFlight          float64
 		hasNext                          bool
 	}
 	now := time.Now().UnixNano()
@@ -164,6 +166,9 @@ func (f *Forwarder) Collect(ch chan<- prometheus.Metric) {
 		}
 		a.pending += int(p.pending())
 		a.parked += int(p.parkedCount.Load())
+		if at := p.oldestSent.Load(); at != 0 {
+			a.inFlight = max(a.inFlight, float64(now-at)/1e9)
+		}
 		if at := p.releaseNanos.Load(); at != 0 {
 			d := float64(now-at) / 1e9
 			if d > a.overdue {
@@ -184,6 +189,7 @@ func (f *Forwarder) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(a.pending), t)
 		ch <- prometheus.MustNewConstMetric(descOverdue, prometheus.GaugeValue, a.overdue, t)
 		ch <- prometheus.MustNewConstMetric(descParked, prometheus.GaugeValue, float64(a.parked), t)
+		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, a.inFlight, t)
 		if a.hasNext {
 			ch <- prometheus.MustNewConstMetric(descNextRelease, prometheus.GaugeValue, a.next, t)
 		}

@@ -94,6 +94,8 @@ type partition struct {
 	heldState    atomic.Bool  // the head is held (ladder_paused_partitions)
 	releaseNanos atomic.Int64 // release time of the oldest unforwarded record; 0 when none
 	parkedCount  atomic.Int64 // len(parked)
+	pendingHi    atomic.Int64 // with records parked: the first record past them not forwarded yet; else 0
+	oldestSent   atomic.Int64 // unix nanoseconds its oldest record in flight was handed to the sink; 0 none
 	endOffset    atomic.Int64 // partition end offset, refreshed periodically
 	nextOffset   atomic.Int64 // offset the group resumes from (last committed); -1 unknown
 	readable     atomic.Pointer[readable]
@@ -120,12 +122,18 @@ func (p *partition) start(offset int64, meta string) {
 }
 
 // pending is the number of records between the resume offset and the end.
+// Records that passed a parked one are not pending: a parked record counts
+// one, and the count goes on from the first record behind the parked ones
+// that is not forwarded yet.
 func (p *partition) pending() int64 {
 	end, next := p.endOffset.Load(), p.nextOffset.Load()
-	if next < 0 || end < next {
-		return 0
+	if hi := p.pendingHi.Load(); hi > next {
+		next = hi
 	}
-	return p.pendingRecords(next, end)
+	if next < 0 || end < next {
+		return p.parkedCount.Load()
+	}
+	return p.pendingRecords(next, end) + p.parkedCount.Load()
 }
 
 // advance moves the partition as far as it can go now: it takes heads,
@@ -610,6 +618,25 @@ func (p *partition) pendingFrom() int64 {
 // at the committed offset too).
 func (p *partition) updateGauges() {
 	p.parkedCount.Store(int64(len(p.parked)))
+	var hi int64
+	if len(p.parked) > 0 {
+		hi = p.pendingFrom()
+		for fl := p.list.head; fl != nil; fl = fl.next {
+			if fl.state != flightParked {
+				hi = fl.offset()
+				break
+			}
+		}
+	}
+	p.pendingHi.Store(hi)
+	var oldest int64
+	for fl := p.list.head; fl != nil; fl = fl.next {
+		if fl.state == flightSent {
+			oldest = fl.sent.UnixNano() // the list is in offset order: its first sent record was sent first, or resent since
+			break
+		}
+	}
+	p.oldestSent.Store(oldest)
 	held := p.state == holding
 	if p.heldState.Swap(held) != held {
 		if held {

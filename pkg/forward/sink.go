@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/rs/zerolog"
+
+	"github.com/ladder/ladder/pkg/backoff"
 )
 
 // aloSink is the at-least-once sink: an idempotent acks=all producer. A
@@ -54,11 +57,36 @@ func (s *aloSink) ending(bool, time.Time)   {}
 func (s *aloSink) idle() bool               { return true }
 func (s *aloSink) result(*event, time.Time) {}
 
-// close flushes the producer and waits for every result to be handed over.
-func (s *aloSink) close() {
+// close flushes the producer and waits, up to timeout, for every result to
+// be handed over. Records sarama still retries then (a broker away) are
+// given up: their offsets were not committed, the next owner forwards them.
+func (s *aloSink) close(timeout time.Duration, log zerolog.Logger) {
 	close(s.solo)
 	s.producer.AsyncClose()
-	s.wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		log.Warn().Dur("waited", timeout).Msg("the producer did not finish its retries: stopping without them (their offsets were not committed)")
+	}
+}
+
+// aloRetries has sarama retry a failed batch itself, in order, for about
+// four minutes (100 ms doubling to 2 s, 120 times) before it returns the
+// error. Its idempotent producer keeps a target partition's records in
+// order only while it retries them itself: once it returns a batch as
+// failed it goes on with the later ones, which would then reach the target
+// before ladder sends the failed one again. Readiness and
+// ladder_oldest_in_flight_seconds tell of records stuck meanwhile.
+func aloRetries(pc *sarama.Config) {
+	pc.Producer.Retry.Max = 120
+	pc.Producer.Retry.BackoffFunc = func(retries, _ int) time.Duration {
+		return backoff.Delay(retries+1, 100*time.Millisecond, 2*time.Second)
+	}
 }
 
 // dispatchAcks hands the producer's acknowledgements to the machine, those

@@ -20,7 +20,10 @@ type Session struct {
 	claims     map[string][]int32
 	leader     bool
 
-	lease atomic.Int64 // unix nanoseconds until which the coordinator surely keeps the session
+	// lease is until when the coordinator surely keeps the session, with
+	// the monotonic clock reading of time.Now (a wall-clock step does not
+	// move it); nil once the session is lost.
+	lease atomic.Pointer[time.Time]
 
 	mu   sync.Mutex
 	err  error
@@ -65,16 +68,26 @@ func (s *Session) Err() error {
 // Valid reports whether the session is surely alive at now: a heartbeat sent
 // less than the session timeout before now was answered, and the session is
 // not known lost. Forward nothing while it is false.
-func (s *Session) Valid(now time.Time) bool { return now.UnixNano() < s.lease.Load() }
+func (s *Session) Valid(now time.Time) bool {
+	l := s.lease.Load()
+	return l != nil && now.Before(*l)
+}
 
-// LeaseExpiry is when Valid turns false unless a heartbeat renews it.
-func (s *Session) LeaseExpiry() time.Time { return time.Unix(0, s.lease.Load()) }
+// LeaseExpiry is when Valid turns false unless a heartbeat renews it (zero
+// once the session is lost).
+func (s *Session) LeaseExpiry() time.Time {
+	if l := s.lease.Load(); l != nil {
+		return *l
+	}
+	return time.Time{}
+}
 
 func (s *Session) renew(sent time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.lost {
-		s.lease.Store(sent.Add(s.m.conf.Consumer.Group.Session.Timeout).UnixNano())
+		l := sent.Add(s.m.conf.Consumer.Group.Session.Timeout)
+		s.lease.Store(&l)
 	}
 }
 
@@ -85,7 +98,7 @@ func (s *Session) end(err error) {
 	defer s.mu.Unlock()
 	if errors.Is(err, ErrLost) {
 		s.lost = true
-		s.lease.Store(0)
+		s.lease.Store(nil)
 	}
 	if s.err != nil {
 		return
@@ -141,9 +154,17 @@ func (s *Session) heartbeat() {
 			s.end(fmt.Errorf("%w: %w", ErrLost, err))
 			return
 		default:
-			// Coordinator away or moved: retry soon; the lease runs out meanwhile.
+			// Coordinator away or moved, or an answer that says nothing of
+			// the member: retry soon; the lease runs out meanwhile. Lapsed
+			// for two more session timeouts, the coordinator has surely
+			// expired the member: the session is lost.
 			s.m.log.Debug().Err(err).Msg("heartbeat failed; retrying")
 			next = min(interval, time.Second)
+			if time.Since(s.LeaseExpiry()) > 2*s.m.conf.Consumer.Group.Session.Timeout {
+				s.m.log.Warn().Err(err).Int32("generation", s.generation).Msg("no heartbeat answered for three session timeouts: the session is lost")
+				s.end(fmt.Errorf("%w: no heartbeat answered since %s: %w", ErrLost, s.LeaseExpiry().Add(-s.m.conf.Consumer.Group.Session.Timeout).Format(time.RFC3339), err))
+				return
+			}
 		}
 		t.Reset(next)
 	}
