@@ -269,7 +269,7 @@ func waitLeader(ctx context.Context, cl *kgo.Client, topic string, partition int
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("loading: no leader of %s/%d known after 30s (%v)", topic, partition, err)
+			return fmt.Errorf("loading: no leader of %s/%d known after 30s: %w", topic, partition, err)
 		}
 		select {
 		case <-ctx.Done():

@@ -236,7 +236,7 @@ func waitForTopics(ctx context.Context, admin sarama.ClusterAdmin, topics []stri
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("topics %v not ready after 10s: %v", topics, err)
+			return fmt.Errorf("topics %v not ready after 10s: %w", topics, err)
 		}
 		select {
 		case <-ctx.Done():

@@ -241,7 +241,7 @@ func (d *driver) commit(ctx context.Context, sess *group.Session, final bool) {
 	if d.committing && !final {
 		return
 	}
-	points := d.m.commits()
+	points := d.m.commits(final)
 	if len(points) == 0 {
 		return
 	}

@@ -185,22 +185,9 @@ func (m *machine) assign(l lease, claims map[string][]int32) []*partition {
 		}
 	}
 	slices.SortFunc(m.all, func(a, b *partition) int {
-		if a.topic != b.topic {
-			return cmpString(a.topic, b.topic)
-		}
-		return int(a.id - b.id)
+		return cmp.Or(cmp.Compare(a.topic, b.topic), cmp.Compare(a.id, b.id))
 	})
 	return m.all
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (m *machine) markAllDirty() {
@@ -565,15 +552,17 @@ func (m *machine) txnDone(ev event, now time.Time) {
 }
 
 // commits returns the commit points that changed since the last commit
-// (at-least-once), and notes them as committed.
-func (m *machine) commits() map[*partition]committedPoint {
+// (at-least-once), or every one (all: the final commit of a session, which
+// must not rely on a background commit still on its way), and notes them as
+// committed.
+func (m *machine) commits(all bool) map[*partition]committedPoint {
 	var out map[*partition]committedPoint
 	for _, p := range m.all {
 		if p.gone || p.fetchAt == -1 {
 			continue
 		}
 		off, meta := p.commitPoint(0)
-		if off < 0 || (off == p.committed && meta == p.commitMeta) {
+		if off < 0 || (!all && off == p.committed && meta == p.commitMeta) {
 			continue
 		}
 		if out == nil {

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -86,22 +87,12 @@ func NewDistribution(comps []Component) (Distribution, error) {
 	}
 	slices.SortStableFunc(d.comps, func(a, b Component) int {
 		if a.Lo != b.Lo {
-			return cmpInt(int64(a.Lo), int64(b.Lo))
+			return cmp.Compare(int64(a.Lo), int64(b.Lo))
 		}
-		return cmpInt(int64(a.Hi), int64(b.Hi))
+		return cmp.Compare(int64(a.Hi), int64(b.Hi))
 	})
 	d.buildCDF()
 	return d, nil
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // ParseDelays parses a delay list: comma-separated DELAY[:WEIGHT] or

@@ -9,6 +9,7 @@
 package tier
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -192,7 +193,7 @@ func (l *Ladder) Route(now, due time.Time) (next Tier, ok bool) {
 		return Tier{}, false
 	}
 	i, found := slices.BinarySearchFunc(l.tiers, remaining, func(t Tier, d time.Duration) int {
-		return cmpDuration(t.Delay, d)
+		return cmp.Compare(t.Delay, d)
 	})
 	switch {
 	case found:
@@ -228,16 +229,6 @@ func ReleaseAt(t Tier, entered, due time.Time) time.Time {
 		return due
 	}
 	return end
-}
-
-func cmpDuration(a, b time.Duration) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 const day = 24 * time.Hour
