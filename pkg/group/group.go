@@ -116,7 +116,6 @@ func (m *Member) join() (s *Session, retry bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	sent := time.Now()
 	req := sarama.NewJoinGroupRequest(m.conf.Version)
 	req.GroupId = m.group
 	req.MemberId = m.memberID
@@ -172,7 +171,7 @@ func (m *Member) join() (s *Session, retry bool, err error) {
 			return nil, false, fmt.Errorf("encoding the assignment of member %s: %w", id, err)
 		}
 	}
-	sent = time.Now() // the coordinator starts the member's session timer when it completes the sync
+	sent := time.Now() // the coordinator starts the member's session timer when it completes the sync
 	sresp, err := coord.SyncGroup(sreq)
 	if err != nil {
 		m.dropCoordinator(coord)
