@@ -151,6 +151,11 @@ type PendingResult struct {
 	// smallest over the steps; Spread the largest of them.
 	Spreads map[int32]float64 `json:"rss_spread_by_partitions"`
 	Spread  float64           `json:"rss_spread"`
+	// Growths is, per partition count, the peak RSS at the largest step
+	// over the peak at the smallest, minus 1 (negative: it fell); Growth the
+	// largest of them: what memory does as the backlog grows.
+	Growths map[int32]float64 `json:"rss_growth_by_partitions"`
+	Growth  float64           `json:"rss_growth"`
 }
 
 // WriteTable implements Result.
@@ -194,7 +199,7 @@ func pending(ctx context.Context, env *Env, c *PendingConfig, rep *Report) error
 	if c.Spread != SpreadTiers && c.Spread != SpreadRoute {
 		return fmt.Errorf("spread %q: accepted: %s or %s", c.Spread, SpreadTiers, SpreadRoute)
 	}
-	res := &PendingResult{Spreads: map[int32]float64{}}
+	res := &PendingResult{Spreads: map[int32]float64{}, Growths: map[int32]float64{}, Growth: -1}
 	rep.Result = res
 	for _, parts := range c.Partitions {
 		if err := pendingAt(ctx, env, c, parts, res); err != nil {
@@ -209,11 +214,20 @@ func pending(ctx context.Context, env *Env, c *PendingConfig, rep *Report) error
 			worst = s
 		}
 	}
+	// The goal is stated at 96 partitions (24 per tier of 4); the step
+	// nearest to it in partitions, with the largest backlog, is judged.
+	var goal PendingStep
+	for _, s := range res.Steps {
+		d, g := abs64(s.Partitions-96), abs64(goal.Partitions-96)
+		if goal.Partitions == 0 || d < g || d == g && s.Pending >= goal.Pending {
+			goal = s
+		}
+	}
 	peak := mib(worst.HWMKiB)
 	rep.Goals = append(rep.Goals,
-		Goal{Name: fmt.Sprintf("forwarder peak RSS at %s pending, %d partitions per tier", thousands(worst.Pending), worst.PartitionsPerTier),
-			Target: "≤ 64 MiB (at 10,000,000 over 96 partitions)", Value: peak, Unit: "MiB", Met: peak <= 64},
-		Goal{Name: "RSS spread over the steps", Target: "≤ 10%", Value: 100 * res.Spread, Unit: "%", Met: res.Spread <= 0.10})
+		Goal{Name: fmt.Sprintf("forwarder peak RSS at %s pending over %d partitions", thousands(goal.Pending), goal.Partitions),
+			Target: "≤ 64 MiB (at 10,000,000 over 96 partitions)", Value: mib(goal.HWMKiB), Unit: "MiB", Met: mib(goal.HWMKiB) <= 64},
+		Goal{Name: "peak RSS growth from the smallest backlog to the largest", Target: "≤ 10%", Value: 100 * res.Growth, Unit: "%", Met: res.Growth <= 0.10})
 	rep.Summary = fmt.Sprintf("pending: ladder run peak RSS %s MiB at %s pending records, %d partitions per tier (spread over the steps ≤ %.1f%%)",
 		trimFloat(peak), thousands(worst.Pending), worst.PartitionsPerTier, 100*res.Spread)
 	for _, d := range res.Drains {
@@ -245,7 +259,28 @@ func pendingAt(ctx context.Context, env *Env, c *PendingConfig, parts int32, res
 	}
 	res.Spreads[parts] = float64(hi-lo) / float64(max(lo, 1))
 	res.Spread = max(res.Spread, res.Spreads[parts])
+	var first, last PendingStep
+	for _, s := range res.Steps {
+		if s.PartitionsPerTier != parts {
+			continue
+		}
+		if first.Pending == 0 || s.Pending < first.Pending {
+			first = s
+		}
+		if s.Pending >= last.Pending {
+			last = s
+		}
+	}
+	res.Growths[parts] = float64(last.HWMKiB)/float64(max(first.HWMKiB, 1)) - 1
+	res.Growth = max(res.Growth, res.Growths[parts])
 	return nil
+}
+
+func abs64(n int64) int64 {
+	if n < 0 {
+		return -n
+	}
+	return n
 }
 
 // pendingStep loads step records on fresh topics of parts partitions per

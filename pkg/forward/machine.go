@@ -150,10 +150,13 @@ func (m *machine) newFlight() *flight {
 }
 
 // recycle keeps fl, acknowledged and out of every list, for reuse. The
-// producer returned its message with the acknowledgement: nothing refers to
-// it any more.
+// producer returned its message with the acknowledgement and refers to it
+// no more. A flight that ever failed is left to the garbage collector:
+// sarama reads a message it returned as an error once more (its back-off
+// reads msg.retries after returnError), so that message must never be
+// written again.
 func (m *machine) recycle(fl *flight) {
-	if len(m.free) < maxFreeFlights {
+	if fl.attempts == 0 && fl.msg == &fl.first && len(m.free) < maxFreeFlights {
 		*fl = flight{}
 		m.free = append(m.free, fl)
 	}
