@@ -101,11 +101,13 @@ func (s *securedCluster) ladder(t *testing.T, prefix string, allowed []string, o
 	return l
 }
 
-// run starts `ladder run` as User:ladder with the passwords from the environment.
-func (s *securedCluster) run(t *testing.T, prefix, group string, eos bool) *proc {
+// run starts `ladder run` as User:ladder with the passwords from the
+// environment, and extra settings.
+func (s *securedCluster) run(t *testing.T, prefix, group string, eos bool, extra ...string) *proc {
 	t.Helper()
 	k := s.kafka("ladder")
 	env := append(secureEnv(k), "LADDER_TOPIC_PREFIX="+prefix, "LADDER_GROUP="+group, "LADDER_HTTP_ADDR=127.0.0.1:0")
+	env = append(env, extra...)
 	if eos {
 		env = append(env, "LADDER_EXACTLY_ONCE=true", "LADDER_TRANSACTIONAL_ID="+group)
 	}
@@ -194,26 +196,21 @@ func TestClusterSecured(t *testing.T) {
 	}
 }
 
-// forwarderDeadLettersNotAuthorized says whether pkg/forward dead-letters
-// a record for a target its principal may not write (reason
-// not_authorized). Not yet: measured on Kafka 4.4.0 (both modes), in two
-// minutes 0 of 20 such records were dead-lettered, none counted or logged
-// at info or above, while the 200 records for the allowed target sharing
-// their tier partitions were delivered.
-const forwarderDeadLettersNotAuthorized = false
+// forbiddenTimeout is the forwarder's LADDER_TARGET_TIMEOUT in
+// testForbiddenTargets: how long a record for a target it may not write
+// waits before it is dead-lettered.
+const forbiddenTimeout = 5 * time.Second
 
 // testForbiddenTargets: User:ladder may write target allowed but not
 // target secret (no ACL at all) nor readonly (Read and Describe, no Write).
 // Records for those two, mixed in the same tier partitions with records
 // for allowed, are dead-lettered with reason not_authorized within a
 // bounded time, and every record for allowed is delivered (in exactly-once
-// mode once), none early.
+// mode once), none early, and nothing reaches secret or readonly. The
+// targets are named outside the ladder's prefix: User:ladder may write
+// every topic with the prefix.
 func testForbiddenTargets(t *testing.T, s *securedCluster, prefix string, eos bool) {
-	if !forwarderDeadLettersNotAuthorized {
-		t.Skip("pkg/forward does not dead-letter a record its principal may not write yet (reason not_authorized): " +
-			"set forwarderDeadLettersNotAuthorized when it does")
-	}
-	allowed, secret, readonly := prefix+"allowed", prefix+"secret", prefix+"readonly"
+	allowed, secret, readonly := "to-"+prefix+"allowed", "to-"+prefix+"secret", "to-"+prefix+"readonly"
 	l := s.ladder(t, prefix, []string{allowed}, secret, readonly)
 	admin, err := sarama.NewClusterAdmin(s.c.Addrs(), s.saramaConfig(t, "admin"))
 	if err != nil {
@@ -235,8 +232,10 @@ func testForbiddenTargets(t *testing.T, s *securedCluster, prefix string, eos bo
 		delivered = laddertest.CollectWith(t, adminK, allowed)
 		dlq = laddertest.CollectWith(t, adminK, l.DLQTopic())
 	}
-	p := s.run(t, prefix, prefix+"group", eos)
+	p := s.run(t, prefix, prefix+"group", eos, "LADDER_TARGET_TIMEOUT="+forbiddenTimeout.String())
 	metrics := "http://" + httpAddr(t, p) + "/metrics"
+	laddertest.Eventually(t, 60*time.Second, func() bool { return strings.Contains(p.out.String(), "partitions assigned") },
+		"ladder run was assigned no partitions:\n%s", p.out)
 
 	sch, err := schedule.New(schedule.Config{Ladder: l, Kafka: adminK, Log: zerolog.Nop()})
 	if err != nil {
@@ -265,36 +264,87 @@ func testForbiddenTargets(t *testing.T, s *securedCluster, prefix string, eos bo
 		t.Fatal(err)
 	}
 
-	const bound = 2 * time.Minute
-	dls, dlOK := dlq.WaitFor(bound, func(rs []laddertest.Received) bool { return len(laddertest.Distinct(rs)) >= len(forbidden) })
+	const bound = time.Minute
 	recs, ok := delivered.WaitFor(bound, func(rs []laddertest.Received) bool { return len(laddertest.Distinct(rs)) >= len(want) })
-	_, body := httpGet(t, metrics)
-	byReason, _ := laddertest.MetricValue(body, "ladder_dead_lettered_records_total", `reason="not_authorized"`)
-	produceErrors, _ := laddertest.MetricValue(body, "ladder_produce_errors_total")
-	t.Logf("after scheduling %d for %s and %d for %s and %s: %d delivered, %d dead-lettered, ladder_dead_lettered_records_total{reason=\"not_authorized\"} = %v, ladder_produce_errors_total = %v",
-		len(want), allowed, len(forbidden), secret, readonly, len(laddertest.Distinct(recs)), len(laddertest.Distinct(dls)), byReason, produceErrors)
+	dls, dlOK := dlq.WaitFor(bound, func(rs []laddertest.Received) bool { return len(laddertest.Distinct(rs)) >= len(forbidden) })
 	if !dlOK || !ok {
 		t.Fatalf("within %s, %d of %d records for a forbidden target were dead-lettered and %d of %d for %s delivered: "+
 			"the forwarder must dead-letter a record its principal may not write (reason not_authorized) and keep forwarding the rest",
 			bound, len(laddertest.Distinct(dls)), len(forbidden), len(laddertest.Distinct(recs)), len(want), allowed)
 	}
+	c := count(recs, want)
+	if c.lost > 0 || c.early > 0 {
+		t.Errorf("%s", c)
+	}
+	// The records for allowed do not wait for the parked ones of their
+	// tier partitions: every one arrives before the first dead letter
+	// (which comes LADDER_TARGET_TIMEOUT after its record parked).
+	var lastDelivered time.Time
+	for _, r := range laddertest.Distinct(recs) {
+		if r.At.After(lastDelivered) {
+			lastDelivered = r.At
+		}
+	}
+	// Both refusals: secret's metadata is refused (no Describe), readonly's
+	// writes (its metadata is readable). Each dead letter waited the timeout.
+	var firstLate, lastLate time.Duration
+	var firstDead time.Time
+	errorOf := map[string]string{}
 	for key, r := range laddertest.Distinct(dls) {
+		if firstDead.IsZero() || r.At.Before(firstDead) {
+			firstDead = r.At
+		}
 		target, ok := forbidden[key]
 		if !ok {
 			t.Errorf("%s dead-lettered, but its target %s may be written", key, r.Headers[envelope.Target])
 			continue
 		}
-		if r.Headers[envelope.Target] != target || !strings.Contains(strings.ToLower(r.Headers[envelope.Error]), "authoriz") {
-			t.Errorf("dead letter %s: target %q, ladder-error %q; want %s and a ladder-error saying it is not authorized",
-				key, r.Headers[envelope.Target], r.Headers[envelope.Error], target)
+		msg := r.Headers[envelope.Error]
+		errorOf[target] = msg
+		if r.Headers[envelope.Target] != target || !strings.Contains(msg, target) || !strings.Contains(strings.ToLower(msg), "authoriz") {
+			t.Errorf("dead letter %s: target %q, ladder-error %q; want %s and a ladder-error naming it and saying it is not authorized",
+				key, r.Headers[envelope.Target], msg, target)
+		}
+		waited := r.At.Sub(due)
+		if waited < forbiddenTimeout-time.Second {
+			t.Errorf("%s (target %s) dead-lettered %s after its due time, before LADDER_TARGET_TIMEOUT (%s)", key, target, waited, forbiddenTimeout)
+		}
+		if firstLate == 0 || waited < firstLate {
+			firstLate = waited
+		}
+		lastLate = max(lastLate, waited)
+	}
+	if !lastDelivered.Before(firstDead) {
+		t.Errorf("the last record for %s arrived %s after the first dead letter: records waited for the parked ones of their partition",
+			allowed, lastDelivered.Sub(firstDead))
+	}
+	for _, topic := range []string{secret, readonly} {
+		if n := s.endOffsets(t, topic); n != 0 {
+			t.Errorf("%d records reached %s, which User:ladder may not write", n, topic)
 		}
 	}
-	if byReason < float64(len(forbidden)) {
-		t.Errorf(`ladder_dead_lettered_records_total{reason="not_authorized"} = %v, want %d`, byReason, len(forbidden))
+	// The counter moves when the acknowledgement reaches the forwarder,
+	// which may be after a consumer sees the dead letter.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, body := httpGet(t, metrics)
+		byReason, _ := laddertest.MetricValue(body, "ladder_dead_lettered_records_total", `reason="not_authorized"`)
+		if byReason >= float64(len(forbidden)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf(`ladder_dead_lettered_records_total{reason="not_authorized"} = %v, want %d`, byReason, len(forbidden))
+			break
+		}
 	}
-	c := count(recs, want)
-	if c.lost > 0 || c.early > 0 {
-		t.Errorf("%s", c)
+	// The forwarder learns from the metadata that it may not write
+	// readonly (the operations the broker authorizes) and produces
+	// nothing to it: no produce fails, no transaction aborts.
+	_, body := httpGet(t, metrics)
+	produceErrors, _ := laddertest.MetricValue(body, "ladder_produce_errors_total")
+	aborted, _ := laddertest.MetricValue(body, "ladder_transactions_total", `outcome="aborted"`)
+	if produceErrors != 0 || aborted != 0 {
+		t.Errorf("ladder_produce_errors_total %v, ladder_transactions_total{outcome=\"aborted\"} %v: want 0, nothing produced to a target it may not write",
+			produceErrors, aborted)
 	}
 	if eos {
 		laddertest.Eventually(t, 30*time.Second, func() bool { return strings.Contains(p.out.String(), "forwarder started") }, "no start logged")
@@ -305,7 +355,33 @@ func testForbiddenTargets(t *testing.T, s *securedCluster, prefix string, eos bo
 			t.Errorf("exactly-once: read_committed saw %d duplicates on %s", c.duplicates, allowed)
 		}
 	}
-	t.Logf("not_authorized: %s; dead letters: %d, e.g. ladder-error %q", c, len(laddertest.Distinct(dls)), dls[0].Headers[envelope.Error])
+	t.Logf("LADDER_TARGET_TIMEOUT=%s: %s; %d dead-lettered (not_authorized) %s to %s after their due time, the first %s after the last delivery; ladder-error for %s (no ACL): %q; for %s (Read, no Write): %q",
+		forbiddenTimeout, c, len(laddertest.Distinct(dls)), firstLate.Round(time.Millisecond), lastLate.Round(time.Millisecond),
+		firstDead.Sub(lastDelivered).Round(time.Millisecond),
+		secret, errorOf[secret], readonly, errorOf[readonly])
+}
+
+// endOffsets is the sum of the end offsets of topic's partitions, read as admin.
+func (s *securedCluster) endOffsets(t *testing.T, topic string) int64 {
+	t.Helper()
+	client, err := sarama.NewClient(s.c.Addrs(), s.saramaConfig(t, "admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ids, err := client.Partitions(topic)
+	if err != nil {
+		t.Fatalf("partitions of %s: %v", topic, err)
+	}
+	var sum int64
+	for _, id := range ids {
+		end, err := client.GetOffset(topic, id, sarama.OffsetNewest)
+		if err != nil {
+			t.Fatalf("end offset of %s/%d: %v", topic, id, err)
+		}
+		sum += end
+	}
+	return sum
 }
 
 // librdkafkaVersion is the librdkafka version kcat -V names.

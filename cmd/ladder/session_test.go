@@ -64,6 +64,8 @@ func TestStoppedProcessDuplicatesLittle(t *testing.T) {
 // message arrives, none early; the duplicates (records acknowledged and not
 // yet committed when the broker went) are counted.
 func TestBrokerRestartUnderLoad(t *testing.T) {
+	laddertest.NeedsEmbedded(t, "restarts `ladder dev` (the embedded broker) on its data directory; "+
+		"on Apache Kafka, TestClusterBrokerKilled and TestClusterRollingRestart take brokers away under load")
 	dir := t.TempDir()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -3,6 +3,7 @@ package forward
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -206,6 +207,17 @@ func targetBackoff(failures int) time.Duration {
 // create the topic); nil when it exists with partitions, else the topic's
 // error as the broker gave it (UNKNOWN_TOPIC_OR_PARTITION,
 // TOPIC_AUTHORIZATION_FAILED, ...).
+//
+// It also asks which operations this forwarder may do on the topic
+// (Metadata v8+, KIP-430): a topic it may describe but not write is
+// TOPIC_AUTHORIZATION_FAILED here, before any record is produced to it. A
+// produce refused for want of WRITE would be worse: in exactly-once mode
+// sarama (v1.61.1) treats the refused AddPartitionsToTxn as a broken
+// connection, closes it and retries the batch Producer.Retry.Max times
+// before failing the transaction (about 8 s with TLS and SASL, every
+// record of the transaction held meanwhile); in at-least-once mode the
+// idempotent producer bumps its epoch. The produce refusal stays handled
+// (produceFailed) for a grant revoked after the lookup.
 func lookupTarget(client sarama.Client, topic string) error {
 	if err := tier.ValidateTopic(topic); err != nil {
 		return fmt.Errorf("%w: %w", sarama.ErrInvalidTopic, err)
@@ -216,6 +228,7 @@ func lookupTarget(client sarama.Client, topic string) error {
 	}
 	req := sarama.NewMetadataRequest(client.Config().Version, []string{topic})
 	req.AllowAutoTopicCreation = false
+	req.IncludeTopicAuthorizedOperations = req.Version >= 8
 	resp, err := b.GetMetadata(req)
 	if err != nil {
 		_ = b.Close() // the client opens it again
@@ -230,6 +243,11 @@ func lookupTarget(client sarama.Client, topic string) error {
 		}
 		if len(tm.Partitions) == 0 {
 			return fmt.Errorf("reading the metadata of topic %s: %w", topic, sarama.ErrUnknownTopicOrPartition)
+		}
+		if req.IncludeTopicAuthorizedOperations && tm.TopicAuthorizedOperations != math.MinInt32 &&
+			tm.TopicAuthorizedOperations&(1<<sarama.AclOperationWrite) == 0 {
+			return fmt.Errorf("topic %s may be described but not written (no WRITE among the operations the broker authorizes): %w",
+				topic, sarama.ErrTopicAuthorizationFailed)
 		}
 		return nil
 	}

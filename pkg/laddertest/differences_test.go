@@ -10,6 +10,10 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/ladder/ladder/pkg/devbroker"
 	"github.com/ladder/ladder/pkg/laddertest"
@@ -392,4 +396,198 @@ func (h *oneRecord) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.Consume
 		}
 	}
 	return nil
+}
+
+// offsetFetch reads group's committed offsets of partitions 0 and 1 of
+// topic from its coordinator (OffsetFetch v7+, RequireStable as given).
+func offsetFetch(t *testing.T, client sarama.Client, group, topic string, stable bool) (*sarama.OffsetFetchResponse, error) {
+	t.Helper()
+	coord, err := client.Coordinator(group)
+	if err != nil {
+		return nil, err
+	}
+	req := sarama.NewOffsetFetchRequest(sarama.V3_0_0_0, group, map[string][]int32{topic: {0, 1}})
+	req.RequireStable = stable
+	return coord.FetchOffset(req)
+}
+
+// commitOffset commits offset with metadata for topic/partition in group
+// outside any group generation (a "simple" commit, as an admin tool makes).
+func commitOffset(t *testing.T, client sarama.Client, group, topic string, partition int32, offset int64, metadata string) (sarama.KError, error) {
+	t.Helper()
+	coord, err := client.Coordinator(group)
+	if err != nil {
+		return 0, err
+	}
+	req := sarama.NewOffsetCommitRequest(client.Config(), group)
+	req.ConsumerGroupGeneration = -1
+	req.AddBlock(topic, partition, offset, 0, metadata)
+	resp, err := coord.CommitOffset(req)
+	if err != nil {
+		return 0, err
+	}
+	return resp.Errors[topic][partition], nil
+}
+
+// kerrName is how a Kafka error code is logged: sarama's text, or "no error".
+func kerrName(k sarama.KError) string {
+	if k == sarama.ErrNoError {
+		return "no error"
+	}
+	return k.Error()
+}
+
+// TestDifferenceCommitMetadata: both brokers store a commit's metadata
+// string and return it (the forwarder keeps there what passed a parked
+// record, pkg/forward resume.go). Apache Kafka refuses metadata longer
+// than offset.metadata.max.bytes (default 4096) with
+// OFFSET_METADATA_TOO_LARGE; kfake takes any length.
+func TestDifferenceCommitMetadata(t *testing.T) {
+	b := laddertest.Broker(t, 2, "meta")
+	client, err := sarama.NewClient([]string{b.Addr()}, saramaConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	for _, n := range []int{4096, 4097} {
+		meta := "ladder/1 " + strings.Repeat("x", n-len("ladder/1 "))
+		kerr, err := commitOffset(t, client, "metadata", "meta", 0, int64(n), meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := offsetFetch(t, client, "metadata", "meta", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		block := resp.GetBlock("meta", 0)
+		stored := block != nil && block.Offset == int64(n) && block.Metadata == meta
+		t.Logf("a commit with %d bytes of metadata: %s; stored with its metadata: %v", n, kerrName(kerr), stored)
+		switch {
+		case n <= 4096 && (kerr != sarama.ErrNoError || !stored):
+			t.Errorf("%d bytes of metadata: %v, stored %v; want it stored on both brokers", n, kerr, stored)
+		case n > 4096 && laddertest.Real() && (kerr != sarama.ErrOffsetMetadataTooLarge || stored):
+			t.Errorf("Apache Kafka took %d bytes of metadata (%v): want OFFSET_METADATA_TOO_LARGE over offset.metadata.max.bytes", n, kerr)
+		case n > 4096 && !laddertest.Real() && (kerr != sarama.ErrNoError || !stored):
+			t.Errorf("kfake now refuses %d bytes of metadata (%v): update KAFKA.md", n, kerr)
+		}
+	}
+}
+
+// TestDifferenceRequireStable: OffsetFetch with RequireStable (KIP-447,
+// what the forwarder asks before it resumes a partition in exactly-once
+// mode) while a transaction has committed an offset of partition 0 of the
+// group (TxnOffsetCommit sent, EndTxn not yet). Apache Kafka answers
+// UNSTABLE_OFFSET_COMMIT for partition 0 only; kfake for every partition
+// of the group. Both give the new offset once the transaction commits.
+// (pkg/group retries such a fetch every 100 ms until it is stable.) The
+// requests go raw through franz-go's kgo: sarama sends TxnOffsetCommit and
+// EndTxn together in CommitTxn, so the window cannot be held open with it.
+func TestDifferenceRequireStable(t *testing.T) {
+	b := laddertest.Broker(t, 2, "stable")
+	client, err := sarama.NewClient([]string{b.Addr()}, saramaConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	const group, txnID = "stable-group", "difference-stable"
+	if kerr, err := commitOffset(t, client, group, "stable", 1, 3, ""); err != nil || kerr != sarama.ErrNoError {
+		t.Fatalf("committing stable/1: %v %v", kerr, err)
+	}
+	// Requests as Kafka 3.0 knew them (no topic IDs), as ladder's clients send them.
+	kc, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.MaxVersions(kversion.V3_0_0()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	check := func(what string, code int16, err error) {
+		t.Helper()
+		if err == nil {
+			err = kerr.ErrorForCode(code)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	// The transaction coordinator may not be ready at once (Kafka creates
+	// __transaction_state on first use): InitProducerID is retried.
+	var pid int64
+	var epoch int16
+	laddertest.Eventually(t, 30*time.Second, func() bool {
+		req := kmsg.NewPtrInitProducerIDRequest()
+		req.TransactionalID, req.TransactionTimeoutMillis = kmsg.StringPtr(txnID), 60_000
+		resp, err := req.RequestWith(ctx, kc)
+		if err != nil || resp.ErrorCode != 0 {
+			return false
+		}
+		pid, epoch = resp.ProducerID, resp.ProducerEpoch
+		return true
+	}, "InitProducerID for %s", txnID)
+	add := kmsg.NewPtrAddOffsetsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = txnID, pid, epoch, group
+	addResp, err := add.RequestWith(ctx, kc)
+	if err == nil {
+		check("AddOffsetsToTxn", addResp.ErrorCode, nil)
+	}
+	check("AddOffsetsToTxn", 0, err)
+	commit := kmsg.NewPtrTxnOffsetCommitRequest()
+	commit.TransactionalID, commit.Group, commit.ProducerID, commit.ProducerEpoch = txnID, group, pid, epoch
+	commit.Generation = -1
+	ct := kmsg.NewTxnOffsetCommitRequestTopic()
+	ct.Topic = "stable"
+	cp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+	cp.Partition, cp.Offset = 0, 5
+	ct.Partitions = append(ct.Partitions, cp)
+	commit.Topics = append(commit.Topics, ct)
+	commitResp, err := commit.RequestWith(ctx, kc)
+	check("TxnOffsetCommit", 0, err)
+	for _, rt := range commitResp.Topics {
+		for _, rp := range rt.Partitions {
+			check("TxnOffsetCommit of stable/0", rp.ErrorCode, nil)
+		}
+	}
+
+	fetch := func(stable bool) (p0, p1 sarama.KError, off0, off1 int64) {
+		t.Helper()
+		resp, err := offsetFetch(t, client, group, "stable", stable)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Err != sarama.ErrNoError {
+			t.Fatalf("OffsetFetch: %v", resp.Err)
+		}
+		b0, b1 := resp.GetBlock("stable", 0), resp.GetBlock("stable", 1)
+		if b0 == nil || b1 == nil {
+			t.Fatalf("OffsetFetch answered no block for stable/0 or stable/1")
+		}
+		return b0.Err, b1.Err, b0.Offset, b1.Offset
+	}
+	p0, p1, off0, off1 := fetch(true)
+	t.Logf("RequireStable while a transaction commits stable/0: stable/0 %s (offset %d), stable/1 %s (offset %d)", kerrName(p0), off0, kerrName(p1), off1)
+	if p0 != sarama.ErrUnstableOffsetCommit {
+		t.Errorf("stable/0, whose offset the open transaction commits: %v, want UNSTABLE_OFFSET_COMMIT", p0)
+	}
+	if laddertest.Real() && (p1 != sarama.ErrNoError || off1 != 3) {
+		t.Errorf("Apache Kafka: stable/1, not in the transaction: %v offset %d, want no error and offset 3", p1, off1)
+	}
+	if !laddertest.Real() && p1 != sarama.ErrUnstableOffsetCommit {
+		t.Errorf("kfake now answers %v for a partition the transaction does not commit (it answered UNSTABLE_OFFSET_COMMIT for the whole group): update KAFKA.md", p1)
+	}
+	if q0, _, o0, _ := fetch(false); q0 != sarama.ErrNoError || o0 != -1 {
+		t.Errorf("without RequireStable during the transaction: stable/0 %v offset %d, want no error and the last committed (none: -1)", q0, o0)
+	}
+
+	end := kmsg.NewPtrEndTxnRequest()
+	end.TransactionalID, end.ProducerID, end.ProducerEpoch, end.Commit = txnID, pid, epoch, true
+	endResp, err := end.RequestWith(ctx, kc)
+	if err == nil {
+		check("EndTxn", endResp.ErrorCode, nil)
+	}
+	check("EndTxn", 0, err)
+	// Kafka writes the commit marker after EndTxn returns: wait for it.
+	laddertest.Eventually(t, 10*time.Second, func() bool {
+		p0, p1, off0, off1 = fetch(true)
+		return p0 == sarama.ErrNoError && p1 == sarama.ErrNoError && off0 == 5 && off1 == 3
+	}, "after the commit: stable/0 %v offset %d, stable/1 %v offset %d; want 5 and 3", p0, off0, p1, off1)
 }

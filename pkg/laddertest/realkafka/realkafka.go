@@ -667,11 +667,17 @@ func ephemeralStart() int {
 	return start
 }
 
-// newClusterID is a random KRaft cluster id: 16 bytes, base64url, unpadded.
+// newClusterID is a random KRaft cluster id: 16 bytes, base64url, unpadded,
+// never starting with '-' (as Kafka's Uuid.randomUuid): StorageTool would
+// take "-t -xyz..." for an option and refuse to format (one start in 64).
 func newClusterID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	for {
+		var b [16]byte
+		rand.Read(b[:])
+		if id := base64.RawURLEncoding.EncodeToString(b[:]); id[0] != '-' {
+			return id
+		}
+	}
 }
 
 const (

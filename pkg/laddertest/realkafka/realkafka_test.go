@@ -17,6 +17,17 @@ func TestPomVersion(t *testing.T) {
 	}
 }
 
+// TestClusterIDNeverAnOption: a cluster id starting with '-' makes
+// StorageTool take it for an option ("argument --cluster-id/-t: expected
+// one argument"); one base64url id in 64 starts so.
+func TestClusterIDNeverAnOption(t *testing.T) {
+	for range 10_000 {
+		if id := newClusterID(); id[0] == '-' || len(id) != 22 {
+			t.Fatalf("cluster id %q", id)
+		}
+	}
+}
+
 func TestTailLines(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
