@@ -84,9 +84,11 @@ class HeaderError(ValueError):
         self.detail = detail
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Envelope:
-    """The decoded ``ladder-*`` headers of a record."""
+    """The decoded ``ladder-*`` headers of a record. Read-only by convention, like
+    Go's envelope.Envelope (not frozen: one is built per record on the hot path, and
+    a frozen dataclass costs four times as much to build)."""
 
     target: str
     due_ms: int | None = None
@@ -120,11 +122,11 @@ def _truncate(v: bytes) -> bytes:
 
 
 def _parse_uint(header: str, v: bytes, reason: Reason) -> int:
+    if 0 < len(v) <= 18 and v.isdigit():  # bytes.isdigit: ASCII digits only
+        return int(v)
     if len(v) == 0 or len(v) > 18:
         raise HeaderError(header, reason, f"{quote(_truncate(v))} is not a decimal number of at most 18 digits")
-    if not v.isdigit() or not v.isascii():
-        raise HeaderError(header, reason, f"{quote(_truncate(v))} is not a non-negative decimal number")
-    return int(v)
+    raise HeaderError(header, reason, f"{quote(_truncate(v))} is not a non-negative decimal number")
 
 
 def decode(headers: Iterable[HeaderInput | None] | None) -> Envelope:
@@ -214,13 +216,21 @@ def new_headers(
     return _contract(out, target, due_ms, scheduled_ms)
 
 
+_HOPS_ZERO: Header = (HOPS, b"0")
+_target_headers: dict[str, Header] = {}
+
+
 def _contract(out: list[Header], target: str, due_ms: int | None, scheduled_ms: int) -> list[Header]:
     """out, (own headers without contract ones) followed by the contract's."""
-    out.append((TARGET, target.encode()))
-    if due_ms is not None:
-        out.append((DUE, str(due_ms).encode()))
-    out.append((SCHEDULED, str(scheduled_ms).encode()))
-    out.append((HOPS, b"0"))
+    th = _target_headers.get(target)  # one tuple per target, built once
+    if th is None:
+        if len(_target_headers) >= 256:
+            _target_headers.clear()
+        th = _target_headers[target] = (TARGET, target.encode())
+    if due_ms is None:
+        out += (th, (SCHEDULED, str(scheduled_ms).encode()), _HOPS_ZERO)
+    else:
+        out += (th, (DUE, str(due_ms).encode()), (SCHEDULED, str(scheduled_ms).encode()), _HOPS_ZERO)
     return out
 
 

@@ -69,9 +69,11 @@ def _atoi(v: bytes) -> int | None:
     return n if -(1 << 63) <= n < (1 << 63) else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
-    """A record consumed from a lane, as a handler sees it."""
+    """A record consumed from a lane, as a handler sees it. Read-only by convention,
+    like Go's worker.Message (not frozen: one is built per record on the hot path,
+    and a frozen dataclass costs four times as much to build)."""
 
     topic: str
     partition: int
@@ -104,6 +106,12 @@ class Message:
     ) -> Message:
         """Decode a consumed record for a handler."""
         raw = _pairs(headers)
+        for h in raw:
+            if h[0].startswith(_LADDER):
+                break
+        else:  # produced straight to the lane: its target is the lane, its headers its own
+            t = tuple(raw)
+            return cls(topic, partition, offset, key, value, timestamp_ms, t, Envelope(topic), 1, t)
         own = []
         ladder: list[Header] = []
         attempt = 1
@@ -120,15 +128,12 @@ class Message:
                 n = _atoi(h[1])
                 if n is not None and n > 0:
                     attempt = n
-        if not ladder:
-            env = Envelope(topic)  # produced straight to the lane: its target is the lane
-        else:
-            if not has_target:
-                ladder.append((TARGET, topic.encode()))
-            try:
-                env = _decode(ladder)
-            except HeaderError:
-                env = Envelope(topic)
+        if not has_target:
+            ladder.append((TARGET, topic.encode()))
+        try:
+            env = _decode(ladder)
+        except HeaderError:
+            env = Envelope(topic)
         return cls(topic, partition, offset, key, value, timestamp_ms, tuple(own), env, attempt, tuple(raw))
 
     def header(self, key: str) -> bytes | None:
@@ -404,18 +409,18 @@ def plan(
     if now_ns is None:
         now_ns = time.time_ns()
     now = now_ns // 1_000_000
-    if result is None or result.outcome is Outcome.DONE:
+    if result is None:
         return Plan(Outcome.DONE, None)
-    if result.outcome is Outcome.RESCHEDULE:
-        target = result.lane or msg.topic
+    outcome = result.outcome
+    if outcome is Outcome.RESCHEDULE:
         value = msg.value if isinstance(result.value, _Unset) else result.value
         headers = msg.headers if result.headers is None else result.headers
-        if result.at is not None:
-            due = due_ms(at=result.at)
-        else:
-            due = due_ms(delay=result.delay if result.delay is not None else 0, now_ns=now_ns)
-        return _schedule(ladder, msg, Outcome.RESCHEDULE, target, value, headers, due, now)
-    if result.outcome is Outcome.RETRY:
+        at = result.at
+        due = (now_ns + _ns(result.delay or 0)) // 1_000_000 if at is None else due_ms(at=at)
+        return _schedule(ladder, msg, outcome, result.lane or msg.topic, value, headers, due, now)
+    if outcome is Outcome.DONE:
+        return Plan(outcome, None)
+    if outcome is Outcome.RETRY:
         if msg.attempt >= max_attempts:
             return _dead_letter(ladder, msg, f"{msg.attempt} attempts failed; last: {result.error}", now)
         wait = result.delay if result.delay is not None else backoff(msg.attempt)
