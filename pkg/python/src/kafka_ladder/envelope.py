@@ -212,21 +212,21 @@ def new_headers(
     """The headers that schedule a message: the caller's own headers in order
     (those named like a contract header dropped), then ladder-target, ladder-due
     (omitted when due_ms is None), ladder-scheduled and ladder-hops=0."""
-    out = [h for h in _pairs(own) if h[0] not in _NAME_SET]
-    return _contract(out, target, due_ms, scheduled_ms)
+    return _scheduling_headers(_pairs(own), target, due_ms, scheduled_ms)
 
 
 _HOPS_ZERO: Header = (HOPS, b"0")
 _target_headers: dict[str, Header] = {}
 
 
-def _contract(out: list[Header], target: str, due_ms: int | None, scheduled_ms: int) -> list[Header]:
-    """out, (own headers without contract ones) followed by the contract's."""
+def _scheduling_headers(own: Iterable[Header], target: str, due_ms: int | None, scheduled_ms: int) -> list[Header]:
+    """new_headers for own headers that are (str, bytes) pairs already."""
     th = _target_headers.get(target)  # one tuple per target, built once
     if th is None:
         if len(_target_headers) >= 256:
             _target_headers.clear()
         th = _target_headers[target] = (TARGET, target.encode())
+    out = [h for h in own if h[0] not in _NAME_SET]
     if due_ms is None:
         out += (th, (SCHEDULED, str(scheduled_ms).encode()), _HOPS_ZERO)
     else:

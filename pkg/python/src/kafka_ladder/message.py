@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 from .envelope import TARGET, Envelope, Header, HeaderError, HeaderInput, _decode, _pairs, dead_letter_headers
-from .schedule import Delay, InvalidMessageError, Record, When, _ns, due_ms, schedule_record
+from .schedule import Delay, InvalidMessageError, Record, When, _ns, _schedule_record, due_ms
 from .tier import Ladder, validate_topic
 
 __all__ = [
@@ -441,7 +441,7 @@ def _schedule(
     now: int,
 ) -> Plan:
     try:
-        rec = schedule_record(ladder, target, msg.key, value, headers, due, now)
+        rec = _schedule_record(ladder, target, msg.key, value, headers, due, now)
     except InvalidMessageError as exc:
         return _dead_letter(ladder, msg, f"cannot {outcome}: {exc}", now)
     return Plan(outcome, rec)
