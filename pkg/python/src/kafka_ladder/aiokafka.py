@@ -38,10 +38,10 @@ from ._flow import Entry, PartitionFlow
 from ._worker import COMMIT_INTERVAL, SHUTDOWN_TIMEOUT, Stats, log, raised, send_retry_delay
 from .envelope import HeaderInput
 from .message import (
+    _DEAD_LETTER,
     DEFAULT_MAX_ATTEMPTS,
     Lane,
     Message,
-    Outcome,
     Plan,
     Result,
     _reschedule_result,
@@ -597,7 +597,7 @@ class _Partition:
             self.flow.handled(e)
             self.wake.set()
             p = plan(lr.w.ladder, msg, res, max_attempts=lane.max_attempts, backoff=lane.backoff)
-            if p.outcome is Outcome.DEAD_LETTER:
+            if p.outcome is _DEAD_LETTER:
                 log.warning("lane %s: dead-lettering %s@%d: %s", lane.name, self.tp, msg.offset, p.reason)
             if p.record is not None:
                 await lr.w._deliver(p.record)

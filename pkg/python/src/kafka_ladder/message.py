@@ -112,29 +112,18 @@ class Message:
         else:  # produced straight to the lane: its target is the lane, its headers its own
             t = tuple(raw)
             return cls(topic, partition, offset, key, value, timestamp_ms, t, Envelope(topic), 1, t)
-        own = []
-        ladder: list[Header] = []
+        own = tuple([h for h in raw if not h[0].startswith(_LADDER)])
         attempt = 1
-        has_target = False
-        for h in raw:
-            k = h[0]
-            if not k.startswith(_LADDER):
-                own.append(h)
-                continue
-            ladder.append(h)
-            if k == TARGET:
-                has_target = True
-            elif k == ATTEMPT:
-                n = _atoi(h[1])
+        for k, v in raw:
+            if k == ATTEMPT:
+                n = _atoi(v)
                 if n is not None and n > 0:
                     attempt = n
-        if not has_target:
-            ladder.append((TARGET, topic.encode()))
         try:
-            env = _decode(ladder)
+            env = _decode(raw, topic)
         except HeaderError:
             env = Envelope(topic)
-        return cls(topic, partition, offset, key, value, timestamp_ms, tuple(own), env, attempt, tuple(raw))
+        return cls(topic, partition, offset, key, value, timestamp_ms, own, env, attempt, tuple(raw))
 
     def header(self, key: str) -> bytes | None:
         """The value of the first of the message's own headers named key, or None."""
@@ -165,6 +154,14 @@ class Outcome(enum.StrEnum):
     RESCHEDULE = "reschedule"
     RETRY = "retry"
     DEAD_LETTER = "dead_letter"
+
+
+# An enum member read from its class costs 0.1 us in Python 3.11 (the EnumType
+# descriptor); plan() and the workers, once per record, read these instead.
+_DONE = Outcome.DONE
+_RESCHEDULE = Outcome.RESCHEDULE
+_RETRY = Outcome.RETRY
+_DEAD_LETTER = Outcome.DEAD_LETTER
 
 
 class _Unset(enum.Enum):
@@ -410,23 +407,23 @@ def plan(
         now_ns = time.time_ns()
     now = now_ns // 1_000_000
     if result is None:
-        return Plan(Outcome.DONE, None)
+        return Plan(_DONE, None)
     outcome = result.outcome
-    if outcome is Outcome.RESCHEDULE:
+    if outcome is _RESCHEDULE:
         value = msg.value if isinstance(result.value, _Unset) else result.value
         headers = msg.headers if result.headers is None else result.headers
         at = result.at
         due = (now_ns + _ns(result.delay or 0)) // 1_000_000 if at is None else due_ms(at=at)
         return _schedule(ladder, msg, outcome, result.lane or msg.topic, value, headers, due, now)
-    if outcome is Outcome.DONE:
+    if outcome is _DONE:
         return Plan(outcome, None)
-    if outcome is Outcome.RETRY:
+    if outcome is _RETRY:
         if msg.attempt >= max_attempts:
             return _dead_letter(ladder, msg, f"{msg.attempt} attempts failed; last: {result.error}", now)
         wait = result.delay if result.delay is not None else backoff(msg.attempt)
         headers = (*msg.headers, (ATTEMPT, str(msg.attempt + 1).encode()))
         due = (now_ns + _ns(wait)) // 1_000_000
-        return _schedule(ladder, msg, Outcome.RETRY, msg.topic, msg.value, headers, due, now)
+        return _schedule(ladder, msg, _RETRY, msg.topic, msg.value, headers, due, now)
     return _dead_letter(ladder, msg, result.error, now)
 
 
@@ -449,4 +446,4 @@ def _schedule(
 
 def _dead_letter(ladder: Ladder, msg: Message, reason: str, now: int) -> Plan:
     headers = dead_letter_record_headers(msg.raw_headers, msg.topic, msg.attempt, reason)
-    return Plan(Outcome.DEAD_LETTER, Record(ladder.dlq_topic, msg.key, msg.value, headers, now), reason)
+    return Plan(_DEAD_LETTER, Record(ladder.dlq_topic, msg.key, msg.value, headers, now), reason)
