@@ -1,11 +1,14 @@
 """Unit tests of the client-neutral core: the partition flow (contiguous finished
-prefix, key order, bounds), plan() (what each Result produces), lanes and times."""
+prefix, key order, bounds), plan() (what each Result produces), lanes and times;
+and the aiokafka batcher's key hash against aiokafka's own."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from aiokafka.partitioner import murmur2
 
 from kafka_ladder import (
     ATTEMPT,
@@ -27,6 +30,7 @@ from kafka_ladder import (
     retry_after,
 )
 from kafka_ladder._flow import WINDOW_PER_CONCURRENCY, PartitionFlow
+from kafka_ladder.aiokafka import _murmur2
 
 LADDER = Ladder.parse("1s,5s,1m")
 NOW_NS = 1_767_225_600_000_000_000
@@ -217,3 +221,14 @@ def test_due_ms() -> None:
         due_ms()
     with pytest.raises(TypeError):
         due_ms(delay=1, at=2)
+
+
+def test_aiokafka_batcher_hashes_keys_as_aiokafka() -> None:
+    # The batcher picks partitions itself (it sends whole batches); a key must land
+    # where producer.send() would put it, so its murmur2 must be aiokafka's.
+    rng = random.Random(12)
+    for n in range(64):
+        for _ in range(50):
+            data = rng.randbytes(n)
+            assert _murmur2(data) == murmur2(data), data
+    assert _murmur2(b"order-17") == murmur2(b"order-17")

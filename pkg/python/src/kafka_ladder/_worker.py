@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .message import Outcome, Result, retry
+from .message import _DONE, _RESCHEDULE, _RETRY, Outcome, Result, retry
 
 log = logging.getLogger("kafka_ladder")
 
@@ -41,11 +41,11 @@ class Stats:
     """Partitions claimed now."""
 
     def count(self, outcome: Outcome) -> None:
-        if outcome is Outcome.DONE:
+        if outcome is _DONE:
             self.done += 1
-        elif outcome is Outcome.RESCHEDULE:
+        elif outcome is _RESCHEDULE:
             self.rescheduled += 1
-        elif outcome is Outcome.RETRY:
+        elif outcome is _RETRY:
             self.retried += 1
         else:
             self.dead_lettered += 1

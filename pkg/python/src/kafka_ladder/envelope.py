@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 from ._gofmt import quote
 from .tier import InvalidTopicError, validate_topic
@@ -84,9 +85,11 @@ class HeaderError(ValueError):
         self.detail = detail
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Envelope:
-    """The decoded ``ladder-*`` headers of a record."""
+    """The decoded ``ladder-*`` headers of a record. Read-only by convention, like
+    Go's envelope.Envelope (not frozen: one is built per record on the hot path, and
+    a frozen dataclass costs four times as much to build)."""
 
     target: str
     due_ms: int | None = None
@@ -119,12 +122,12 @@ def _truncate(v: bytes) -> bytes:
     return v[:32]
 
 
-def _parse_uint(header: str, v: bytes, reason: Reason) -> int:
+def _bad_uint(header: str, v: bytes, reason: Reason) -> NoReturn:
+    """The error of a value that is not ``0 < len(v) <= 18 and v.isdigit()``, the
+    test _decode makes inline (bytes.isdigit: ASCII digits only)."""
     if len(v) == 0 or len(v) > 18:
         raise HeaderError(header, reason, f"{quote(_truncate(v))} is not a decimal number of at most 18 digits")
-    if not v.isdigit() or not v.isascii():
-        raise HeaderError(header, reason, f"{quote(_truncate(v))} is not a non-negative decimal number")
-    return int(v)
+    raise HeaderError(header, reason, f"{quote(_truncate(v))} is not a non-negative decimal number")
 
 
 def decode(headers: Iterable[HeaderInput | None] | None) -> Envelope:
@@ -134,49 +137,44 @@ def decode(headers: Iterable[HeaderInput | None] | None) -> Envelope:
     return _decode(_pairs(headers))
 
 
-def _decode(headers: Iterable[Header]) -> Envelope:
-    target = ""
+def _decode(headers: Iterable[Header], default_target: str = "") -> Envelope:
+    """decode for (str, bytes) pairs; headers other than the contract's are skipped.
+    default_target stands for a missing ladder-target (a record on its lane)."""
+    target: str | None = None
     due: int | None = None
     scheduled: int | None = None
-    hops = 0
-    early = 0
-    error = ""
-    seen: set[str] = set()
+    hops: int | None = None
+    early: int | None = None
+    error: str | None = None
     for name, v in headers:
         if name not in _NAME_SET:
             continue
-        if name in seen:
-            raise HeaderError(name, Reason.DUPLICATE_HEADER, "appears more than once")
-        seen.add(name)
         if name == TARGET:
-            if not v:
-                raise HeaderError(TARGET, Reason.MISSING_TARGET, "is empty")
-            t = v.decode("utf-8", "surrogateescape")
-            try:
-                validate_topic(t)
-            except InvalidTopicError as exc:
-                raise HeaderError(TARGET, Reason.INVALID_TARGET, str(exc)) from None
-            if t.startswith("__"):
-                raise HeaderError(
-                    TARGET, Reason.INVALID_TARGET, f"{t} is a Kafka internal topic (named __...): never a target"
-                )
-            target = t
+            if target is not None:
+                raise _twice(name)
+            target = _target(v)
         elif name == DUE:
-            ms = _parse_uint(DUE, v, Reason.INVALID_DUE)
-            if ms < _MIN_DUE_MS:
+            if due is not None:
+                raise _twice(name)
+            due = int(v) if 0 < len(v) <= 18 and v.isdigit() else _bad_uint(DUE, v, Reason.INVALID_DUE)
+            if due < _MIN_DUE_MS:
                 raise HeaderError(
-                    DUE, Reason.INVALID_DUE, f"{ms} is before 1973: ladder-due is unix milliseconds, not seconds"
+                    DUE, Reason.INVALID_DUE, f"{due} is before 1973: ladder-due is unix milliseconds, not seconds"
                 )
-            due = ms
         elif name == SCHEDULED:
-            scheduled = _parse_uint(SCHEDULED, v, Reason.INVALID_HEADER)
+            if scheduled is not None:
+                raise _twice(name)
+            scheduled = int(v) if 0 < len(v) <= 18 and v.isdigit() else _bad_uint(SCHEDULED, v, Reason.INVALID_HEADER)
         elif name == HOPS:
-            n = _parse_uint(HOPS, v, Reason.INVALID_HOPS)
-            if n > _MAX_HOPS_VALUE:
-                raise HeaderError(HOPS, Reason.INVALID_HOPS, f"{n} is out of range")
-            hops = n
+            if hops is not None:
+                raise _twice(name)
+            hops = int(v) if 0 < len(v) <= 18 and v.isdigit() else _bad_uint(HOPS, v, Reason.INVALID_HOPS)
+            if hops > _MAX_HOPS_VALUE:
+                raise HeaderError(HOPS, Reason.INVALID_HOPS, f"{hops} is out of range")
         elif name == EARLY:
-            early = _parse_uint(EARLY, v, Reason.INVALID_HEADER)
+            if early is not None:
+                raise _twice(name)
+            early = int(v) if 0 < len(v) <= 18 and v.isdigit() else _bad_uint(EARLY, v, Reason.INVALID_HEADER)
             if early > _MAX_EARLY_MS:
                 raise HeaderError(
                     EARLY,
@@ -184,10 +182,31 @@ def _decode(headers: Iterable[Header]) -> Envelope:
                     f"{early} ms is more than a duration holds ({_MAX_EARLY_MS} ms, about 292 years)",
                 )
         else:
+            if error is not None:
+                raise _twice(name)
             error = v.decode("utf-8", "replace")
-    if target == "":
-        raise HeaderError(TARGET, Reason.MISSING_TARGET, "header is missing")
-    return Envelope(target, due, scheduled, hops, early, error)
+    if target is None:
+        if not default_target:
+            raise HeaderError(TARGET, Reason.MISSING_TARGET, "header is missing")
+        target = _target(default_target.encode())
+    return Envelope(target, due, scheduled, hops or 0, early or 0, error or "")
+
+
+def _twice(name: str) -> HeaderError:
+    return HeaderError(name, Reason.DUPLICATE_HEADER, "appears more than once")
+
+
+def _target(v: bytes) -> str:
+    if not v:
+        raise HeaderError(TARGET, Reason.MISSING_TARGET, "is empty")
+    t = v.decode("utf-8", "surrogateescape")
+    try:
+        validate_topic(t)
+    except InvalidTopicError as exc:
+        raise HeaderError(TARGET, Reason.INVALID_TARGET, str(exc)) from None
+    if t.startswith("__"):
+        raise HeaderError(TARGET, Reason.INVALID_TARGET, f"{t} is a Kafka internal topic (named __...): never a target")
+    return t
 
 
 def _pairs(headers: Iterable[HeaderInput | None] | None) -> list[Header]:
@@ -210,17 +229,25 @@ def new_headers(
     """The headers that schedule a message: the caller's own headers in order
     (those named like a contract header dropped), then ladder-target, ladder-due
     (omitted when due_ms is None), ladder-scheduled and ladder-hops=0."""
-    out = [h for h in _pairs(own) if h[0] not in _NAME_SET]
-    return _contract(out, target, due_ms, scheduled_ms)
+    return _scheduling_headers(_pairs(own), target, due_ms, scheduled_ms)
 
 
-def _contract(out: list[Header], target: str, due_ms: int | None, scheduled_ms: int) -> list[Header]:
-    """out, (own headers without contract ones) followed by the contract's."""
-    out.append((TARGET, target.encode()))
-    if due_ms is not None:
-        out.append((DUE, str(due_ms).encode()))
-    out.append((SCHEDULED, str(scheduled_ms).encode()))
-    out.append((HOPS, b"0"))
+_HOPS_ZERO: Header = (HOPS, b"0")
+_target_headers: dict[str, Header] = {}
+
+
+def _scheduling_headers(own: Iterable[Header], target: str, due_ms: int | None, scheduled_ms: int) -> list[Header]:
+    """new_headers for own headers that are (str, bytes) pairs already."""
+    th = _target_headers.get(target)  # one tuple per target, built once
+    if th is None:
+        if len(_target_headers) >= 256:
+            _target_headers.clear()
+        th = _target_headers[target] = (TARGET, target.encode())
+    out = [h for h in own if h[0] not in _NAME_SET]
+    if due_ms is None:
+        out += (th, (SCHEDULED, str(scheduled_ms).encode()), _HOPS_ZERO)
+    else:
+        out += (th, (DUE, str(due_ms).encode()), (SCHEDULED, str(scheduled_ms).encode()), _HOPS_ZERO)
     return out
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from .envelope import Header, HeaderInput, new_headers
+from .envelope import Header, HeaderInput, _pairs, _scheduling_headers
 from .tier import InvalidTopicError, Ladder, validate_topic
 
 __all__ = ["Delay", "InvalidMessageError", "Record", "When", "due_ms", "now_ms", "restamp", "schedule_record"]
@@ -87,6 +87,13 @@ def schedule_record(
     target itself when already due), its timestamp ``now``, its headers the caller's
     own (contract headers dropped) then ladder-target, ladder-due, ladder-scheduled
     and ladder-hops. Raises InvalidMessageError for a bad or internal target."""
+    return _schedule_record(ladder, target, key, value, _pairs(headers), due, now)
+
+
+def _schedule_record(
+    ladder: Ladder, target: str, key: bytes | None, value: bytes | None, own: Iterable[Header], due: int, now: int
+) -> Record:
+    """schedule_record for own headers that are (str, bytes) pairs already (a Message's)."""
     try:
         validate_topic(target)
     except InvalidTopicError as exc:
@@ -94,9 +101,8 @@ def schedule_record(
     if ladder.internal(target):
         raise InvalidMessageError(f"target {target} is a topic of the ladder itself")
     hop = ladder.route(now, due)
-    return Record(
-        target if hop is None else hop.topic, key, value, new_headers(target, due, now, headers), now, due, target
-    )
+    headers = _scheduling_headers(own, target, due, now)
+    return Record(target if hop is None else hop.topic, key, value, headers, now, due, target)
 
 
 def restamp(ladder: Ladder, record: Record, now: int) -> Record:
@@ -104,4 +110,4 @@ def restamp(ladder: Ladder, record: Record, now: int) -> Record:
     routed and stamped anew (the time left changed), any other only stamped anew."""
     if record.target is None or record.due_ms is None:
         return replace(record, timestamp_ms=now)
-    return schedule_record(ladder, record.target, record.key, record.value, record.headers, record.due_ms, now)
+    return _schedule_record(ladder, record.target, record.key, record.value, record.headers, record.due_ms, now)

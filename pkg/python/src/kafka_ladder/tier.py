@@ -272,7 +272,7 @@ class Ladder:
         if remaining <= 0:
             return None
         i = bisect.bisect_right(self._delays, remaining)
-        return self._tiers[max(i - 1, 0)]
+        return self._tiers[i - 1 if i else 0]
 
     def hops(self, delay_ms: int) -> int:
         """How many tiers a message scheduled with delay_ms passes through when every
