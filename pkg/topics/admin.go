@@ -228,18 +228,23 @@ func (a *Admin) setConfigs(topic string, changes []ConfigChange, o Observed, val
 }
 
 // settle re-plans until the cluster reports no change left to make, or
-// Settle passes (metadata can take a moment to show new topics and partitions).
+// Settle passes. Metadata takes a moment to reach every broker: a topic
+// just created can be listed by one broker and unknown to the one that
+// answers DescribeConfigs (UNKNOWN_TOPIC_OR_PARTITION on Apache Kafka with
+// three nodes), so that error is waited out like a change not yet shown.
 func (a *Admin) settle(ctx context.Context, s *Spec) (*Plan, error) {
 	deadline := time.Now().Add(a.Settle)
 	for {
 		p, err := a.Plan(ctx, s)
-		if err != nil {
+		switch {
+		case err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition):
 			return nil, err
-		}
-		if p.Changes() == 0 {
+		case err != nil && time.Now().After(deadline):
+			return nil, fmt.Errorf("after %s: %w", a.Settle, err)
+		case err != nil:
+		case p.Changes() == 0:
 			return p, nil
-		}
-		if time.Now().After(deadline) {
+		case time.Now().After(deadline):
 			return p, fmt.Errorf("after %s the cluster still differs from the spec: %v", a.Settle, p.Drift())
 		}
 		select {
