@@ -468,10 +468,22 @@ func TestClusterTopicsAndInspect(t *testing.T) {
 		t.Fatal(err)
 	}
 	topics := append(append(l.Topics(), l.DLQTopic(), l.ControlTopic()), "work-fast", "work-slow")
-	md, err := ca.DescribeTopics(topics)
-	if err != nil {
-		t.Fatal(err)
-	}
+	laddertest.WaitReplicated(t, c, 2*time.Minute, topics...)
+	// provision.sh's broker knew every topic; node 1 learns of them a
+	// moment later.
+	var md []*sarama.TopicMetadata
+	laddertest.Eventually(t, 30*time.Second, func() bool {
+		md, err = ca.DescribeTopics(topics)
+		if err != nil {
+			return false
+		}
+		for _, m := range md {
+			if m.Err != sarama.ErrNoError || len(m.Partitions) == 0 {
+				return false
+			}
+		}
+		return true
+	}, "node 1 to know every topic provisioned")
 	for _, m := range md {
 		if m.Err != sarama.ErrNoError || len(m.Partitions) == 0 {
 			t.Errorf("%s: %v, %d partitions", m.Name, m.Err, len(m.Partitions))
@@ -485,7 +497,6 @@ func TestClusterTopicsAndInspect(t *testing.T) {
 			t.Errorf("%s: min.insync.replicas=%s, want 2", m.Name, cfg["min.insync.replicas"])
 		}
 	}
-	laddertest.WaitReplicated(t, c, 2*time.Minute, topics...)
 
 	// A lane topic re-made by hand with replication factor 1: verify
 	// reports it and apply leaves it (a reassignment is the operator's).
