@@ -21,8 +21,9 @@ import (
 // reported not ready and 3 seconds more; then the node is started again.
 // The forwarder retries (at-least-once: the producer, in order), every
 // message arrives, none early, none dead-lettered, and it is ready again;
-// in exactly-once mode each arrives once. (min.insync.replicas above the replication factor does not refuse
-// writes on KRaft, KAFKA-18762, so one broker cannot play this.)
+// in exactly-once mode each arrives once. (min.insync.replicas above the
+// replication factor does not refuse writes on KRaft, KAFKA-18762, so one
+// broker cannot play this.)
 func TestClusterTargetShortOfReplicas(t *testing.T) {
 	laddertest.NeedsReal(t)
 	eachMode(t, func(t *testing.T, eos bool) {
