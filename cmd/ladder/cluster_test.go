@@ -493,8 +493,18 @@ func TestClusterTopicsAndInspect(t *testing.T) {
 				t.Errorf("%s/%d: replicas %v, want 3", m.Name, p.ID, p.Replicas)
 			}
 		}
-		if cfg := topicConfig(t, ca, m.Name); cfg["min.insync.replicas"] != "2" {
-			t.Errorf("%s: min.insync.replicas=%s, want 2", m.Name, cfg["min.insync.replicas"])
+		// DescribeConfigs goes to any broker, maybe one that has not
+		// yet learnt of the topic.
+		cfg, err := describeTopicConfig(ca, m.Name)
+		for deadline := time.Now().Add(30 * time.Second); err != nil && time.Now().Before(deadline); {
+			time.Sleep(100 * time.Millisecond)
+			cfg, err = describeTopicConfig(ca, m.Name)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg["min.insync.replicas"] != "2" {
+			t.Errorf("%s: min.insync.replicas=%q, want 2", m.Name, cfg["min.insync.replicas"])
 		}
 	}
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -199,15 +200,27 @@ func rawAdmin(t *testing.T, addr string) sarama.ClusterAdmin {
 
 func topicConfig(t *testing.T, ca sarama.ClusterAdmin, topic string) map[string]string {
 	t.Helper()
-	res, err := ca.DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: topic}}, sarama.DescribeConfigsOptions{})
+	cfg, err := describeTopicConfig(ca, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg
+}
+
+// describeTopicConfig reads a topic's configs from whichever broker the
+// admin picks; an error the broker returns for the topic (one that has not
+// yet learnt of it answers UNKNOWN_TOPIC_OR_PARTITION) is an error, not an
+// empty config.
+func describeTopicConfig(ca sarama.ClusterAdmin, topic string) (map[string]string, error) {
+	entries, err := ca.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic})
+	if err != nil {
+		return nil, fmt.Errorf("describing configs of topic %s: %w", topic, err)
+	}
 	out := map[string]string{}
-	for _, c := range res[0].Configs {
+	for _, c := range entries {
 		out[c.Name] = c.Value
 	}
-	return out
+	return out, nil
 }
 
 // TestTopicsWarnsOfOtherLadder: LADDER_TIERS or LADDER_TOPIC_PREFIX naming
