@@ -212,12 +212,18 @@ func topicConfig(t *testing.T, ca sarama.ClusterAdmin, topic string) map[string]
 // yet learnt of it answers UNKNOWN_TOPIC_OR_PARTITION) is an error, not an
 // empty config.
 func describeTopicConfig(ca sarama.ClusterAdmin, topic string) (map[string]string, error) {
-	entries, err := ca.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic})
+	res, err := ca.DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: topic}}, sarama.DescribeConfigsOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("describing configs of topic %s: %w", topic, err)
 	}
+	if len(res) != 1 {
+		return nil, fmt.Errorf("describing configs of topic %s: %d results", topic, len(res))
+	}
+	if res[0].ErrorCode != 0 {
+		return nil, fmt.Errorf("describing configs of topic %s: %w: %s", topic, sarama.KError(res[0].ErrorCode), res[0].ErrorMsg)
+	}
 	out := map[string]string{}
-	for _, c := range entries {
+	for _, c := range res[0].Configs {
 		out[c.Name] = c.Value
 	}
 	return out, nil

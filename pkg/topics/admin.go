@@ -19,6 +19,7 @@ import (
 // ClusterAdmin.
 type Admin struct {
 	admin       sarama.ClusterAdmin
+	conf        *sarama.Config // for connections to each broker (settle)
 	incremental bool // IncrementalAlterConfigs (Kafka 2.3+), else AlterConfigs with the full set
 	log         zerolog.Logger
 	// Settle bounds how long Apply waits for the cluster to report what it
@@ -37,7 +38,7 @@ func NewAdmin(k kafkaconf.Config, log zerolog.Logger) (*Admin, error) {
 	if err != nil {
 		return nil, kafkaconf.Explain(fmt.Errorf("connecting admin client: %w", err), k.BrokerList())
 	}
-	return &Admin{admin: admin, incremental: sc.Version.IsAtLeast(sarama.V2_3_0_0), log: log, Settle: 30 * time.Second}, nil
+	return &Admin{admin: admin, conf: sc, incremental: sc.Version.IsAtLeast(sarama.V2_3_0_0), log: log, Settle: 30 * time.Second}, nil
 }
 
 // Close disconnects.
@@ -227,15 +228,20 @@ func (a *Admin) setConfigs(topic string, changes []ConfigChange, o Observed, val
 	return nil
 }
 
-// settle re-plans until the cluster reports no change left to make, or
-// Settle passes. Metadata takes a moment to reach every broker: a topic
-// just created can be listed by one broker and unknown to the one that
-// answers DescribeConfigs (UNKNOWN_TOPIC_OR_PARTITION on Apache Kafka with
-// three nodes), so that error is waited out like a change not yet shown.
+// settle re-plans until the cluster reports no change left to make, and
+// every broker knows every topic of the spec, or Settle passes. Metadata
+// takes a moment to reach every broker: a topic just created can be listed
+// by one broker and unknown to the one that answers DescribeConfigs
+// (UNKNOWN_TOPIC_OR_PARTITION on Apache Kafka with three nodes), or to the
+// one the next client (verify, a forwarder) asks, so that error is waited
+// out like a change not yet shown.
 func (a *Admin) settle(ctx context.Context, s *Spec) (*Plan, error) {
 	deadline := time.Now().Add(a.Settle)
 	for {
 		p, err := a.Plan(ctx, s)
+		if err == nil && p.Changes() == 0 {
+			err = a.knownEverywhere(s)
+		}
 		switch {
 		case err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition):
 			return nil, err
@@ -253,4 +259,44 @@ func (a *Admin) settle(ctx context.Context, s *Spec) (*Plan, error) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// knownEverywhere asks every broker of the cluster for the metadata of the
+// spec's topics; it returns an error wrapping UNKNOWN_TOPIC_OR_PARTITION
+// while some broker does not know one yet.
+func (a *Admin) knownEverywhere(s *Spec) error {
+	names := make([]string, 0, len(s.Topics()))
+	for _, t := range s.Topics() {
+		names = append(names, t.Name)
+	}
+	brokers, _, err := a.admin.DescribeCluster()
+	if err != nil {
+		return fmt.Errorf("describing the cluster: %w", err)
+	}
+	for _, b := range brokers {
+		err := a.brokerKnows(b, names)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// brokerKnows asks broker b, on a connection of its own, for the metadata
+// of topics.
+func (a *Admin) brokerKnows(b *sarama.Broker, topics []string) error {
+	if err := b.Open(a.conf); err != nil && !errors.Is(err, sarama.ErrAlreadyConnected) {
+		return fmt.Errorf("connecting to broker %d (%s): %w", b.ID(), b.Addr(), err)
+	}
+	defer b.Close()
+	md, err := b.GetMetadata(sarama.NewMetadataRequest(a.conf.Version, topics))
+	if err != nil {
+		return fmt.Errorf("reading metadata from broker %d (%s): %w", b.ID(), b.Addr(), err)
+	}
+	for _, t := range md.Topics {
+		if !errors.Is(t.Err, sarama.ErrNoError) {
+			return fmt.Errorf("broker %d (%s) on topic %s: %w", b.ID(), b.Addr(), t.Name, t.Err)
+		}
+	}
+	return nil
 }
