@@ -41,10 +41,13 @@ func TestRebalanceJoinAndLeave(t *testing.T) {
 	fb, stopB := e.startForwarder(t, func(c *forward.Config) { c.Log = c.Log.With().Str("member", "B").Logger() })
 	laddertest.Eventually(t, 30*time.Second, func() bool { return fb.Snapshot().Claimed > 0 }, "forwarder B never claimed a partition")
 
-	e.work.WaitFor(30*time.Second, func(rs []laddertest.Received) bool { return len(rs) >= n/2 })
-	if fb.Snapshot().Delivered+fb.Snapshot().Forwarded == 0 {
-		t.Error("forwarder B claimed partitions but forwarded nothing")
-	}
+	// B forwards some of what comes due after it joined (records are due
+	// until 19 s after scheduling); on a loaded machine its join can come
+	// after half of them arrived, so this waits for B, not for a count.
+	laddertest.Eventually(t, 30*time.Second, func() bool {
+		s := fb.Snapshot()
+		return s.Delivered+s.Forwarded > 0
+	}, "forwarder B claimed partitions but forwarded nothing")
 	stopB()
 
 	recs := e.work.WaitDistinct(t, n, 60*time.Second)
