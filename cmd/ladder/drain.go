@@ -95,7 +95,7 @@ func drainCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 			return 0, err
 		}
 		defer admin.Close()
-		committed, err := offsets.Committed(admin, cfg.Group, parts)
+		committed, err := offsets.Commits(admin, cfg.Group, parts)
 		if err != nil {
 			return 0, err
 		}
@@ -107,11 +107,14 @@ func drainCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		for p, until := range d.Until {
 			n, _ := strconv.Atoi(p)
 			tp := offsets.TP{Topic: tierTopic, Partition: int32(n)}
-			at, ok := committed[tp]
-			if !ok || at < start[tp] {
-				at = start[tp]
+			c, ok := committed[tp]
+			if !ok || c.Offset < start[tp] {
+				left += max(until-start[tp], 0)
+				continue
 			}
-			left += max(until-at, 0)
+			// Records that passed a parked one (the commit's metadata)
+			// were released.
+			left += c.Resume.Unforwarded(c.Offset, until)
 		}
 		return left, nil
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/ladder/ladder/pkg/backoff"
 	"github.com/ladder/ladder/pkg/control"
 	"github.com/ladder/ladder/pkg/envelope"
+	"github.com/ladder/ladder/pkg/offsets"
 	"github.com/ladder/ladder/pkg/tier"
 )
 
@@ -239,11 +240,11 @@ func TestParkedRecordLetsOthersPass(t *testing.T) {
 	if off != 0 || meta != want {
 		t.Fatalf("commit (%d, %q), want (0, %q)", off, meta, want)
 	}
-	r, err := decodeResume(meta, off)
-	if err != nil || r.skips(0) || !r.skips(1) || !r.skips(2) || r.skips(3) {
+	r, err := offsets.DecodeResume(meta, off)
+	if err != nil || r.Skips(0) || !r.Skips(1) || !r.Skips(2) || r.Skips(3) {
 		t.Fatalf("resume %+v (%v) skips the wrong records", r, err)
 	}
-	if since, ok := r.parkedSince(0); !ok || !since.Equal(h.now.Truncate(time.Second)) {
+	if since, ok := r.ParkedSince(0); !ok || !since.Equal(h.now.Truncate(time.Second)) {
 		t.Fatalf("the commit says record 0 waits since %v (%v), want %v: a next owner would restart its wait", since, ok, h.now)
 	}
 	h.advance(time.Second) // the lookup back-off passes: looked up again

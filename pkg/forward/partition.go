@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ladder/ladder/pkg/envelope"
+	"github.com/ladder/ladder/pkg/offsets"
 	"github.com/ladder/ladder/pkg/tier"
 	"github.com/ladder/ladder/pkg/workahead"
 )
@@ -73,7 +74,7 @@ type partition struct {
 	fetchErr   int // consecutive failed fetches (back-off)
 	fetchOK    time.Time
 
-	resume  resume // what the commit the claim started from says lies ahead
+	resume  offsets.Resume // what the commit the claim started from says lies ahead
 	list    unfinished
 	parked  []*flight // parked records, in offset order
 	failed  []*flight // records to send again (failed, or resting after an abort), in offset order
@@ -111,7 +112,7 @@ func newPartition(m *machine, topic string, id int32, t tier.Tier) *partition {
 // start sets where the partition starts: its committed offset (with what
 // the commit's metadata says was forwarded past it), or the earliest one.
 func (p *partition) start(offset int64, meta string) {
-	r, err := decodeResume(meta, offset)
+	r, err := offsets.DecodeResume(meta, offset)
 	if err != nil {
 		p.log.Warn().Err(err).Msg("ignoring the commit metadata: records past the committed offset may be forwarded again")
 	}
@@ -195,13 +196,13 @@ func (p *partition) takeHead(now time.Time) bool {
 	if p.qh == len(p.queue) {
 		p.queue, p.qh = p.queue[:0], 0
 	}
-	if p.resume.skips(r.offset) {
+	if p.resume.Skips(r.offset) {
 		r.release() // forwarded before the commit this claim started from
 		return true
 	}
 	fl := p.m.newFlight()
 	fl.p, fl.rec, fl.taken = p, r, now
-	if since, ok := p.resume.parkedSince(r.offset); ok {
+	if since, ok := p.resume.ParkedSince(r.offset); ok {
 		fl.parked = since // it waited for its target under an earlier owner: its wait goes on
 	}
 	env, err := p.dec.Decode(r.r.Headers)
@@ -433,6 +434,13 @@ func (p *partition) park(fl *flight, now time.Time) {
 	p.setWake(fl.parked.Add(p.m.cfg.TargetTimeout))
 }
 
+// maxParked bounds the parked records of one partition: the commit metadata
+// (offsets.EncodeResume) stays below the broker's offset.metadata.max.bytes
+// (4096 by default; 128 entries take about 2.3 KB). Past it, a record whose
+// target is known to be missing or forbidden is dead-lettered at once
+// instead of parked.
+const maxParked = 128
+
 // parkable reports whether fl may park: the partition keeps at most
 // maxParked records waiting (its commit metadata must stay small), and the
 // process at most a quarter of its memory budget in them. When there is no
@@ -572,10 +580,10 @@ func (p *partition) wantsFetch(now time.Time) bool {
 
 // commitPoint is what the partition may commit: the offset of its first
 // record not yet forwarded, and the metadata saying which records past it
-// were (see resume.go). Records of transaction done count as forwarded (the
+// were (see pkg/offsets/resume.go). Records of transaction done count as forwarded (the
 // transaction that commits this point is committing them).
 func (p *partition) commitPoint(done uint64) (int64, string) {
-	var parked []parkedAt
+	var parked []offsets.Parked
 	first, hi := int64(-1), int64(-1)
 	for fl := p.list.head; fl != nil; fl = fl.next {
 		if done != 0 && fl.txn == done && fl.state == flightSent {
@@ -585,7 +593,7 @@ func (p *partition) commitPoint(done uint64) (int64, string) {
 			if first < 0 {
 				first = fl.offset()
 			}
-			parked = append(parked, parkedAt{offset: fl.offset(), since: fl.parked})
+			parked = append(parked, offsets.Parked{Offset: fl.offset(), Since: fl.parked})
 			continue
 		}
 		hi = fl.offset()
@@ -597,7 +605,7 @@ func (p *partition) commitPoint(done uint64) (int64, string) {
 	if first < 0 {
 		return hi, ""
 	}
-	return first, encodeResume(first, hi, parked)
+	return first, offsets.EncodeResume(first, hi, parked)
 }
 
 // pendingFrom is the offset of the first record not handed on yet: the

@@ -153,7 +153,7 @@ func (i *Inspector) Inspect(ctx context.Context) (*Report, error) {
 			tierParts[t] = ps
 		}
 	}
-	committed, err := i.committed(tierParts)
+	committed, err := i.committed(r, tierParts)
 	if err != nil {
 		return nil, err
 	}
@@ -183,8 +183,9 @@ func (i *Inspector) Inspect(ctx context.Context) (*Report, error) {
 				pr.OpenTransaction, pr.Uncommitted = true, pr.EndOffset-pr.LastStableOffset
 				r.Summary.OpenTransactions++
 			}
-			if c, ok := committed[tp]; ok {
-				pr.CommittedOffset = c
+			c, hasCommit := committed[tp]
+			if hasCommit {
+				pr.CommittedOffset = c.offset
 			}
 			pr.NextOffset = max(pr.CommittedOffset, pr.LogStartOffset)
 			if pr.CommittedOffset >= 0 && pr.CommittedOffset < pr.LogStartOffset {
@@ -193,14 +194,23 @@ func (i *Inspector) Inspect(ctx context.Context) (*Report, error) {
 					"(raise retention.ms: see topics/topics.yaml maxOutage)", t.Topic, p, pr.CommittedOffset, pr.LogStartOffset, pr.Lost)
 			}
 			// Offsets, not yet records: the head read counts the records
-			// (markers are none); this stays if it cannot read.
+			// (markers are none); this stays if it cannot read. Records the
+			// commit's metadata says passed a parked one are not pending.
 			ahead := pr.LastStableOffset - pr.NextOffset
+			var resume *offsets.Resume
+			if hasCommit && pr.NextOffset == c.offset {
+				resume = &c.resume
+				pr.Parked = int64(len(c.resume.Parked))
+			}
 			pr.Pending = max(0, ahead)
+			if resume != nil {
+				pr.Pending = resume.Unforwarded(pr.NextOffset, pr.LastStableOffset)
+			}
 			tr.Partitions = append(tr.Partitions, pr)
 			idx := len(tr.Partitions) - 1
 			tierIdx := len(r.Tiers)
 			if ahead > 0 {
-				reads = append(reads, read{tp: tp, offset: pr.NextOffset, end: pr.LastStableOffset, tier: tierIdx, part: idx, head: true})
+				reads = append(reads, read{tp: tp, offset: pr.NextOffset, end: pr.LastStableOffset, tier: tierIdx, part: idx, head: true, resume: resume})
 			}
 			if pr.LastStableOffset > pr.LogStartOffset && (ahead <= 0 || pr.NextOffset != pr.LogStartOffset) {
 				reads = append(reads, read{tp: tp, offset: pr.LogStartOffset, end: pr.LastStableOffset, tier: tierIdx, part: idx})
@@ -291,6 +301,7 @@ type read struct {
 	done        bool
 	msg         *sarama.ConsumerMessage // nil: no record in the range
 	recordsEnd  int64                   // heads: one past the last record
+	resume      *offsets.Resume         // heads: what the commit says passed a parked record
 	err         error
 }
 
@@ -309,6 +320,9 @@ func (i *Inspector) apply(r *Report, t tier.Tier, tr *Tier, pr *Partition, rd re
 		pr.Pending = 0
 		if rd.msg != nil {
 			pr.Pending = rd.recordsEnd - rd.msg.Offset
+			if rd.resume != nil {
+				pr.Pending = rd.resume.Unforwarded(rd.msg.Offset, rd.recordsEnd)
+			}
 		}
 	}
 	if rd.msg == nil {
@@ -397,11 +411,18 @@ func (i *Inspector) offsets(parts map[string][]int32) (starts, ends, stables map
 	return starts, ends, stables, nil
 }
 
+// commit is a committed offset and what its metadata says was forwarded
+// past it (records passed a parked one: offsets.Resume).
+type commit struct {
+	offset int64
+	resume offsets.Resume
+}
+
 // committed reads the group's committed offsets. A group that never
 // committed has none: Kafka answers -1 per partition, the embedded broker
 // (kfake) GROUP_ID_NOT_FOUND for the whole request; both mean "no commits yet".
-func (i *Inspector) committed(parts map[string][]int32) (map[tp]int64, error) {
-	out := map[tp]int64{}
+func (i *Inspector) committed(r *Report, parts map[string][]int32) (map[tp]commit, error) {
+	out := map[tp]commit{}
 	if len(parts) == 0 {
 		return out, nil
 	}
@@ -421,7 +442,11 @@ func (i *Inspector) committed(parts map[string][]int32) (map[tp]int64, error) {
 			if !errors.Is(b.Err, sarama.ErrNoError) {
 				return nil, fmt.Errorf("reading committed offset of group %s on %s/%d: %w", i.cfg.Group, t, p, b.Err)
 			}
-			out[tp{t, p}] = b.Offset
+			res, err := offsets.DecodeResume(b.Metadata, b.Offset)
+			if err != nil {
+				r.warn("%s/%d: %v: pending counts every record past the committed offset", t, p, err)
+			}
+			out[tp{t, p}] = commit{offset: b.Offset, resume: res}
 		}
 	}
 	return out, nil

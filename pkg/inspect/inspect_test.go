@@ -434,3 +434,45 @@ func TestInspectTransactionMarkers(t *testing.T) {
 		t.Errorf("delay-1m: %d heads, want 1: %+v", heads, h)
 	}
 }
+
+// TestInspectParkedRecords: a record whose target does not exist is parked
+// (it waits LADDER_TARGET_TIMEOUT for the topic) while the records behind
+// it are forwarded; the commit stays at the parked record and its metadata
+// lists what passed it. Inspect counts the parked record as pending, not
+// the records forwarded past it, and says it is parked.
+func TestInspectParkedRecords(t *testing.T) {
+	const group = "inspect-parked"
+	l, err := tier.Parse("1m,1h", tier.DefaultPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := laddertest.Broker(t, 2, "delay-1m", "delay-1h", "delay-dlq", "work")
+	addr := b.Addr()
+	now := time.Now()
+	recs := []record{{"delay-1m", 0, "nosuchtopic-inspect", now.Add(-time.Second), now}}
+	for range 3 {
+		recs = append(recs, record{"delay-1m", 0, "work", now.Add(-time.Second), now})
+	}
+	produce(t, addr, recs...)
+	work := laddertest.Collect(t, addr, "work")
+	runForwarder(t, l, addr, group, func(c *forward.Config) { c.TargetTimeout = time.Hour })
+	in := newInspector(t, l, addr, group)
+	var r *Report
+	laddertest.Eventually(t, 30*time.Second, func() bool {
+		r = inspect(t, in)
+		p := r.Tiers[0].Partitions[0]
+		return work.Len() == 3 && p.CommittedOffset == 0 && p.Parked == 1
+	}, "the three good records were not forwarded past the parked one, or inspect does not show it parked: %+v", &r)
+	p := r.Tiers[0].Partitions[0]
+	if p.Pending != 1 || r.Summary.Pending != 1 || p.Head == nil || p.Head.Offset != 0 || p.Head.Target != "nosuchtopic-inspect" {
+		t.Errorf("delay-1m/0: pending %d (summary %d), head %+v; want 1 pending, the parked record at offset 0",
+			p.Pending, r.Summary.Pending, p.Head)
+	}
+	var text bytes.Buffer
+	if err := r.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text.String(), "(1 parked: target missing or refusing writes)") {
+		t.Errorf("the text report does not say the record is parked:\n%s", text.String())
+	}
+}

@@ -86,6 +86,11 @@ type Partition struct {
 	// Uncommitted is EndOffset - LastStableOffset, the offsets it holds.
 	OpenTransaction bool  `json:"open_transaction,omitempty"`
 	Uncommitted     int64 `json:"uncommitted,omitempty"`
+	// Parked counts records waiting for their target topic to exist or to
+	// accept writes, listed in the commit's metadata: the commit stays at
+	// the first of them while the records behind them are forwarded, and
+	// Pending counts the parked records, not those forwarded past them.
+	Parked int64 `json:"parked,omitempty"`
 	// Lost counts records deleted by retention before they were forwarded
 	// (committed offset below the log start).
 	Lost  int64  `json:"lost,omitempty"`

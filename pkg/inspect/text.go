@@ -110,6 +110,9 @@ func (r *Report) writeTiers(b *strings.Builder) error {
 			if p.Lost > 0 {
 				status += fmt.Sprintf(" (%d lost)", p.Lost)
 			}
+			if p.Parked > 0 {
+				status += fmt.Sprintf(" (%d parked: target missing or refusing writes)", p.Parked)
+			}
 			owner := "-"
 			if n, ok := memberNo[p.Owner]; ok {
 				owner = fmt.Sprintf("#%d", n)

@@ -439,7 +439,7 @@ func kerrName(k sarama.KError) string {
 
 // TestDifferenceCommitMetadata: both brokers store a commit's metadata
 // string and return it (the forwarder keeps there what passed a parked
-// record, pkg/forward resume.go). Apache Kafka refuses metadata longer
+// record, pkg/offsets/resume.go). Apache Kafka refuses metadata longer
 // than offset.metadata.max.bytes (default 4096) with
 // OFFSET_METADATA_TOO_LARGE; kfake takes any length.
 func TestDifferenceCommitMetadata(t *testing.T) {

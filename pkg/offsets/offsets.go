@@ -83,18 +83,40 @@ func list(client sarama.Client, tps map[string][]int32, which int64) (map[TP]int
 // none: Kafka answers offset -1, kfake answers GROUP_ID_NOT_FOUND, and both
 // read as an empty map here.
 func Committed(admin sarama.ClusterAdmin, group string, tps map[string][]int32) (map[TP]int64, error) {
+	cs, err := Commits(admin, group, tps)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[TP]int64, len(cs))
+	for tp, c := range cs {
+		out[tp] = c.Offset
+	}
+	return out, nil
+}
+
+// Commit is a committed offset with what its metadata says the forwarder
+// forwarded past it (records that passed a parked one).
+type Commit struct {
+	Offset int64
+	Resume Resume // the zero Resume when the metadata says nothing (or is not ladder's)
+}
+
+// Commits is Committed with each commit's metadata decoded; metadata that
+// does not decode counts as none (every record past the offset pending).
+func Commits(admin sarama.ClusterAdmin, group string, tps map[string][]int32) (map[TP]Commit, error) {
 	resp, err := admin.ListConsumerGroupOffsets(group, tps)
 	if errors.Is(err, sarama.ErrGroupIDNotFound) {
-		return map[TP]int64{}, nil
+		return map[TP]Commit{}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading the offsets of group %s: %w", group, err)
 	}
-	out := make(map[TP]int64)
+	out := make(map[TP]Commit)
 	for topic, parts := range resp.Blocks {
 		for p, b := range parts {
 			if b.Err == sarama.ErrNoError && b.Offset >= 0 {
-				out[TP{topic, p}] = b.Offset
+				r, _ := DecodeResume(b.Metadata, b.Offset)
+				out[TP{topic, p}] = Commit{Offset: b.Offset, Resume: r}
 			}
 		}
 	}

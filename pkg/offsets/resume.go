@@ -1,4 +1,4 @@
-package forward
+package offsets
 
 import (
 	"cmp"
@@ -23,29 +23,29 @@ import (
 // began to wait (so LADDER_TARGET_TIMEOUT runs from then, across owners). A
 // commit without it (or with anything else) skips nothing.
 
+//
+// The forwarder (pkg/forward) writes and reads it; `ladder inspect` reads it
+// to count what is pending.
+
 const resumePrefix = "ladder/1 "
 
-// maxParked bounds the parked records of one partition: the commit metadata
-// stays below the broker's offset.metadata.max.bytes (4096 by default; 128
-// entries take about 2.3 KB). Past it, a record whose target is known to be
-// missing or forbidden is dead-lettered at once instead of parked.
-const maxParked = 128
-
-// parkedAt is a parked record in commit metadata.
-type parkedAt struct {
-	offset int64
-	since  time.Time
+// Parked is a parked record in commit metadata: its offset, and since when
+// it waits for its target.
+type Parked struct {
+	Offset int64
+	Since  time.Time
 }
 
-// resume is what a committed position says lies ahead of it.
-type resume struct {
-	hi     int64      // every record in [commit, hi) was forwarded, except parked
-	parked []parkedAt // sorted by offset
+// Resume is what a committed position says lies ahead of it. The zero
+// value says nothing was forwarded past the commit.
+type Resume struct {
+	Hi     int64    // every record in [commit, Hi) was forwarded, except Parked
+	Parked []Parked // sorted by offset
 }
 
-// encodeResume renders the metadata of a commit at commit; "" when nothing
+// EncodeResume renders the metadata of a commit at commit; "" when nothing
 // past it was forwarded.
-func encodeResume(commit, hi int64, parked []parkedAt) string {
+func EncodeResume(commit, hi int64, parked []Parked) string {
 	if len(parked) == 0 {
 		return ""
 	}
@@ -58,63 +58,78 @@ func encodeResume(commit, hi int64, parked []parkedAt) string {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(strconv.FormatInt(p.offset-commit, 10))
+		b.WriteString(strconv.FormatInt(p.Offset-commit, 10))
 		b.WriteByte('@')
-		b.WriteString(strconv.FormatInt(p.since.Unix(), 10))
+		b.WriteString(strconv.FormatInt(p.Since.Unix(), 10))
 	}
 	return b.String()
 }
 
-// decodeResume reads the metadata of a commit at commit. Metadata it does
+// DecodeResume reads the metadata of a commit at commit. Metadata it does
 // not know (another tool's, or none) skips nothing.
-func decodeResume(meta string, commit int64) (resume, error) {
+func DecodeResume(meta string, commit int64) (Resume, error) {
 	if !strings.HasPrefix(meta, resumePrefix) {
-		return resume{}, nil
+		return Resume{}, nil
 	}
-	var r resume
+	var r Resume
 	for _, f := range strings.Fields(meta[len(resumePrefix):]) {
 		k, v, _ := strings.Cut(f, "=")
 		switch k {
 		case "hi":
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || n < commit {
-				return resume{}, fmt.Errorf("commit metadata %q: bad hi", meta)
+				return Resume{}, fmt.Errorf("commit metadata %q: bad hi", meta)
 			}
-			r.hi = n
+			r.Hi = n
 		case "parked":
 			for _, e := range strings.Split(v, ",") {
 				d, at, _ := strings.Cut(e, "@")
 				n, err := strconv.ParseInt(d, 10, 64)
 				sec, serr := strconv.ParseInt(at, 10, 64)
 				if err != nil || serr != nil || n < 0 {
-					return resume{}, fmt.Errorf("commit metadata %q: bad parked record %q", meta, e)
+					return Resume{}, fmt.Errorf("commit metadata %q: bad parked record %q", meta, e)
 				}
-				r.parked = append(r.parked, parkedAt{offset: commit + n, since: time.Unix(sec, 0)})
+				r.Parked = append(r.Parked, Parked{Offset: commit + n, Since: time.Unix(sec, 0)})
 			}
 		}
 	}
-	slices.SortFunc(r.parked, func(a, b parkedAt) int { return cmp.Compare(a.offset, b.offset) })
-	if len(r.parked) > 0 && r.parked[len(r.parked)-1].offset >= r.hi {
-		return resume{}, fmt.Errorf("commit metadata %q: a parked offset at or past hi", meta)
+	slices.SortFunc(r.Parked, func(a, b Parked) int { return cmp.Compare(a.Offset, b.Offset) })
+	if len(r.Parked) > 0 && r.Parked[len(r.Parked)-1].Offset >= r.Hi {
+		return Resume{}, fmt.Errorf("commit metadata %q: a parked offset at or past hi", meta)
 	}
 	return r, nil
 }
 
-// skips reports whether the record at offset was forwarded already.
-func (r *resume) skips(offset int64) bool {
-	if offset >= r.hi {
+// Skips reports whether the record at offset was forwarded already.
+func (r *Resume) Skips(offset int64) bool {
+	if offset >= r.Hi {
 		return false
 	}
-	_, parked := r.parkedSince(offset)
+	_, parked := r.ParkedSince(offset)
 	return !parked
 }
 
-// parkedSince is when the record at offset began to wait for its target,
+// ParkedSince is when the record at offset began to wait for its target,
 // if the commit lists it.
-func (r *resume) parkedSince(offset int64) (time.Time, bool) {
-	i, ok := slices.BinarySearchFunc(r.parked, offset, func(p parkedAt, o int64) int { return cmp.Compare(p.offset, o) })
+func (r *Resume) ParkedSince(offset int64) (time.Time, bool) {
+	i, ok := slices.BinarySearchFunc(r.Parked, offset, func(p Parked, o int64) int { return cmp.Compare(p.Offset, o) })
 	if !ok {
 		return time.Time{}, false
 	}
-	return r.parked[i].since, true
+	return r.Parked[i].Since, true
+}
+
+// Unforwarded counts the offsets in [from, end) not yet forwarded: the
+// parked ones below Hi, and every one from Hi on.
+func (r *Resume) Unforwarded(from, end int64) int64 {
+	if end <= from {
+		return 0
+	}
+	n := max(0, end-max(r.Hi, from))
+	for _, p := range r.Parked {
+		if p.Offset >= from && p.Offset < min(r.Hi, end) {
+			n++
+		}
+	}
+	return n
 }
