@@ -313,25 +313,43 @@ func (v *kafkaView) waitAllCommitted(t *testing.T, group string, timeout time.Du
 // holdings maps the client id of each member of group to the number of
 // partitions assigned to it; ok is false unless the group is Stable.
 func (v *kafkaView) holdings(group string) (held map[string]int, ok bool, err error) {
+	as, ok, err := v.assignments(group)
+	if err != nil {
+		return nil, false, err
+	}
+	held = map[string]int{}
+	for client, tps := range as {
+		held[client] += 0
+		for _, ps := range tps {
+			held[client] += len(ps)
+		}
+	}
+	return held, ok, nil
+}
+
+// assignments maps the client id of each member of group to the partitions
+// assigned to it, by topic; ok is false unless the group is Stable.
+func (v *kafkaView) assignments(group string) (as map[string]map[string][]int32, ok bool, err error) {
 	gs, err := v.admin.DescribeConsumerGroups([]string{group})
 	if err != nil || len(gs) != 1 {
 		return nil, false, fmt.Errorf("describing group %s: %w (%d groups)", group, err, len(gs))
 	}
-	held = map[string]int{}
+	as = map[string]map[string][]int32{}
 	for _, m := range gs[0].Members {
 		a, err := m.GetMemberAssignment()
 		if err != nil {
 			return nil, false, fmt.Errorf("decoding the assignment of %s: %w", m.ClientId, err)
 		}
-		if a == nil {
-			held[m.ClientId] += 0
-			continue
+		if as[m.ClientId] == nil {
+			as[m.ClientId] = map[string][]int32{}
 		}
-		for _, ps := range a.Topics {
-			held[m.ClientId] += len(ps)
+		if a != nil {
+			for topic, ps := range a.Topics {
+				as[m.ClientId][topic] = append(as[m.ClientId][topic], ps...)
+			}
 		}
 	}
-	return held, gs[0].State == "Stable", nil
+	return as, gs[0].State == "Stable", nil
 }
 
 // readAll reads topic from its beginning up to its end offsets as they are

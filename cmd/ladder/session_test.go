@@ -6,27 +6,33 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ladder/ladder/pkg/envelope"
 	"github.com/ladder/ladder/pkg/laddertest"
+	"github.com/ladder/ladder/pkg/offsets"
+	"github.com/ladder/ladder/pkg/tier"
 )
 
 // TestStoppedProcessDuplicatesLittle: of two `ladder run` processes sharing
-// the ladder, one is stopped (SIGSTOP) for 20 s while 20,000 messages flow,
-// longer than its group session timeout (10 s): the group gives its
-// partitions to the other. When it continues (SIGCONT) its session lease has
-// lapsed, so it forwards nothing more before it learns the session is lost
-// and joins again: the duplicates are what it had in flight and not yet
-// committed when it stopped, not what it would forward as a zombie.
+// the ladder, one (A) is stopped (SIGSTOP) for 20 s while 20,000 messages
+// flow, longer than its group session timeout (10 s): the group gives its
+// partitions to the other (B). When A continues (SIGCONT) its session lease
+// has lapsed, so it forwards nothing more before it learns the session is
+// lost and joins again.
 //
-// On Apache Kafka it is skipped for now: one CI run (2026-12-05) counted
-// 2,723 duplicates after the stop, over the bound, where two earlier runs
-// counted 103 and 228 (pkg/laddertest/KAFKA.md). Not understood yet: see
-// the open issue; it must not pass by a looser bound.
+// The duplicates are bounded by what A could have forwarded and not yet
+// committed when it stopped, counted from outside: the records of A's
+// partitions at or past A's committed offsets (A commits nothing while
+// stopped) that their tier released before the stop. B forwards those again
+// from A's commits; a zombie A forwarding after SIGCONT would add records
+// released after the stop, which that count leaves out. The bound follows
+// A's commit lag, so it holds on a loaded machine as on an idle one (one CI
+// run on Apache Kafka under -race counted 2,723 duplicates against the
+// fixed bound of 1,000 this test had then; idle runs count 250-370).
 func TestStoppedProcessDuplicatesLittle(t *testing.T) {
-	laddertest.NeedsEmbedded(t, "on Apache Kafka one run of three duplicated 2,723 records after the stop, "+
-		"not yet explained (KAFKA.md, Known)")
 	addr := startDevBroker(t, "work")
 	v := newKafkaView(t, addr)
-	tiers := e2eLadder(t).Topics()
+	l := e2eLadder(t)
+	tiers := l.Topics()
 	const n = 20_000
 	const spread = 30 * time.Second
 	first := time.Now().Add(2 * time.Second)
@@ -47,7 +53,23 @@ func TestStoppedProcessDuplicatesLittle(t *testing.T) {
 	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// Anything A released, it released before now.
+	stopped := time.Now()
 	stoppedAt := v.mustEnd(t, "work")
+	// The group keeps A's partitions for its session timeout (10 s), and A
+	// commits nothing while stopped: what it held and had committed.
+	as, _, err := v.assignments("e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	aParts := as["ladder-a"]
+	aCommitted, err := offsets.Committed(v.admin, "e2e", aParts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(aParts) == 0 || time.Since(stopped) > 5*time.Second {
+		t.Fatalf("reading A's partitions (%v) took %s, too close to its session timeout", aParts, time.Since(stopped))
+	}
 	time.Sleep(20 * time.Second) // the length of the stop is what is tested
 	if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
@@ -58,11 +80,38 @@ func TestStoppedProcessDuplicatesLittle(t *testing.T) {
 	v.waitAllCommitted(t, "e2e", 120*time.Second, tiers...)
 	recs := readAll(t, addr, v, "work")
 	dups := verify(t, recs, want)
-	t.Logf("SIGSTOP 20s of one of two forwarders at %d of %d forwarded: all arrived, none early, %d duplicates", stoppedAt, n, dups)
-	// A bound far above what is in flight and uncommitted at 1,000 msg/s
-	// (LADDER_COMMIT_INTERVAL 500ms), far below what a zombie forwards.
-	if dups > n/20 {
-		t.Errorf("%d duplicates after a 20 s stop: more than in flight when it stopped", dups)
+
+	uncommitted := 0
+	for topic, ps := range aParts {
+		tr, ok := l.Lookup(topic)
+		if !ok {
+			t.Fatalf("A held %s, not a tier", topic)
+		}
+		mine := map[int32]bool{}
+		for _, p := range ps {
+			mine[p] = true
+		}
+		for _, r := range readAll(t, addr, v, topic) {
+			if !mine[r.Partition] {
+				continue
+			}
+			if c, ok := aCommitted[offsets.TP{Topic: topic, Partition: r.Partition}]; ok && r.Offset < c {
+				continue
+			}
+			env, err := envelope.Decode(r.HeaderList)
+			if err != nil {
+				t.Fatalf("%s/%d@%d: %v", topic, r.Partition, r.Offset, err)
+			}
+			if !tier.ReleaseAt(tr, r.Timestamp, env.Due).After(stopped) {
+				uncommitted++
+			}
+		}
+	}
+	t.Logf("SIGSTOP 20s of one of two forwarders at %d of %d forwarded: all arrived, none early, %d duplicates; "+
+		"A had %d records released and not committed when it stopped", stoppedAt, n, dups, uncommitted)
+	if dups > uncommitted {
+		t.Errorf("%d duplicates after a 20 s stop, more than the %d records A could have forwarded and not "+
+			"committed when it stopped: it forwarded as a zombie", dups, uncommitted)
 	}
 }
 
