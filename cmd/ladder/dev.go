@@ -127,6 +127,14 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		return kafkaconf.Explain(err, cfg.BrokerList())
 	}
 
+	const httpHint = "choose another metrics address with --http-addr or LADDER_HTTP_ADDR (make demo: DEMO_METRICS_ADDR=127.0.0.1:8081), or turn metrics off with --http-addr=''"
+	// The metrics address is bound before the banner, which names it.
+	var httpLn net.Listener
+	if forwarders && cfg.HTTPAddr != "" {
+		if httpLn, err = ops.Bind(cfg.HTTPAddr); err != nil {
+			return withHint(err, httpHint)
+		}
+	}
 	work := cfg.DevTopics[0]
 	now := time.Now()
 	enter, _ := l.Route(now, now.Add(90*time.Second))
@@ -134,8 +142,8 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	switch {
 	case !forwarders:
 		metrics = "none here (served by the separate ladder run)"
-	case cfg.HTTPAddr != "":
-		metrics = "http://" + cfg.HTTPAddr + "/metrics (and /healthz, /readyz)"
+	case httpLn != nil:
+		metrics = "http://" + httpLn.Addr().String() + "/metrics (and /healthz, /readyz)"
 	}
 	fmt.Fprintf(stdout, `ladder dev: embedded Kafka broker on %[1]s (data in %[2]s%[12]s)
   tiers         %[3]s
@@ -167,13 +175,12 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		wg.Go(func() {
 			// Refresh pending counts often: a developer watches them.
 			fast := func(c *forward.Config) { c.HealthInterval = 2 * time.Second }
-			err := runForwarder(ctx, cfg, l, log, reg, fast)
+			err := runForwarder(ctx, cfg, l, log, reg, httpLn, fast)
 			if err == nil && ctx.Err() == nil {
 				err = errors.New("returned without an error before ladder dev stopped")
 			}
 			if err != nil {
-				fail(withHint(fmt.Errorf("forwarder stopped: %w", err),
-					"choose another metrics address with --http-addr or LADDER_HTTP_ADDR (make demo: DEMO_METRICS_ADDR=127.0.0.1:8081), or turn metrics off with --http-addr=''"))
+				fail(fmt.Errorf("forwarder stopped: %w", err))
 			}
 		})
 	}

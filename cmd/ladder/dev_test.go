@@ -17,10 +17,11 @@ import (
 	"time"
 )
 
-// TestDevStopsWhenForwarderStops: a forwarder that cannot serve its metrics
-// (the port is taken) stops `ladder dev`, which exits 1 naming the address
-// and how to choose another, instead of running on without forwarders.
-func TestDevStopsWhenForwarderStops(t *testing.T) {
+// TestDevRefusesBusyMetricsAddress: a metrics port that is taken stops
+// `ladder dev` before its banner (which would name the address), with exit
+// 1 naming the address and how to choose another, instead of running on
+// without forwarders.
+func TestDevRefusesBusyMetricsAddress(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -44,12 +45,15 @@ func TestDevStopsWhenForwarderStops(t *testing.T) {
 			t.Errorf("ladder %s: %v, want exit 1", strings.Join(args, " "), err)
 		}
 		for _, w := range []string{
-			"ladder dev: forwarder stopped: listening for metrics and health on " + busy.Addr().String(),
+			"ladder dev: listening for metrics and health on " + busy.Addr().String(),
 			"address already in use; choose another metrics address with --http-addr or LADDER_HTTP_ADDR (make demo: DEMO_METRICS_ADDR=",
 		} {
 			if !strings.Contains(out, w) {
 				t.Errorf("ladder %s lacks %q:\n%s", strings.Join(args, " "), w, out)
 			}
+		}
+		if strings.Contains(out, "embedded Kafka broker on") {
+			t.Errorf("ladder %s printed its banner, naming a metrics address it cannot serve:\n%s", strings.Join(args, " "), out)
 		}
 	}
 }
@@ -61,8 +65,11 @@ func TestDevStopsWhenForwarderStops(t *testing.T) {
 func TestDevBanner(t *testing.T) {
 	p := start(t, nil, "dev", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--tiers", "1s,10s,1m,5m")
 	banner := waitFor(t, p, "  inspect:")
+	// The address bound, not the one asked for (port 0).
+	if m := regexp.MustCompile(`metrics       http://127\.0\.0\.1:(\d+)/metrics`).FindStringSubmatch(banner); m == nil || m[1] == "0" {
+		t.Errorf("banner does not name the metrics port bound (%v):\n%s", m, banner)
+	}
 	for _, w := range []string{
-		"metrics       http://127.0.0.1:0/metrics",
 		"work-ahead    on: a lane's earliest held messages leave early (ladder-early) only while its worker group\n" +
 			"                has members and its lag is under 100. Now:\n" +
 			"                work unattended: worker group work-workers has no member: nobody consumes work, so nothing leaves early",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"net"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -36,13 +37,14 @@ func runCmd(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	return runForwarder(ctx, cfg, l, log, ops.NewRegistry(version))
+	return runForwarder(ctx, cfg, l, log, ops.NewRegistry(version), nil)
 }
 
 // runForwarder runs a forwarder and, when LADDER_HTTP_ADDR is set, its
-// metrics and health endpoints, until ctx is done. The forwarder stops first
-// (commit, leave the group, flush), then the HTTP server.
-func runForwarder(ctx context.Context, cfg Config, l *tier.Ladder, log zerolog.Logger, reg *prometheus.Registry, tune ...func(*forward.Config)) error {
+// metrics and health endpoints (on httpLn when bound already), until ctx is
+// done. The forwarder stops first (commit, leave the group, flush), then the
+// HTTP server.
+func runForwarder(ctx context.Context, cfg Config, l *tier.Ladder, log zerolog.Logger, reg *prometheus.Registry, httpLn net.Listener, tune ...func(*forward.Config)) error {
 	fc := forwarderConfig(cfg, l, log)
 	fc.Registerer = reg
 	for _, t := range tune {
@@ -58,13 +60,15 @@ func runForwarder(ctx context.Context, cfg Config, l *tier.Ladder, log zerolog.L
 		return err
 	}
 	setMemoryLimit(fc.BufferMemory, log)
-	if cfg.HTTPAddr == "" {
+	if httpLn == nil && cfg.HTTPAddr == "" {
 		return fwd.Run(ctx)
 	}
-	srv, err := ops.Listen(cfg.HTTPAddr, reg, fwd.Ready, log)
-	if err != nil {
-		return err
+	if httpLn == nil {
+		if httpLn, err = ops.Bind(cfg.HTTPAddr); err != nil {
+			return err
+		}
 	}
+	srv := ops.NewServer(httpLn, reg, fwd.Ready, log)
 	httpCtx, stopHTTP := context.WithCancel(context.Background())
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.Run(httpCtx) }()

@@ -44,11 +44,26 @@ type Server struct {
 // Listen binds addr (host:port; port 0 picks one) and prepares the handlers.
 // ready reports why the process is not ready, or nil.
 func Listen(addr string, gatherer prometheus.Gatherer, ready func() error, log zerolog.Logger) (*Server, error) {
+	ln, err := Bind(addr)
+	if err != nil {
+		return nil, err
+	}
+	return NewServer(ln, gatherer, ready, log), nil
+}
+
+// Bind binds addr for a Server, for a caller that must know the address is
+// free before it goes on (ladder dev, before its banner).
+func Bind(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening for metrics and health on %s: %w", addr, err)
 	}
-	return &Server{ln: ln, srv: &http.Server{Handler: Handler(gatherer, ready), ReadHeaderTimeout: 10 * time.Second}, log: log}, nil
+	return ln, nil
+}
+
+// NewServer prepares the handlers on ln, bound by Bind.
+func NewServer(ln net.Listener, gatherer prometheus.Gatherer, ready func() error, log zerolog.Logger) *Server {
+	return &Server{ln: ln, srv: &http.Server{Handler: Handler(gatherer, ready), ReadHeaderTimeout: 10 * time.Second}, log: log}
 }
 
 // Handler routes the three endpoints.
