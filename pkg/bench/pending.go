@@ -180,7 +180,7 @@ func (r *PendingResult) WriteTable(w io.Writer) {
 	}
 	if len(r.Steps) > 0 {
 		last := r.Steps[len(r.Steps)-1]
-		fmt.Fprintf(w, "\nper tier at %s pending:", thousands(last.Pending))
+		fmt.Fprintf(w, "\nrecords per tier at the last step (%s pending, %d partitions per tier):", thousands(last.Pending), last.PartitionsPerTier)
 		for _, t := range slices.Sorted(maps.Keys(last.PerTier)) {
 			fmt.Fprintf(w, " %s %s", t, thousands(last.PerTier[t]))
 		}
