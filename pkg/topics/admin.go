@@ -263,7 +263,8 @@ func (a *Admin) settle(ctx context.Context, s *Spec) (*Plan, error) {
 
 // knownEverywhere asks every broker of the cluster for the metadata of the
 // spec's topics; it returns an error wrapping UNKNOWN_TOPIC_OR_PARTITION
-// while some broker does not know one yet.
+// while some broker does not know one yet. A broker that cannot be reached
+// is skipped: it learns the metadata when it is back.
 func (a *Admin) knownEverywhere(s *Spec) error {
 	names := make([]string, 0, len(s.Topics()))
 	for _, t := range s.Topics() {
@@ -274,29 +275,30 @@ func (a *Admin) knownEverywhere(s *Spec) error {
 		return fmt.Errorf("describing the cluster: %w", err)
 	}
 	for _, b := range brokers {
-		err := a.brokerKnows(b, names)
+		md, err := a.brokerMetadata(b, names)
 		if err != nil {
-			return err
+			a.log.Debug().Err(err).Msg("not checking that this broker knows the topics")
+			continue
+		}
+		for _, t := range md.Topics {
+			if !errors.Is(t.Err, sarama.ErrNoError) {
+				return fmt.Errorf("broker %d (%s) on topic %s: %w", b.ID(), b.Addr(), t.Name, t.Err)
+			}
 		}
 	}
 	return nil
 }
 
-// brokerKnows asks broker b, on a connection of its own, for the metadata
-// of topics.
-func (a *Admin) brokerKnows(b *sarama.Broker, topics []string) error {
+// brokerMetadata asks broker b, on a connection of its own, for the
+// metadata of topics.
+func (a *Admin) brokerMetadata(b *sarama.Broker, topics []string) (*sarama.MetadataResponse, error) {
 	if err := b.Open(a.conf); err != nil && !errors.Is(err, sarama.ErrAlreadyConnected) {
-		return fmt.Errorf("connecting to broker %d (%s): %w", b.ID(), b.Addr(), err)
+		return nil, fmt.Errorf("connecting to broker %d (%s): %w", b.ID(), b.Addr(), err)
 	}
 	defer b.Close()
 	md, err := b.GetMetadata(sarama.NewMetadataRequest(a.conf.Version, topics))
 	if err != nil {
-		return fmt.Errorf("reading metadata from broker %d (%s): %w", b.ID(), b.Addr(), err)
+		return nil, fmt.Errorf("reading metadata from broker %d (%s): %w", b.ID(), b.Addr(), err)
 	}
-	for _, t := range md.Topics {
-		if !errors.Is(t.Err, sarama.ErrNoError) {
-			return fmt.Errorf("broker %d (%s) on topic %s: %w", b.ID(), b.Addr(), t.Name, t.Err)
-		}
-	}
-	return nil
+	return md, nil
 }
