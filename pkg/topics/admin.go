@@ -20,7 +20,7 @@ import (
 type Admin struct {
 	admin       sarama.ClusterAdmin
 	conf        *sarama.Config // for connections to each broker (settle)
-	incremental bool // IncrementalAlterConfigs (Kafka 2.3+), else AlterConfigs with the full set
+	incremental bool           // IncrementalAlterConfigs (Kafka 2.3+), else AlterConfigs with the full set
 	log         zerolog.Logger
 	// Settle bounds how long Apply waits for the cluster to report what it
 	// did (default 30s).
