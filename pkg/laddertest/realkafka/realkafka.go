@@ -513,13 +513,16 @@ func (c *Cluster) defaults() map[string]string {
 		"transaction.state.log.replication.factor": rf,
 		"transaction.state.log.min.isr":            isr,
 		"transaction.state.log.num.partitions":     "10",
-		"group.initial.rebalance.delay.ms":         "0",
-		"log.initial.task.delay.ms":                "1000",
-		"num.partitions":                           "1",
-		"num.network.threads":                      "2",
-		"num.io.threads":                           "4",
-		"num.recovery.threads.per.data.dir":        "1",
-		"log.segment.bytes":                        strconv.Itoa(64 << 20),
+		// Abort timed-out transactions within a second of their timeout
+		// (default: checked every 10 s), as tests of short timeouts expect.
+		"transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000",
+		"group.initial.rebalance.delay.ms":                            "0",
+		"log.initial.task.delay.ms":                                   "1000",
+		"num.partitions":                                              "1",
+		"num.network.threads":                                         "2",
+		"num.io.threads":                                              "4",
+		"num.recovery.threads.per.data.dir":                           "1",
+		"log.segment.bytes":                                           strconv.Itoa(64 << 20),
 	}
 }
 
