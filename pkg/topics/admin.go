@@ -240,7 +240,7 @@ func (a *Admin) settle(ctx context.Context, s *Spec) (*Plan, error) {
 	for {
 		p, err := a.Plan(ctx, s)
 		if err == nil && p.Changes() == 0 {
-			err = a.knownEverywhere(s)
+			err = a.knownEverywhere(ctx, s)
 		}
 		switch {
 		case err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition):
@@ -264,8 +264,9 @@ func (a *Admin) settle(ctx context.Context, s *Spec) (*Plan, error) {
 // knownEverywhere asks every broker of the cluster for the metadata of the
 // spec's topics; it returns an error wrapping UNKNOWN_TOPIC_OR_PARTITION
 // while some broker does not know one yet. A broker that cannot be reached
-// is skipped: it learns the metadata when it is back.
-func (a *Admin) knownEverywhere(s *Spec) error {
+// or does not answer within brokerCheckTimeout is skipped (with a warning):
+// it learns the metadata when it is back.
+func (a *Admin) knownEverywhere(ctx context.Context, s *Spec) error {
 	names := make([]string, 0, len(s.Topics()))
 	for _, t := range s.Topics() {
 		names = append(names, t.Name)
@@ -275,9 +276,12 @@ func (a *Admin) knownEverywhere(s *Spec) error {
 		return fmt.Errorf("describing the cluster: %w", err)
 	}
 	for _, b := range brokers {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		md, err := a.brokerMetadata(b, names)
 		if err != nil {
-			a.log.Debug().Err(err).Msg("not checking that this broker knows the topics")
+			a.log.Warn().Err(err).Msg("not checking that this broker knows the topics: clients that reach it may not see them yet")
 			continue
 		}
 		for _, t := range md.Topics {
@@ -289,10 +293,18 @@ func (a *Admin) knownEverywhere(s *Spec) error {
 	return nil
 }
 
+// brokerCheckTimeout bounds connecting to one broker and its answer when
+// checking it knows the topics.
+const brokerCheckTimeout = 5 * time.Second
+
 // brokerMetadata asks broker b, on a connection of its own, for the
 // metadata of topics.
 func (a *Admin) brokerMetadata(b *sarama.Broker, topics []string) (*sarama.MetadataResponse, error) {
-	if err := b.Open(a.conf); err != nil && !errors.Is(err, sarama.ErrAlreadyConnected) {
+	conf := *a.conf
+	conf.Net.DialTimeout = min(conf.Net.DialTimeout, brokerCheckTimeout)
+	conf.Net.ReadTimeout = min(conf.Net.ReadTimeout, brokerCheckTimeout)
+	conf.Net.WriteTimeout = min(conf.Net.WriteTimeout, brokerCheckTimeout)
+	if err := b.Open(&conf); err != nil && !errors.Is(err, sarama.ErrAlreadyConnected) {
 		return nil, fmt.Errorf("connecting to broker %d (%s): %w", b.ID(), b.Addr(), err)
 	}
 	defer b.Close()
