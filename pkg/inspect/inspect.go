@@ -168,6 +168,7 @@ func (i *Inspector) Inspect(ctx context.Context) (*Report, error) {
 
 	// Tiers, partitions and the records to read.
 	var reads []read
+	resumes := map[tp]*offsets.Resume{} // the commits that list parked records
 	for _, t := range l.Tiers() {
 		tr := Tier{Topic: t.Topic, DelayMS: t.Delay.Milliseconds(), RetentionMS: retention[t.Topic], Partitions: []Partition{}}
 		ps, ok := parts[t.Topic]
@@ -185,11 +186,14 @@ func (i *Inspector) Inspect(ctx context.Context) (*Report, error) {
 			}
 			c, hasCommit := committed[tp]
 			if hasCommit {
-				pr.CommittedOffset = c.offset
+				pr.CommittedOffset = c.Offset
 			}
 			pr.NextOffset = max(pr.CommittedOffset, pr.LogStartOffset)
 			if pr.CommittedOffset >= 0 && pr.CommittedOffset < pr.LogStartOffset {
-				pr.Lost = pr.LogStartOffset - pr.CommittedOffset
+				// Records that passed a parked one were forwarded; the
+				// forwarder starts again at the log start without the
+				// metadata, so those past it are forwarded again.
+				pr.Lost = c.Resume.Unforwarded(pr.CommittedOffset, pr.LogStartOffset)
 				r.warn("%s/%d: committed offset %d is below the log start %d: %d records expired before they were forwarded "+
 					"(raise retention.ms: see topics/topics.yaml maxOutage)", t.Topic, p, pr.CommittedOffset, pr.LogStartOffset, pr.Lost)
 			}
@@ -198,9 +202,10 @@ func (i *Inspector) Inspect(ctx context.Context) (*Report, error) {
 			// commit's metadata says passed a parked one are not pending.
 			ahead := pr.LastStableOffset - pr.NextOffset
 			var resume *offsets.Resume
-			if hasCommit && pr.NextOffset == c.offset {
-				resume = &c.resume
-				pr.Parked = int64(len(c.resume.Parked))
+			if hasCommit && pr.NextOffset == c.Offset {
+				resume = &c.Resume
+				pr.Parked = int64(len(c.Resume.Parked))
+				resumes[tp] = resume
 			}
 			pr.Pending = max(0, ahead)
 			if resume != nil {
@@ -238,7 +243,16 @@ func (i *Inspector) Inspect(ctx context.Context) (*Report, error) {
 				if h.OverdueMS > 0 {
 					tr.OverduePartitions++
 					tr.MaxOverdueMS = max(tr.MaxOverdueMS, h.OverdueMS)
-					if time.Duration(h.OverdueMS)*time.Millisecond > i.cfg.OverdueWarn {
+					since, parked := time.Time{}, false
+					if res := resumes[tp{t.Topic, pr.Partition}]; res != nil {
+						since, parked = res.ParkedSince(h.Offset)
+					}
+					switch {
+					case parked:
+						r.warn("%s/%d: head offset %d is parked since %s, waiting for its target %s to exist or accept writes "+
+							"(dead-lettered after LADDER_TARGET_TIMEOUT); the records behind it go on",
+							t.Topic, pr.Partition, h.Offset, since.UTC().Format(time.RFC3339), h.Target)
+					case time.Duration(h.OverdueMS)*time.Millisecond > i.cfg.OverdueWarn:
 						r.warn("%s/%d: head offset %d is overdue by %s: are the forwarders running and keeping up?",
 							t.Topic, pr.Partition, h.Offset, human(time.Duration(h.OverdueMS)*time.Millisecond))
 					}
@@ -411,43 +425,23 @@ func (i *Inspector) offsets(parts map[string][]int32) (starts, ends, stables map
 	return starts, ends, stables, nil
 }
 
-// commit is a committed offset and what its metadata says was forwarded
-// past it (records passed a parked one: offsets.Resume).
-type commit struct {
-	offset int64
-	resume offsets.Resume
-}
-
-// committed reads the group's committed offsets. A group that never
-// committed has none: Kafka answers -1 per partition, the embedded broker
-// (kfake) GROUP_ID_NOT_FOUND for the whole request; both mean "no commits yet".
-func (i *Inspector) committed(r *Report, parts map[string][]int32) (map[tp]commit, error) {
-	out := map[tp]commit{}
+// committed reads the group's committed offsets and what their metadata
+// says was forwarded past them (offsets.Commits). A group that never
+// committed has none.
+func (i *Inspector) committed(r *Report, parts map[string][]int32) (map[tp]offsets.Commit, error) {
+	out := map[tp]offsets.Commit{}
 	if len(parts) == 0 {
 		return out, nil
 	}
-	res, err := i.admin.ListConsumerGroupOffsets(i.cfg.Group, parts)
-	if errors.Is(err, sarama.ErrGroupIDNotFound) {
-		return out, nil
-	}
+	cs, err := offsets.Commits(i.admin, i.cfg.Group, parts)
 	if err != nil {
-		return nil, fmt.Errorf("reading committed offsets of group %s: %w", i.cfg.Group, err)
+		return nil, err
 	}
-	for t, ps := range parts {
-		for _, p := range ps {
-			b := res.GetBlock(t, p)
-			if b == nil || b.Offset < 0 {
-				continue
-			}
-			if !errors.Is(b.Err, sarama.ErrNoError) {
-				return nil, fmt.Errorf("reading committed offset of group %s on %s/%d: %w", i.cfg.Group, t, p, b.Err)
-			}
-			res, err := offsets.DecodeResume(b.Metadata, b.Offset)
-			if err != nil {
-				r.warn("%s/%d: %v: pending counts every record past the committed offset", t, p, err)
-			}
-			out[tp{t, p}] = commit{offset: b.Offset, resume: res}
+	for k, c := range cs {
+		if c.ResumeErr != nil {
+			r.warn("%s/%d: %v: pending counts every record past the committed offset", k.Topic, k.Partition, c.ResumeErr)
 		}
+		out[tp{k.Topic, k.Partition}] = c
 	}
 	return out, nil
 }

@@ -468,6 +468,9 @@ func TestInspectParkedRecords(t *testing.T) {
 		t.Errorf("delay-1m/0: pending %d (summary %d), head %+v; want 1 pending, the parked record at offset 0",
 			p.Pending, r.Summary.Pending, p.Head)
 	}
+	if !hasWarning(r, "delay-1m/0: head offset 0 is parked since ") || hasWarning(r, "are the forwarders running") {
+		t.Errorf("warnings %q: want the head said parked, not the forwarders stalled", r.Warnings)
+	}
 	var text bytes.Buffer
 	if err := r.WriteText(&text); err != nil {
 		t.Fatal(err)

@@ -99,10 +99,13 @@ func Committed(admin sarama.ClusterAdmin, group string, tps map[string][]int32) 
 type Commit struct {
 	Offset int64
 	Resume Resume // the zero Resume when the metadata says nothing (or is not ladder's)
+	// ResumeErr is why ladder's metadata did not decode (Resume is then
+	// zero: every record past the offset counts as not forwarded).
+	ResumeErr error
 }
 
-// Commits is Committed with each commit's metadata decoded; metadata that
-// does not decode counts as none (every record past the offset pending).
+// Commits is Committed with each commit's metadata decoded. An error the
+// broker returns for one of the partitions is an error.
 func Commits(admin sarama.ClusterAdmin, group string, tps map[string][]int32) (map[TP]Commit, error) {
 	resp, err := admin.ListConsumerGroupOffsets(group, tps)
 	if errors.Is(err, sarama.ErrGroupIDNotFound) {
@@ -114,9 +117,12 @@ func Commits(admin sarama.ClusterAdmin, group string, tps map[string][]int32) (m
 	out := make(map[TP]Commit)
 	for topic, parts := range resp.Blocks {
 		for p, b := range parts {
-			if b.Err == sarama.ErrNoError && b.Offset >= 0 {
-				r, _ := DecodeResume(b.Metadata, b.Offset)
-				out[TP{topic, p}] = Commit{Offset: b.Offset, Resume: r}
+			if !errors.Is(b.Err, sarama.ErrNoError) {
+				return nil, fmt.Errorf("reading the offset of group %s on %s/%d: %w", group, topic, p, b.Err)
+			}
+			if b.Offset >= 0 {
+				r, err := DecodeResume(b.Metadata, b.Offset)
+				out[TP{topic, p}] = Commit{Offset: b.Offset, Resume: r, ResumeErr: err}
 			}
 		}
 	}

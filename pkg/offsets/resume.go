@@ -22,10 +22,9 @@ import (
 // each parked record as its offset minus the committed one, and when it
 // began to wait (so LADDER_TARGET_TIMEOUT runs from then, across owners). A
 // commit without it (or with anything else) skips nothing.
-
 //
-// The forwarder (pkg/forward) writes and reads it; `ladder inspect` reads it
-// to count what is pending.
+// The forwarder (pkg/forward) writes and reads it; `ladder inspect` and
+// `ladder drain --wait` read it to count what is pending.
 
 const resumePrefix = "ladder/1 "
 
