@@ -41,10 +41,17 @@ func runCmd(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer
 }
 
 // runForwarder runs a forwarder and, when LADDER_HTTP_ADDR is set, its
-// metrics and health endpoints (on httpLn when bound already), until ctx is
-// done. The forwarder stops first (commit, leave the group, flush), then the
-// HTTP server.
-func runForwarder(ctx context.Context, cfg Config, l *tier.Ladder, log zerolog.Logger, reg *prometheus.Registry, httpLn net.Listener, tune ...func(*forward.Config)) error {
+// metrics and health endpoints (on httpLn when bound already; runForwarder
+// closes it), until ctx is done. The forwarder stops first (commit, leave
+// the group, flush), then the HTTP server.
+func runForwarder(ctx context.Context, cfg Config, l *tier.Ladder, log zerolog.Logger, reg *prometheus.Registry, httpLn net.Listener, tune ...func(*forward.Config)) (err error) {
+	if httpLn != nil {
+		defer func() {
+			if err != nil {
+				httpLn.Close() // a second close, after the server ran, only returns an error
+			}
+		}()
+	}
 	fc := forwarderConfig(cfg, l, log)
 	fc.Registerer = reg
 	for _, t := range tune {
