@@ -59,12 +59,13 @@ SARAMA_RACE_TESTS := ^(TestRefusedRecordsAmongMany|TestTargetRefusesWrites|TestB
 ## test-kafka: the suite on Apache Kafka (pkg/laddertest/KAFKA.md): one real broker per test package; then, alone
 ## (three JVMs each), the three-broker tests TestCluster* (failover, rolling restart, SASL/TLS, ACLs, topics);
 ## fetches Kafka with Maven on the first run. Without -race: make test's embedded pass runs every test with the
-## race detector, and on two cores it would double this pass (so also no sarama-race subtests to run apart);
-## TEST_KAFKA_FLAGS=-race adds it back.
+## race detector, and on two cores it would add minutes to the longest pass of CI. TEST_KAFKA_FLAGS=-race adds
+## it back, and then also runs the subtests sarama's race keeps out of -race once more without it.
 TEST_KAFKA_FLAGS ?=
 test-kafka:
 	LADDER_TEST_KAFKA=real $(GO) test $(TEST_KAFKA_FLAGS) -timeout 25m -skip '^TestCluster' ./...
 	LADDER_TEST_KAFKA=real $(GO) test $(TEST_KAFKA_FLAGS) -timeout 25m -p 1 -run '^TestCluster' ./cmd/ladder ./pkg/forward
+	$(if $(findstring -race,$(TEST_KAFKA_FLAGS)),LADDER_TEST_KAFKA=real $(GO) test -count=1 -timeout 10m -p 1 -run '$(SARAMA_RACE_TESTS)' ./pkg/forward)
 
 ## kafka: one Apache Kafka broker on loopback for trying things by hand; prints 127.0.0.1:PORT when ready,
 ## runs until Ctrl-C (KAFKA_FLAGS, e.g. KAFKA_FLAGS='-nodes 3 -set auto.create.topics.enable=true')
