@@ -292,8 +292,10 @@ func connect(env *Env) (sarama.Client, error) {
 }
 
 // createTopics creates topics with env.Partitions partitions and the
-// cluster's default replication factor, and waits until their metadata is
-// known. Topics that exist are an error: a run's names are its own.
+// cluster's default replication factor, and waits until every partition's
+// leader answers for it (metadata can name a leader that has not yet taken
+// the partition: Apache Kafka then answers NOT_LEADER_OR_FOLLOWER). Topics
+// that exist are an error: a run's names are its own.
 func createTopics(ctx context.Context, env *Env, partitions map[string]int32) error {
 	sc, err := env.Kafka.Base()
 	if err != nil {
@@ -316,12 +318,21 @@ func createTopics(ctx context.Context, env *Env, partitions map[string]int32) er
 		}
 		names = append(names, t)
 	}
+	client, err := sarama.NewClient(env.Kafka.BrokerList(), sc)
+	if err != nil {
+		return fmt.Errorf("connecting to %v: %w", env.Kafka.BrokerList(), kafkaconf.Explain(err, env.Kafka.BrokerList()))
+	}
+	defer client.Close()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		md, err := admin.DescribeTopics(names)
 		ready := err == nil && len(md) == len(names)
 		for _, t := range md {
 			ready = ready && t.Err == sarama.ErrNoError && len(t.Partitions) > 0
+		}
+		if ready {
+			err = leadersAnswer(client, md)
+			ready = err == nil
 		}
 		if ready {
 			return nil
@@ -335,6 +346,21 @@ func createTopics(ctx context.Context, env *Env, partitions map[string]int32) er
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// leadersAnswer asks each partition's leader for its end offset.
+func leadersAnswer(client sarama.Client, md []*sarama.TopicMetadata) error {
+	for _, t := range md {
+		if err := client.RefreshMetadata(t.Name); err != nil {
+			return fmt.Errorf("refreshing the metadata of %s: %w", t.Name, err)
+		}
+		for _, p := range t.Partitions {
+			if _, err := client.GetOffset(t.Name, p.ID, sarama.OffsetNewest); err != nil {
+				return fmt.Errorf("reading the end offset of %s/%d: %w", t.Name, p.ID, err)
+			}
+		}
+	}
+	return nil
 }
 
 // deleteTopics removes a run's topics (best effort): from a real cluster,
