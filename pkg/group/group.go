@@ -141,7 +141,10 @@ func (m *Member) join() (s *Session, retry bool, err error) {
 	case sarama.ErrUnknownMemberId, sarama.ErrFencedInstancedId:
 		m.memberID = ""
 		return nil, true, resp.Err
-	case sarama.ErrRebalanceInProgress:
+	case sarama.ErrRebalanceInProgress, sarama.ErrOffsetsLoadInProgress:
+		// ErrOffsetsLoadInProgress is COORDINATOR_LOAD_IN_PROGRESS: a
+		// coordinator that just took the group (a fresh or restarted
+		// broker) is still reading __consumer_offsets.
 		return nil, true, resp.Err
 	case sarama.ErrNotCoordinatorForConsumer, sarama.ErrConsumerCoordinatorNotAvailable:
 		m.dropCoordinator(nil)
@@ -179,7 +182,7 @@ func (m *Member) join() (s *Session, retry bool, err error) {
 	}
 	switch sresp.Err {
 	case sarama.ErrNoError:
-	case sarama.ErrRebalanceInProgress:
+	case sarama.ErrRebalanceInProgress, sarama.ErrOffsetsLoadInProgress:
 		return nil, true, sresp.Err
 	case sarama.ErrUnknownMemberId, sarama.ErrIllegalGeneration, sarama.ErrFencedInstancedId:
 		m.memberID = ""

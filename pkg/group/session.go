@@ -259,6 +259,9 @@ func (s *Session) Commit(ctx context.Context, offsets map[string]map[int32]Offse
 					s.m.dropCoordinator(nil)
 					retry = true
 					last = fmt.Errorf("committing offsets of group %s: %w", s.m.group, kerr)
+				case kerr == sarama.ErrOffsetsLoadInProgress:
+					retry = true // the coordinator is still loading the group's offsets
+					last = fmt.Errorf("committing offsets of group %s: %w", s.m.group, kerr)
 				default:
 					last = fmt.Errorf("committing the offset of %s/%d: %w", topic, p, kerr)
 				}

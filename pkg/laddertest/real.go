@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -274,10 +275,19 @@ func empty(ctx context.Context, addr string) error {
 		if err != nil {
 			return fmt.Errorf("listing topics: %w", err)
 		}
-		for _, t := range deleted {
-			if _, ok := left[t]; ok {
-				busy = append(busy, "topic "+t)
+		for t := range left {
+			if strings.HasPrefix(t, "__") {
+				continue
 			}
+			if !slices.Contains(deleted, t) {
+				// Created just before the last test ended, it reached the
+				// broker's metadata after the first listing.
+				if err := admin.DeleteTopic(t); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+					return fmt.Errorf("deleting topic %s: %w", t, err)
+				}
+				deleted = append(deleted, t)
+			}
+			busy = append(busy, "topic "+t)
 		}
 		if len(busy) == 0 {
 			return nil

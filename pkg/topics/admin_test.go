@@ -175,11 +175,24 @@ func TestDriftFoundAndRepaired(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			var p *Plan
+			// Kafka answers the deletion and the creation before its
+			// metadata shows them; a plan in between fails to describe the
+			// topic being deleted.
 			laddertest.Eventually(t, 10*time.Second, func() bool {
-				p = plan(t, a, s)
-				return len(p.Create) == 1
-			}, "the deleted topic is not planned for creation")
+				md, err := ca.DescribeTopics([]string{"delay-5s", "delay-2s"})
+				if err != nil {
+					return false
+				}
+				seen := map[string]sarama.KError{}
+				for _, m := range md {
+					seen[m.Name] = m.Err
+				}
+				return seen["delay-5s"] == sarama.ErrUnknownTopicOrPartition && seen["delay-2s"] == sarama.ErrNoError
+			}, "the deletion of delay-5s and the creation of delay-2s are not visible")
+			p := plan(t, a, s)
+			if len(p.Create) != 1 {
+				t.Fatalf("plan creates %v, want the deleted delay-5s", p.Create)
+			}
 			drift := strings.Join(p.Drift(), "\n")
 			for _, w := range []string{
 				"delay-5s: missing",
