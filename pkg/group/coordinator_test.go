@@ -17,16 +17,8 @@ import (
 // __consumer_offsets (seen on Kafka 4.4: the join failed instead of being
 // retried). Join, sync and commit wait it out.
 func TestCoordinatorLoadingIsRoutine(t *testing.T) {
-	mb := sarama.NewMockBroker(t, 1)
-	defer mb.Close()
 	loading := sarama.ErrOffsetsLoadInProgress
-	mb.SetHandlerByMap(map[string]sarama.MockResponse{
-		"MetadataRequest": sarama.NewMockMetadataResponse(t).
-			SetBroker(mb.Addr(), mb.BrokerID()).
-			SetLeader("a", 0, mb.BrokerID()).
-			SetLeader("a", 1, mb.BrokerID()),
-		"FindCoordinatorRequest": sarama.NewMockFindCoordinatorResponse(t).
-			SetCoordinator(sarama.CoordinatorGroup, "g", mb),
+	mb := laddertest.MockCoordinator(t, "g", "a", 2, map[string]sarama.MockResponse{
 		"JoinGroupRequest": sarama.NewMockSequence(
 			sarama.NewMockJoinGroupResponse(t).SetError(loading),
 			sarama.NewMockJoinGroupResponse(t).SetError(loading),

@@ -477,37 +477,35 @@ func (i *Inspector) retention(topics []string, parts map[string][]int32) (map[st
 // group describes the forwarder group into r and returns the owner of each partition.
 func (i *Inspector) group(r *Report) (map[tp]string, error) {
 	owners := map[tp]string{}
-	gs, err := i.admin.DescribeConsumerGroups([]string{i.cfg.Group})
+	g, err := offsets.DescribeGroup(i.admin, i.cfg.Group)
 	if err != nil {
-		return nil, fmt.Errorf("describing group %s: %w", i.cfg.Group, err)
+		return nil, err
 	}
-	for _, g := range gs {
-		if g.GroupId != i.cfg.Group {
-			continue
+	if g == nil {
+		return owners, nil
+	}
+	if !errors.Is(g.Err, sarama.ErrNoError) && !errors.Is(g.Err, sarama.ErrGroupIDNotFound) {
+		return nil, fmt.Errorf("describing group %s: %w", i.cfg.Group, g.Err)
+	}
+	r.GroupState = g.State
+	for _, id := range slices.Sorted(maps.Keys(g.Members)) {
+		m := g.Members[id]
+		mem := Member{MemberID: m.MemberId, ClientID: m.ClientId, Host: m.ClientHost, Assigned: map[string][]int32{}}
+		a, err := m.GetMemberAssignment()
+		if err != nil {
+			i.cfg.Log.Warn().Err(err).Str("member", id).Msg("cannot decode the member's assignment")
 		}
-		if !errors.Is(g.Err, sarama.ErrNoError) && !errors.Is(g.Err, sarama.ErrGroupIDNotFound) {
-			return nil, fmt.Errorf("describing group %s: %w", i.cfg.Group, g.Err)
-		}
-		r.GroupState = g.State
-		for _, id := range slices.Sorted(maps.Keys(g.Members)) {
-			m := g.Members[id]
-			mem := Member{MemberID: m.MemberId, ClientID: m.ClientId, Host: m.ClientHost, Assigned: map[string][]int32{}}
-			a, err := m.GetMemberAssignment()
-			if err != nil {
-				i.cfg.Log.Warn().Err(err).Str("member", id).Msg("cannot decode the member's assignment")
-			}
-			if a != nil {
-				for t, ps := range a.Topics {
-					ps = slices.Clone(ps)
-					slices.Sort(ps)
-					mem.Assigned[t] = ps
-					for _, p := range ps {
-						owners[tp{t, p}] = m.MemberId
-					}
+		if a != nil {
+			for t, ps := range a.Topics {
+				ps = slices.Clone(ps)
+				slices.Sort(ps)
+				mem.Assigned[t] = ps
+				for _, p := range ps {
+					owners[tp{t, p}] = m.MemberId
 				}
 			}
-			r.Members = append(r.Members, mem)
 		}
+		r.Members = append(r.Members, mem)
 	}
 	return owners, nil
 }

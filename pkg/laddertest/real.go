@@ -265,7 +265,7 @@ func empty(ctx context.Context, addr string) error {
 		var busy []string
 		for g := range groups {
 			if err := admin.DeleteConsumerGroup(g); err != nil && !errors.Is(err, sarama.ErrGroupIDNotFound) {
-				if !errors.Is(err, sarama.ErrNonEmptyGroup) {
+				if !errors.Is(err, sarama.ErrNonEmptyGroup) && !errors.Is(err, sarama.ErrOffsetsLoadInProgress) {
 					return fmt.Errorf("deleting consumer group %s: %w", g, err)
 				}
 				busy = append(busy, g)

@@ -1,6 +1,8 @@
 package offsets
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -37,14 +39,43 @@ func GroupSettled(admin sarama.ClusterAdmin, group string, hold, timeout time.Du
 // GroupStable reports whether group is Stable with every member holding an
 // assignment, now.
 func GroupStable(admin sarama.ClusterAdmin, group string) bool {
-	gs, err := admin.DescribeConsumerGroups([]string{group})
-	if err != nil || len(gs) != 1 || gs[0].State != "Stable" || len(gs[0].Members) == 0 {
+	g, err := DescribeGroup(admin, group)
+	if err != nil || g == nil || g.State != "Stable" || len(g.Members) == 0 {
 		return false
 	}
-	for _, m := range gs[0].Members {
+	for _, m := range g.Members {
 		if len(m.MemberAssignment) == 0 {
 			return false
 		}
 	}
 	return true
+}
+
+// DescribeGroup describes group (nil when the answer leaves it out), waiting
+// up to loadingWait while its coordinator is still loading the group
+// (COORDINATOR_LOAD_IN_PROGRESS, a broker just started). Any other error of
+// the group's is left in its Err: a group Kafka does not know comes back
+// with GROUP_ID_NOT_FOUND (DescribeGroups v6 on) or in state Dead.
+func DescribeGroup(admin sarama.ClusterAdmin, group string) (*sarama.GroupDescription, error) {
+	var out *sarama.GroupDescription
+	err := whileLoading(func() error {
+		gs, err := admin.DescribeConsumerGroups([]string{group})
+		if err != nil {
+			return err
+		}
+		out = nil
+		for _, g := range gs {
+			if g.GroupId == group {
+				out = g
+			}
+		}
+		if out != nil && errors.Is(out.Err, sarama.ErrOffsetsLoadInProgress) {
+			return out.Err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("describing group %s: %w", group, err)
+	}
+	return out, nil
 }

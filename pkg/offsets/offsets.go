@@ -6,8 +6,11 @@ package offsets
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/ladder/ladder/pkg/backoff"
 )
 
 // TP names a topic partition.
@@ -104,10 +107,16 @@ type Commit struct {
 	ResumeErr error
 }
 
+// loadingWait bounds how long Commits waits for a group coordinator that
+// is still loading the group's offsets (a broker just started or just made
+// the coordinator): sarama's admin client retries a moved coordinator, not
+// this.
+const loadingWait = 15 * time.Second
+
 // Commits is Committed with each commit's metadata decoded. An error the
 // broker returns for one of the partitions is an error.
 func Commits(admin sarama.ClusterAdmin, group string, tps map[string][]int32) (map[TP]Commit, error) {
-	resp, err := admin.ListConsumerGroupOffsets(group, tps)
+	resp, err := listOffsets(admin, group, tps)
 	if errors.Is(err, sarama.ErrGroupIDNotFound) {
 		return map[TP]Commit{}, nil
 	}
@@ -127,6 +136,46 @@ func Commits(admin sarama.ClusterAdmin, group string, tps map[string][]int32) (m
 		}
 	}
 	return out, nil
+}
+
+// listOffsets fetches the committed offsets of tps, waiting while the
+// coordinator answers COORDINATOR_LOAD_IN_PROGRESS for the group or for one
+// of its partitions.
+func listOffsets(admin sarama.ClusterAdmin, group string, tps map[string][]int32) (*sarama.OffsetFetchResponse, error) {
+	var resp *sarama.OffsetFetchResponse
+	err := whileLoading(func() (err error) {
+		resp, err = admin.ListConsumerGroupOffsets(group, tps)
+		if err == nil && loading(resp) {
+			err = sarama.ErrOffsetsLoadInProgress
+		}
+		return err
+	})
+	return resp, err
+}
+
+// whileLoading calls try again, for up to loadingWait, while it fails with
+// COORDINATOR_LOAD_IN_PROGRESS.
+func whileLoading(try func() error) error {
+	deadline := time.Now().Add(loadingWait)
+	for attempt := 1; ; attempt++ {
+		err := try()
+		if !errors.Is(err, sarama.ErrOffsetsLoadInProgress) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(backoff.Delay(attempt, 50*time.Millisecond, time.Second))
+	}
+}
+
+// loading reports whether a partition of resp is still being loaded.
+func loading(resp *sarama.OffsetFetchResponse) bool {
+	for _, parts := range resp.Blocks {
+		for _, b := range parts {
+			if errors.Is(b.Err, sarama.ErrOffsetsLoadInProgress) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Lag is the records of tps not yet consumed by group: per partition, end

@@ -71,25 +71,19 @@ func Observe(client sarama.Client, admin sarama.ClusterAdmin, topic, group strin
 }
 
 func groupMembers(admin sarama.ClusterAdmin, group string) (int, error) {
-	gs, err := admin.DescribeConsumerGroups([]string{group})
+	g, err := offsets.DescribeGroup(admin, group)
 	if err != nil {
-		return 0, fmt.Errorf("describing worker group %s: %w", group, err)
+		return 0, fmt.Errorf("reading the members of the worker group: %w", err)
 	}
-	for _, g := range gs {
-		if g.GroupId != group {
-			continue
-		}
-		// Kafka answers an unknown group with state Dead (GROUP_ID_NOT_FOUND
-		// from DescribeGroups v6 on): no members either way.
-		if errors.Is(g.Err, sarama.ErrGroupIDNotFound) || g.State == "Dead" {
-			return 0, nil
-		}
-		if !errors.Is(g.Err, sarama.ErrNoError) {
-			return 0, fmt.Errorf("describing worker group %s: %w", group, g.Err)
-		}
-		return len(g.Members), nil
+	// Kafka answers an unknown group with state Dead (GROUP_ID_NOT_FOUND
+	// from DescribeGroups v6 on): no members either way.
+	if g == nil || errors.Is(g.Err, sarama.ErrGroupIDNotFound) || g.State == "Dead" {
+		return 0, nil
 	}
-	return 0, nil
+	if !errors.Is(g.Err, sarama.ErrNoError) {
+		return 0, fmt.Errorf("describing worker group %s: %w", group, g.Err)
+	}
+	return len(g.Members), nil
 }
 
 // Classify says what work-ahead does for a lane of topic, consumed by group,
