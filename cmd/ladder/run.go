@@ -75,7 +75,7 @@ func runForwarder(ctx context.Context, cfg Config, l *tier.Ladder, log zerolog.L
 			return err
 		}
 	}
-	srv := ops.NewServer(httpLn, reg, ops.Probes{Ready: fwd.Ready, Live: fwd.Live}, log)
+	srv := ops.NewServer(httpLn, reg, fwd.Ready, log)
 	httpCtx, stopHTTP := context.WithCancel(context.Background())
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.Run(httpCtx) }()

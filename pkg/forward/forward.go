@@ -82,14 +82,6 @@ type Config struct {
 	// (unknown_target, not_authorized), as a Kafka producer's max.block.ms
 	// (default 60s). The records behind it go on meanwhile.
 	TargetTimeout time.Duration
-	// StuckAfter is how long a record handed to the producer may stay
-	// unacknowledged before the producer counts as stuck and Live fails, so
-	// that an orchestrator restarts the process (default 10m). sarama gives
-	// up on a record after about four minutes of retries and the broker
-	// aborts a transaction after TxnTimeout, after which the record is sent
-	// again: one unacknowledged for longer is not waiting for a broker. A
-	// restart forwards again what was not committed.
-	StuckAfter time.Duration
 	// CommitInterval is how often acknowledged offsets are committed in
 	// at-least-once mode (default 500ms): what a crash forwards twice.
 	CommitInterval time.Duration
@@ -149,9 +141,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.TargetTimeout <= 0 {
 		c.TargetTimeout = time.Minute
-	}
-	if c.StuckAfter <= 0 {
-		c.StuckAfter = 10 * time.Minute
 	}
 	if c.CommitInterval <= 0 {
 		c.CommitInterval = 500 * time.Millisecond

@@ -117,24 +117,6 @@ func (f *Forwarder) Ready() error {
 	return nil
 }
 
-// Live returns an error when the forwarder looks unable to recover by
-// itself: a record handed to the producer StuckAfter ago is not
-// acknowledged yet (in exactly-once mode: its transaction not committed).
-// sarama's idempotent producer has been seen to stop returning results
-// after broker restarts (IBM/sarama#2377, #2469), which leaves a forwarder
-// forwarding nothing, for good. /healthz fails on it, so that an
-// orchestrator restarts the process; the next owner forwards again what was
-// not committed.
-func (f *Forwarder) Live() error { return f.live(time.Now()) }
-
-func (f *Forwarder) live(now time.Time) error {
-	if age := f.oldestInFlight(now); age > f.cfg.StuckAfter {
-		return fmt.Errorf("the producer looks stuck: a record handed to it %s ago is not acknowledged yet; restart ladder",
-			age.Round(time.Second))
-	}
-	return nil
-}
-
 // oldestInFlight is how long the oldest record in flight has waited for
 // its acknowledgement (0: none).
 func (f *Forwarder) oldestInFlight(now time.Time) time.Duration {
@@ -157,9 +139,6 @@ func (f *Forwarder) refreshOffsets(ctx context.Context) {
 	defer t.Stop()
 	for {
 		f.health.setBrokers(f.readEndOffsets(ctx))
-		if err := f.Live(); err != nil {
-			f.log.Error().Err(err).Msg("not live: /healthz fails")
-		}
 		select {
 		case <-ctx.Done():
 			return

@@ -61,7 +61,7 @@ func (e *env) startObserved(t *testing.T, eos bool, mutate ...func(*forward.Conf
 		c.TxnInterval = 50 * time.Millisecond
 		c.HealthInterval = 500 * time.Millisecond
 	}}, mutate...)...)
-	srv, err := ops.Listen("127.0.0.1:0", reg, ops.Probes{Ready: f.Ready, Live: f.Live}, laddertest.Logger(t))
+	srv, err := ops.Listen("127.0.0.1:0", reg, f.Ready, laddertest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -455,34 +455,3 @@ func TestFailedFetchWakesThePartition(t *testing.T) {
 		t.Fatal("the partition does not fetch again after its back-off")
 	}
 }
-
-// TestStuckProducerIsNotLive: a record handed to the producer and not
-// acknowledged for StuckAfter makes the forwarder not live (/healthz fails,
-// an orchestrator restarts it); a failure and a resend start the wait
-// again, and an acknowledgement ends it.
-func TestStuckProducerIsNotLive(t *testing.T) {
-	h := newHarness(t)
-	f := &Forwarder{cfg: *h.m.cfg.Config, parts: []*partition{h.p}}
-	h.known("work")
-	h.add("a", "work", 0)
-	h.pump()
-	fl := h.wantSent("a")[0]
-	if err := f.live(h.now.Add(f.cfg.StuckAfter - time.Second)); err != nil {
-		t.Fatalf("not live before StuckAfter: %v", err)
-	}
-	if err := f.live(h.now.Add(f.cfg.StuckAfter + time.Second)); err == nil || !strings.Contains(err.Error(), "looks stuck") {
-		t.Fatalf("live with a record unacknowledged for more than StuckAfter: %v", err)
-	}
-	h.advance(4 * time.Minute) // sarama gives up after its retries: the record is sent again
-	h.fail(fl, errors.New("kafka: broker away"))
-	h.advance(time.Minute)
-	again := h.wantSent("a")[0]
-	if err := f.live(h.now.Add(f.cfg.StuckAfter - time.Second)); err != nil {
-		t.Fatalf("a record sent again waits afresh: %v", err)
-	}
-	h.ack(again)
-	h.pump()
-	if err := f.live(h.now.Add(time.Hour)); err != nil {
-		t.Fatalf("not live with nothing in flight: %v", err)
-	}
-}

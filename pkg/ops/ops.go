@@ -41,21 +41,14 @@ type Server struct {
 	log zerolog.Logger
 }
 
-// Probes say why the process is not ready (/readyz), or not live
-// (/healthz: it should be restarted); nil when it is. A nil probe always
-// passes.
-type Probes struct {
-	Ready func() error
-	Live  func() error
-}
-
 // Listen binds addr (host:port; port 0 picks one) and prepares the handlers.
-func Listen(addr string, gatherer prometheus.Gatherer, probes Probes, log zerolog.Logger) (*Server, error) {
+// ready reports why the process is not ready, or nil.
+func Listen(addr string, gatherer prometheus.Gatherer, ready func() error, log zerolog.Logger) (*Server, error) {
 	ln, err := Bind(addr)
 	if err != nil {
 		return nil, err
 	}
-	return NewServer(ln, gatherer, probes, log), nil
+	return NewServer(ln, gatherer, ready, log), nil
 }
 
 // Bind binds addr for a Server, for a caller that must know the address is
@@ -69,30 +62,25 @@ func Bind(addr string) (net.Listener, error) {
 }
 
 // NewServer prepares the handlers on ln, bound by Bind.
-func NewServer(ln net.Listener, gatherer prometheus.Gatherer, probes Probes, log zerolog.Logger) *Server {
-	return &Server{ln: ln, srv: &http.Server{Handler: Handler(gatherer, probes), ReadHeaderTimeout: 10 * time.Second}, log: log}
+func NewServer(ln net.Listener, gatherer prometheus.Gatherer, ready func() error, log zerolog.Logger) *Server {
+	return &Server{ln: ln, srv: &http.Server{Handler: Handler(gatherer, ready), ReadHeaderTimeout: 10 * time.Second}, log: log}
 }
 
 // Handler routes the three endpoints.
-func Handler(gatherer prometheus.Gatherer, probes Probes) http.Handler {
+func Handler(gatherer prometheus.Gatherer, ready func() error) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", probe(probes.Live, "ok"))
-	mux.HandleFunc("GET /readyz", probe(probes.Ready, "ready"))
-	return mux
-}
-
-// probe answers 200 and ok while check passes, 503 and its error otherwise.
-func probe(check func() error, ok string) http.HandlerFunc {
-	return func(w http.ResponseWriter, _ *http.Request) {
-		if check != nil {
-			if err := check(); err != nil {
-				http.Error(w, err.Error(), http.StatusServiceUnavailable)
-				return
-			}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
 		}
-		fmt.Fprintln(w, ok)
-	}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
 }
 
 // Addr is the address the server listens on.

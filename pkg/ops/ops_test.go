@@ -13,9 +13,7 @@ import (
 
 func TestEndpoints(t *testing.T) {
 	var notReady error = errors.New("not joined yet")
-	var notLive error
-	s, err := Listen("127.0.0.1:0", NewRegistry("test"),
-		Probes{Ready: func() error { return notReady }, Live: func() error { return notLive }}, zerolog.Nop())
+	s, err := Listen("127.0.0.1:0", NewRegistry("test"), func() error { return notReady }, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,10 +32,6 @@ func TestEndpoints(t *testing.T) {
 	}
 	if code, _ := get("/healthz"); code != 200 {
 		t.Errorf("/healthz = %d", code)
-	}
-	notLive = errors.New("the producer looks stuck")
-	if code, body := get("/healthz"); code != 503 || !strings.Contains(body, "the producer looks stuck") {
-		t.Errorf("/healthz = %d %q, want 503 with the reason", code, body)
 	}
 	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "not joined yet") {
 		t.Errorf("/readyz = %d %q, want 503 with the reason", code, body)
