@@ -32,6 +32,9 @@ func TestCoordinatorLoadingIsRoutine(t *testing.T) {
 		),
 		"OffsetCommitRequest": sarama.NewMockSequence(
 			sarama.NewMockOffsetCommitResponse(t).SetError("g", "a", 0, loading),
+			sarama.NewMockOffsetCommitResponse(t).SetError("g", "a", 0, loading),
+			sarama.NewMockOffsetCommitResponse(t).SetError("g", "a", 0, loading),
+			sarama.NewMockOffsetCommitResponse(t).SetError("g", "a", 0, loading),
 			sarama.NewMockOffsetCommitResponse(t),
 		),
 		"HeartbeatRequest":  sarama.NewMockHeartbeatResponse(t),

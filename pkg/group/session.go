@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/ladder/ladder/pkg/backoff"
 )
 
 // Session is one generation of the member: the partitions assigned to it,
@@ -215,6 +217,10 @@ type Offset struct {
 	Metadata string
 }
 
+// commitAttempts bounds Commit's attempts while the coordinator moves or
+// loads the group: with its back-off (50ms doubling to 1s), about 5s.
+const commitAttempts = 8
+
 // Commit commits offsets (topic → partition → offset) under the session's
 // generation. An answer that the generation is over ends the session as
 // lost and is returned wrapped in ErrLost.
@@ -230,10 +236,13 @@ func (s *Session) Commit(ctx context.Context, offsets map[string]map[int32]Offse
 			req.AddBlock(topic, p, o.Offset, 0, o.Metadata)
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	var last error
-	for attempt := 0; attempt < 3; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return err
+	for attempt := 1; attempt <= commitAttempts; attempt++ {
+		if attempt > 1 && !backoff.Sleep(ctx, backoff.Delay(attempt-1, 50*time.Millisecond, time.Second)) {
+			return ctx.Err()
 		}
 		coord, err := s.m.coordinator()
 		if err != nil {
@@ -306,9 +315,11 @@ func (s *Session) Committed(ctx context.Context, stable bool) (map[string]map[in
 			// kfake answers so for a group that never committed (Kafka
 			// answers offset -1): no commits yet.
 			return out, nil
-		case sarama.ErrNotCoordinatorForConsumer, sarama.ErrConsumerCoordinatorNotAvailable, sarama.ErrOffsetsLoadInProgress:
+		case sarama.ErrNotCoordinatorForConsumer, sarama.ErrConsumerCoordinatorNotAvailable:
 			s.m.dropCoordinator(nil)
 			retry = true
+		case sarama.ErrOffsetsLoadInProgress:
+			retry = true // the coordinator is right, and still loading the group
 		default:
 			return nil, fmt.Errorf("reading the committed offsets of group %s: %w", s.m.group, top)
 		}

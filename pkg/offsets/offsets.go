@@ -107,11 +107,13 @@ type Commit struct {
 	ResumeErr error
 }
 
-// loadingWait bounds how long Commits waits for a group coordinator that
-// is still loading the group's offsets (a broker just started or just made
-// the coordinator): sarama's admin client retries a moved coordinator, not
-// this.
-const loadingWait = 15 * time.Second
+// loadingWait bounds how long Commits and DescribeGroup wait for a group
+// coordinator that is still loading the group's offsets (a broker just
+// started or just made the coordinator): sarama's admin client retries a
+// moved coordinator, not this. It is short because the wait cannot be
+// interrupted and work-ahead reads every lane with it each second: a read
+// that fails there only keeps the lane from releasing early.
+const loadingWait = 5 * time.Second
 
 // Commits is Committed with each commit's metadata decoded. An error the
 // broker returns for one of the partitions is an error.
@@ -159,8 +161,11 @@ func whileLoading(try func() error) error {
 	deadline := time.Now().Add(loadingWait)
 	for attempt := 1; ; attempt++ {
 		err := try()
-		if !errors.Is(err, sarama.ErrOffsetsLoadInProgress) || time.Now().After(deadline) {
+		if !errors.Is(err, sarama.ErrOffsetsLoadInProgress) {
 			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("still loading after %s: %w", loadingWait, err)
 		}
 		time.Sleep(backoff.Delay(attempt, 50*time.Millisecond, time.Second))
 	}

@@ -187,7 +187,8 @@ func TestDriftFoundAndRepaired(t *testing.T) {
 				for _, m := range md {
 					seen[m.Name] = m.Err
 				}
-				return seen["delay-5s"] == sarama.ErrUnknownTopicOrPartition && seen["delay-2s"] == sarama.ErrNoError
+				created, ok := seen["delay-2s"]
+				return ok && created == sarama.ErrNoError && seen["delay-5s"] == sarama.ErrUnknownTopicOrPartition
 			}, "the deletion of delay-5s and the creation of delay-2s are not visible")
 			p := plan(t, a, s)
 			if len(p.Create) != 1 {
