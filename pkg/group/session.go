@@ -218,7 +218,7 @@ type Offset struct {
 }
 
 // commitAttempts bounds Commit's attempts while the coordinator moves or
-// loads the group: with its back-off (50ms doubling to 1s), about 5s.
+// loads the group: with its back-off (50ms doubling to 1s), about 3.5s.
 const commitAttempts = 8
 
 // Commit commits offsets (topic → partition → offset) under the session's
@@ -264,12 +264,12 @@ func (s *Session) Commit(ctx context.Context, offsets map[string]map[int32]Offse
 					err := fmt.Errorf("%w: committing offsets of generation %d: %w", ErrLost, s.generation, kerr)
 					s.end(err)
 					return err
-				case kerr == sarama.ErrNotCoordinatorForConsumer || kerr == sarama.ErrConsumerCoordinatorNotAvailable:
-					s.m.dropCoordinator(nil)
+				case kerr == sarama.ErrNotCoordinatorForConsumer || kerr == sarama.ErrConsumerCoordinatorNotAvailable ||
+					kerr == sarama.ErrOffsetsLoadInProgress:
+					if kerr != sarama.ErrOffsetsLoadInProgress { // loading: the right coordinator, not ready yet
+						s.m.dropCoordinator(nil)
+					}
 					retry = true
-					last = fmt.Errorf("committing offsets of group %s: %w", s.m.group, kerr)
-				case kerr == sarama.ErrOffsetsLoadInProgress:
-					retry = true // the coordinator is still loading the group's offsets
 					last = fmt.Errorf("committing offsets of group %s: %w", s.m.group, kerr)
 				default:
 					last = fmt.Errorf("committing the offset of %s/%d: %w", topic, p, kerr)

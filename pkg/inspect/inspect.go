@@ -484,9 +484,6 @@ func (i *Inspector) group(r *Report) (map[tp]string, error) {
 	if g == nil {
 		return owners, nil
 	}
-	if !errors.Is(g.Err, sarama.ErrNoError) && !errors.Is(g.Err, sarama.ErrGroupIDNotFound) {
-		return nil, fmt.Errorf("describing group %s: %w", i.cfg.Group, g.Err)
-	}
 	r.GroupState = g.State
 	for _, id := range slices.Sorted(maps.Keys(g.Members)) {
 		m := g.Members[id]

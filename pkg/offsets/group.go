@@ -53,9 +53,9 @@ func GroupStable(admin sarama.ClusterAdmin, group string) bool {
 
 // DescribeGroup describes group (nil when the answer leaves it out), waiting
 // up to loadingWait while its coordinator is still loading the group
-// (COORDINATOR_LOAD_IN_PROGRESS, a broker just started). Any other error of
-// the group's is left in its Err: a group Kafka does not know comes back
-// with GROUP_ID_NOT_FOUND (DescribeGroups v6 on) or in state Dead.
+// (COORDINATOR_LOAD_IN_PROGRESS, a broker just started). An error of the
+// group's is an error, but for a group Kafka does not know, which comes back
+// with GROUP_ID_NOT_FOUND in its Err (DescribeGroups v6 on) or in state Dead.
 func DescribeGroup(admin sarama.ClusterAdmin, group string) (*sarama.GroupDescription, error) {
 	var out *sarama.GroupDescription
 	err := whileLoading(func() error {
@@ -74,6 +74,9 @@ func DescribeGroup(admin sarama.ClusterAdmin, group string) (*sarama.GroupDescri
 		}
 		return nil
 	})
+	if err == nil && out != nil && !errors.Is(out.Err, sarama.ErrNoError) && !errors.Is(out.Err, sarama.ErrGroupIDNotFound) {
+		err = out.Err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("describing group %s: %w", group, err)
 	}
