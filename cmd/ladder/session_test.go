@@ -1,7 +1,11 @@
 package main
 
 import (
+	"fmt"
+	"maps"
 	"net"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -76,6 +80,7 @@ func TestStoppedProcessDuplicatesLittle(t *testing.T) {
 	if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
+	resumed := time.Now()
 	if stoppedAt >= n {
 		t.Fatalf("the stop came after every message arrived: nothing was tested")
 	}
@@ -135,6 +140,55 @@ func TestStoppedProcessDuplicatesLittle(t *testing.T) {
 	if dups > uncommitted {
 		t.Errorf("%d duplicates after a 20 s stop, more than the %d records A had forwarded and not "+
 			"committed when it stopped: it forwarded as a zombie", dups, uncommitted)
+		explainDuplicates(t, recs, tierRecs, aParts, aCommitted, stopped, resumed)
+	}
+}
+
+// explainDuplicates logs, for the keys that reached the target more than
+// once, every copy of the key in the tiers and the target: partition,
+// offset, timestamp relative to the stop, and whether it sat in one of A's
+// partitions past A's commit. Enough to tell which forward was repeated.
+func explainDuplicates(t *testing.T, recs []laddertest.Received, tierRecs map[string][]laddertest.Received,
+	aParts map[string][]int32, aCommitted map[offsets.TP]int64, stopped, resumed time.Time) {
+	t.Helper()
+	count := map[string]int{}
+	for _, r := range recs {
+		count[string(r.Key)]++
+	}
+	byKey := map[string][]laddertest.Received{}
+	for _, rs := range tierRecs {
+		for _, r := range rs {
+			if count[string(r.Key)] > 1 {
+				byKey[string(r.Key)] = append(byKey[string(r.Key)], r)
+			}
+		}
+	}
+	for _, r := range recs {
+		if count[string(r.Key)] > 1 {
+			byKey[string(r.Key)] = append(byKey[string(r.Key)], r)
+		}
+	}
+	keys := slices.Sorted(maps.Keys(byKey))
+	t.Logf("%d keys arrived more than once; A continued %s after the stop", len(keys), resumed.Sub(stopped).Round(time.Millisecond))
+	for i, k := range keys {
+		if i == 60 {
+			t.Logf("... and %d more keys", len(keys)-i)
+			break
+		}
+		cs := byKey[k]
+		slices.SortStableFunc(cs, func(a, b laddertest.Received) int { return a.Timestamp.Compare(b.Timestamp) })
+		var b strings.Builder
+		for _, r := range cs {
+			mark := ""
+			if slices.Contains(aParts[r.Topic], r.Partition) {
+				mark = " A"
+				if c, ok := aCommitted[offsets.TP{Topic: r.Topic, Partition: r.Partition}]; !ok || r.Offset >= c {
+					mark = " A-uncommitted"
+				}
+			}
+			fmt.Fprintf(&b, " %s/%d@%d %+.3fs%s;", r.Topic, r.Partition, r.Offset, r.Timestamp.Sub(stopped).Seconds(), mark)
+		}
+		t.Logf("%s:%s", k, b.String())
 	}
 }
 
