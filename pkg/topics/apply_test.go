@@ -57,7 +57,7 @@ func TestApplyChangesNothingUnlessAll(t *testing.T) {
 		"note: a one-broker cluster (such as ladder dev): provision it with --replication-factor 1",
 		"x delay-1s: cannot set min.insync.replicas=2: the topic has replication factor 1, so every acks=all write would fail",
 		"! delay-1s: replication factor 1, spec says 3: will NOT change it",
-		"(5 the cluster cannot take: apply changes nothing until they are resolved); 1 differences it will not resolve",
+		"(5 the cluster cannot take: apply changes nothing until they are resolved); 1 difference it will not resolve",
 	} {
 		if !strings.Contains(w.String(), want) {
 			t.Errorf("plan lacks %q", want)

@@ -209,8 +209,12 @@ func (p *Plan) Summary() string {
 	if len(p.Blocked) > 0 {
 		blocked = fmt.Sprintf(" (%d the cluster cannot take: apply changes nothing until they are resolved)", len(p.Blocked))
 	}
-	return fmt.Sprintf("%d to create, %d to add partitions to, %d configs to set%s; %d differences it will not resolve; %d topics match",
-		len(p.Create), len(p.Partitions), len(p.Configs), blocked, len(p.WillNot), len(p.InSync))
+	differences := "differences"
+	if len(p.WillNot) == 1 {
+		differences = "difference"
+	}
+	return fmt.Sprintf("%d to create, %d to add partitions to, %d configs to set%s; %d %s it will not resolve; %d topics match",
+		len(p.Create), len(p.Partitions), len(p.Configs), blocked, len(p.WillNot), differences, len(p.InSync))
 }
 
 // check lists in Blocked the changes a cluster of brokers brokers cannot
