@@ -229,16 +229,17 @@ func (c *Cluster) Bootstrap() string { return strings.Join(c.Addrs(), ",") }
 func (c *Cluster) Dir() string { return c.dir }
 
 // Stop stops every node (SIGTERM, then SIGKILL after 20 s) and removes the
-// cluster's directory.
+// cluster's directory. A node killed so is not an error: the nodes stop at
+// once, and the last ones' controlled shutdown can wait for a controller
+// quorum that the others took away (seen under load), while the data it
+// would have left clean is removed anyway.
 func (c *Cluster) Stop() error {
 	var wg sync.WaitGroup
-	errs := make([]error, len(c.nodes))
-	for i, n := range c.nodes {
-		wg.Go(func() { errs[i] = n.Stop(20 * time.Second) })
+	for _, n := range c.nodes {
+		wg.Go(func() { _ = n.Stop(20 * time.Second) })
 	}
 	wg.Wait()
-	errs = append(errs, os.RemoveAll(c.dir))
-	return errors.Join(errs...)
+	return os.RemoveAll(c.dir)
 }
 
 // WriteLogs writes every node's whole log to w.
