@@ -464,6 +464,10 @@ func securityFor(tb testing.TB, sec Secure) realkafka.Config {
 }
 
 // Leaders maps each partition of topic to the id of the node leading it.
+// The admin client asks any node, and a node may learn of a topic just
+// created (or of a new leader) a moment after the one that created it: it
+// asks again, for up to 30 s, until a node answers with a leader for every
+// partition.
 func Leaders(tb testing.TB, c *realkafka.Cluster, topic string) map[int32]int32 {
 	tb.Helper()
 	sc := sarama.NewConfig()
@@ -473,13 +477,34 @@ func Leaders(tb testing.TB, c *realkafka.Cluster, topic string) map[int32]int32 
 		tb.Fatalf("admin client: %v", err)
 	}
 	defer admin.Close()
-	md, err := admin.DescribeTopics([]string{topic})
-	if err != nil || len(md) != 1 || md[0].Err != sarama.ErrNoError {
-		tb.Fatalf("describing %s: %v %v", topic, err, md)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		md, err := admin.DescribeTopics([]string{topic})
+		switch {
+		case err != nil:
+		case len(md) != 1:
+			err = fmt.Errorf("%d topics in the answer", len(md))
+		case md[0].Err != sarama.ErrNoError:
+			err = md[0].Err
+		case len(md[0].Partitions) == 0:
+			err = errors.New("no partitions in the answer")
+		}
+		out := map[int32]int32{}
+		if err == nil {
+			for _, p := range md[0].Partitions {
+				if p.Leader < 0 {
+					err = fmt.Errorf("partition %d has no leader", p.ID)
+					break
+				}
+				out[p.ID] = p.Leader
+			}
+		}
+		if err == nil {
+			return out
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("describing %s for 30s: %v", topic, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	out := map[int32]int32{}
-	for _, p := range md[0].Partitions {
-		out[p.ID] = p.Leader
-	}
-	return out
 }
