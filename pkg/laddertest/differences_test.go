@@ -134,7 +134,16 @@ func TestDifferenceRetention(t *testing.T) {
 // GROUP_ID_NOT_FOUND (readers treat both as "no commits yet").
 func TestDifferenceGroupWithoutCommits(t *testing.T) {
 	b := laddertest.Broker(t, 1, "t")
-	resp, err := admin(t, b.Addr()).ListConsumerGroupOffsets("never-committed", map[string][]int32{"t": {0}})
+	a := admin(t, b.Addr())
+	resp, err := a.ListConsumerGroupOffsets("never-committed", map[string][]int32{"t": {0}})
+	// A fresh Kafka broker answers COORDINATOR_LOAD_IN_PROGRESS while it
+	// loads __consumer_offsets (routine, and what ladder waits out): ask
+	// again, for up to 10 s.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) &&
+		(errors.Is(err, sarama.ErrOffsetsLoadInProgress) || errOf(resp) == sarama.ErrOffsetsLoadInProgress); {
+		time.Sleep(100 * time.Millisecond)
+		resp, err = a.ListConsumerGroupOffsets("never-committed", map[string][]int32{"t": {0}})
+	}
 	var block *sarama.OffsetFetchResponseBlock
 	if err == nil {
 		block = resp.GetBlock("t", 0)
