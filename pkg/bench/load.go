@@ -107,13 +107,41 @@ type loadRun struct {
 	recs      []*kgo.Record
 }
 
-// batchCounter counts the batches a franz-go producer wrote.
-type batchCounter struct{ batches, records, bytes atomic.Int64 }
+// batchCounter counts the batches a franz-go producer wrote. franz-go
+// calls the hook from a goroutine of its own after the batch's records
+// are acknowledged (kgo/sink.go), so a flush can return before the hook
+// has counted the last batch: counted is closed once want records are.
+type batchCounter struct {
+	batches, records, bytes atomic.Int64
+	want                    int64
+	counted                 chan struct{}
+	once                    sync.Once
+}
+
+func newBatchCounter(want int64) *batchCounter {
+	return &batchCounter{want: want, counted: make(chan struct{})}
+}
 
 func (c *batchCounter) OnProduceBatchWritten(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.ProduceBatchMetrics) {
 	c.batches.Add(1)
-	c.records.Add(int64(m.NumRecords))
 	c.bytes.Add(int64(m.UncompressedBytes))
+	if c.records.Add(int64(m.NumRecords)) >= c.want {
+		c.once.Do(func() { close(c.counted) })
+	}
+}
+
+// wait waits up to timeout for the hook to have counted every record.
+func (c *batchCounter) wait(ctx context.Context, timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-c.counted:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return fmt.Errorf("franz-go reported the batches of %d of %d records written within %s of the last acknowledgement", c.records.Load(), c.want, timeout)
+	}
 }
 
 // loadKgo is the LoaderKgo loader.
@@ -125,7 +153,7 @@ func loadKgo(ctx context.Context, env *Env, label string, from, n int64, produce
 	defer client.Close()
 	producers = max(producers, 1)
 	var (
-		counter batchCounter
+		counter = newBatchCounter(n)
 		failed  atomic.Int64
 		first   atomic.Pointer[error]
 		wg      sync.WaitGroup
@@ -144,7 +172,7 @@ func loadKgo(ctx context.Context, env *Env, label string, from, n int64, produce
 	for range producers {
 		cl, err := newKgo(env, kgo.ProducerBatchMaxBytes(env.BatchBytes), kgo.ManualFlushing(),
 			kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(),
-			kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.MaxBufferedRecords(1<<20), kgo.WithHooks(&counter))
+			kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.MaxBufferedRecords(1<<20), kgo.WithHooks(counter))
 		if err != nil {
 			cancel()
 			close(runs)
@@ -252,6 +280,9 @@ func loadKgo(ctx context.Context, env *Env, label string, from, n int64, produce
 		return loadStats{}, err
 	}
 	el := time.Since(start)
+	if err := counter.wait(ctx, 10*time.Second); err != nil {
+		return loadStats{}, fmt.Errorf("counting the loaded batches: %w", err)
+	}
 	st := loadStats{Loader: LoaderKgo, Records: n, Elapsed: el, Rate: float64(n) / el.Seconds(), Batches: counter.batches.Load()}
 	if st.Batches > 0 {
 		st.BatchRecords = float64(counter.records.Load()) / float64(st.Batches)
