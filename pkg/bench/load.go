@@ -108,9 +108,11 @@ type loadRun struct {
 }
 
 // batchCounter counts the batches a franz-go producer wrote. franz-go
-// calls the hook from a goroutine of its own after the batch's records
-// are acknowledged (kgo/sink.go), so a flush can return before the hook
-// has counted the last batch: counted is closed once want records are.
+// finishes a batch's promises on one goroutine and calls the hook on
+// another, started when it has handled the produce response
+// (produceMetrics.hook in kgo/sink.go), the two unordered: a flush can
+// return before the hook has counted the last batch. counted is closed
+// once want records are.
 type batchCounter struct {
 	batches, records, bytes atomic.Int64
 	want                    int64
@@ -122,7 +124,20 @@ func newBatchCounter(want int64) *batchCounter {
 	return &batchCounter{want: want, counted: make(chan struct{})}
 }
 
+// batchHookWait bounds how long the loader waits, after its last flush,
+// for the batch hook to have counted every record.
+const batchHookWait = 10 * time.Second
+
+// testHookBatchWritten, when set, runs before the counter counts a batch:
+// a test delays franz-go's hook with it.
+var testHookBatchWritten func()
+
 func (c *batchCounter) OnProduceBatchWritten(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.ProduceBatchMetrics) {
+	if h := testHookBatchWritten; h != nil {
+		h()
+	}
+	// Batches and bytes before records: when the records reach want,
+	// every batch and byte is counted.
 	c.batches.Add(1)
 	c.bytes.Add(int64(m.UncompressedBytes))
 	if c.records.Add(int64(m.NumRecords)) >= c.want {
@@ -140,7 +155,7 @@ func (c *batchCounter) wait(ctx context.Context, timeout time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:
-		return fmt.Errorf("franz-go reported the batches of %d of %d records written within %s of the last acknowledgement", c.records.Load(), c.want, timeout)
+		return fmt.Errorf("franz-go's batch hook counted %d of %d records within %s of the last flush", c.records.Load(), c.want, timeout)
 	}
 }
 
@@ -280,7 +295,7 @@ func loadKgo(ctx context.Context, env *Env, label string, from, n int64, produce
 		return loadStats{}, err
 	}
 	el := time.Since(start)
-	if err := counter.wait(ctx, 10*time.Second); err != nil {
+	if err := counter.wait(ctx, batchHookWait); err != nil {
 		return loadStats{}, fmt.Errorf("counting the loaded batches: %w", err)
 	}
 	st := loadStats{Loader: LoaderKgo, Records: n, Elapsed: el, Rate: float64(n) / el.Seconds(), Batches: counter.batches.Load()}

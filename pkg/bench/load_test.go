@@ -233,3 +233,29 @@ func TestBatchCounterWaits(t *testing.T) {
 		t.Errorf("wait with a cancelled context: %v", err)
 	}
 }
+
+// TestKgoLoaderWaitsForBatchHook loads records while franz-go's batch hook
+// is held back for a second after each batch: the loader's stats still
+// count every record it loaded.
+func TestKgoLoaderWaitsForBatchHook(t *testing.T) {
+	env := testEnv(t)
+	env.setDefaults()
+	ctx := context.Background()
+	if err := createTopics(ctx, env, map[string]int32{"load-hook": 1}); err != nil {
+		t.Fatal(err)
+	}
+	testHookBatchWritten = func() { time.Sleep(time.Second) }
+	defer func() { testHookBatchWritten = nil }()
+	const n = 1_000
+	val := value(100)
+	gen := func(i int64) *sarama.ProducerMessage {
+		return &sarama.ProducerMessage{Topic: "load-hook", Key: sarama.ByteEncoder(key("k", i)), Value: sarama.ByteEncoder(val)}
+	}
+	st, err := load(ctx, env, "kgo", 0, n, 1, gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Batches == 0 || math.Round(st.BatchRecords*float64(st.Batches)) != n {
+		t.Errorf("stats count %d batches of %.1f records for %d records loaded: %s", st.Batches, st.BatchRecords, n, st)
+	}
+}
