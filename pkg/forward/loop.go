@@ -22,9 +22,10 @@ type driver struct {
 	box *mailbox
 	cc  *sarama.Config
 
-	sessCtx  context.Context // ends with the session: its background jobs stop
-	fetchers map[int32]*fetcher
-	wg       sync.WaitGroup // lookups, offset resets, commits, fetchers
+	sessCtx    context.Context    // ends with the session: its background jobs stop
+	endSession context.CancelFunc // cancels sessCtx
+	fetchers   map[int32]*fetcher
+	wg         sync.WaitGroup // lookups, offset resets, commits, fetchers
 
 	committing bool
 	fenced     bool
@@ -94,9 +95,8 @@ func (d *driver) session(ctx context.Context, sess *group.Session) {
 	f, m := d.f, d.m
 	d.f.sess.Store(sess)
 	d.fenced = false
-	var cancel context.CancelFunc
-	d.sessCtx, cancel = context.WithCancel(ctx)
-	defer cancel()
+	d.sessCtx, d.endSession = context.WithCancel(ctx)
+	defer d.endSession()
 	f.metrics.sessions.Inc()
 	f.health.setSession(true)
 	defer f.health.setSession(false)
@@ -139,7 +139,7 @@ func (d *driver) session(ctx context.Context, sess *group.Session) {
 		next := m.pump(now)
 		d.fetch(now)
 		if !f.cfg.ExactlyOnce && !now.Before(commitAt) {
-			d.commit(ctx, sess, false)
+			d.commit(d.sessCtx, sess, false)
 			commitAt = now.Add(f.cfg.CommitInterval)
 		}
 		if !f.cfg.ExactlyOnce && (next.IsZero() || commitAt.Before(next)) {
@@ -175,7 +175,7 @@ func (d *driver) session(ctx context.Context, sess *group.Session) {
 
 // finish ends the session in the machine and, unless it was lost, waits up
 // to ShutdownTimeout for the records in flight, then commits.
-func (d *driver) finish(ctx context.Context, sess *group.Session, lost bool) {
+func (d *driver) finish(ctx context.Context, sess committer, lost bool) {
 	f, m := d.f, d.m
 	now := time.Now()
 	m.end(lost, now)
@@ -200,7 +200,29 @@ func (d *driver) finish(ctx context.Context, sess *group.Session, lost bool) {
 	if !f.cfg.ExactlyOnce && !d.fenced {
 		cctx, cancel := context.WithDeadline(context.Background(), later(deadline, time.Now().Add(5*time.Second)))
 		defer cancel()
+		d.settleCommit(cctx)
 		d.commit(cctx, sess, true)
+	}
+}
+
+// settleCommit stops the session's background commit and waits, until ctx
+// is done, for its answer. Sent after the final commit (a retry while the
+// coordinator moves or loads the group), its older offsets would be
+// accepted while the group rebalances and would set the released
+// partitions back: their next owner would forward those records again.
+// Cancelled, it returns at once unless its request is out; should ctx end
+// first, the final commit follows that request over the same coordinator
+// connection, and Kafka answers a connection's requests in order.
+func (d *driver) settleCommit(ctx context.Context) {
+	d.endSession()
+	for d.committing {
+		select {
+		case <-d.box.ping:
+			d.drain(time.Now())
+		case <-ctx.Done():
+			d.f.log.Warn().Msg("the background commit has not returned; committing the released partitions after it")
+			return
+		}
 	}
 }
 
@@ -235,9 +257,14 @@ func (d *driver) drain(now time.Time) {
 	}
 }
 
+// committer commits a session's offsets: a *group.Session.
+type committer interface {
+	Commit(ctx context.Context, offsets map[string]map[int32]group.Offset) error
+}
+
 // commit commits the machine's commit points (at-least-once): in the
 // background, one commit at a time, or now and waiting for it (final).
-func (d *driver) commit(ctx context.Context, sess *group.Session, final bool) {
+func (d *driver) commit(ctx context.Context, sess committer, final bool) {
 	if d.committing && !final {
 		return
 	}

@@ -3,6 +3,7 @@ package forward
 import (
 	"cmp"
 	"container/heap"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -337,7 +338,9 @@ func (m *machine) handle(ev event, now time.Time) {
 			}
 		}
 		if ev.err != nil && !errors.Is(ev.err, group.ErrLost) {
-			m.log.Warn().Err(ev.err).Msg("committing offsets failed; the next commit carries them")
+			if !errors.Is(ev.err, context.Canceled) { // cancelled: the session's final commit follows
+				m.log.Warn().Err(ev.err).Msg("committing offsets failed; the next commit carries them")
+			}
 			for p := range ev.commits {
 				p.committed = -1 // commit again
 			}

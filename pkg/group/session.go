@@ -248,6 +248,9 @@ func (s *Session) Commit(ctx context.Context, offsets map[string]map[int32]Offse
 		if err != nil {
 			return err
 		}
+		if err := ctx.Err(); err != nil { // finding the coordinator took a while
+			return err
+		}
 		resp, err := coord.CommitOffset(req)
 		if err != nil {
 			s.m.dropCoordinator(coord)
