@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -127,7 +128,7 @@ func runDemo(ctx context.Context, cfg Config, l *tier.Ladder, reg prometheus.Gat
 	defer tick.Stop()
 	prev := w.Stats()
 	prevAt := start
-	out := &redraw{w: stdout, tty: tty}
+	out := &redraw{w: stdout, tty: tty, cols: func() int { return terminalWidth(stdout) }}
 	for {
 		select {
 		case <-ctx.Done():
@@ -146,17 +147,41 @@ func runDemo(ctx context.Context, cfg Config, l *tier.Ladder, reg prometheus.Gat
 // redraw shows a status block: on a terminal in place of the previous one
 // (cursor up over it, clear to the end of the screen), else appended.
 type redraw struct {
-	w     io.Writer
-	tty   bool
-	lines int // lines of the block shown last
+	w    io.Writer
+	tty  bool
+	cols func() int // the terminal's width in columns (0: unknown)
+	rows int        // terminal rows of the block shown last
 }
 
 func (r *redraw) show(block string) {
-	if r.tty && r.lines > 0 {
-		fmt.Fprintf(r.w, "\033[%dA\033[J", r.lines)
+	if r.tty && r.rows > 0 {
+		fmt.Fprintf(r.w, "\033[%dA\033[J", r.rows)
 	}
 	io.WriteString(r.w, block)
-	r.lines = strings.Count(block, "\n")
+	cols := 0
+	if r.cols != nil {
+		cols = r.cols()
+	}
+	r.rows = rowsOf(block, cols)
+}
+
+// rowsOf is how many terminal rows block takes, its lines wrapped at cols
+// columns (not wrapped when cols is 0). Each rune is taken as one column:
+// the status is ASCII but for a few arrows and dashes.
+func rowsOf(block string, cols int) int {
+	rows := 0
+	for line := range strings.Lines(block) {
+		if !strings.HasSuffix(line, "\n") {
+			break // the cursor stays on this row
+		}
+		n := utf8.RuneCountInString(strings.TrimSuffix(line, "\n"))
+		if cols <= 0 || n <= cols {
+			rows++
+		} else {
+			rows += (n + cols - 1) / cols
+		}
+	}
+	return rows
 }
 
 // demoStats keeps recent lateness per lane (handler start minus due).

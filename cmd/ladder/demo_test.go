@@ -63,6 +63,15 @@ func TestDemoStatusRedraw(t *testing.T) {
 			t.Errorf("tty %v: %q, want %q", tty, b.String(), want)
 		}
 	}
+	// On an 80-column terminal a longer status line wraps: the cursor goes
+	// up over every row it took (a review saw frames pile up).
+	var b strings.Builder
+	r := &redraw{w: &b, tty: true, cols: func() int { return 10 }}
+	r.show("0123456789\n0123456789abcde→\nxy\n") // 1 + 2 + 1 rows
+	r.show("z\n")
+	if want := "0123456789\n0123456789abcde→\nxy\n\033[4A\033[Jz\n"; b.String() != want {
+		t.Errorf("wrapped at 10 columns: %q, want %q", b.String(), want)
+	}
 }
 
 // TestDemoExercisesEveryTier: with the demo's tiers and delays every tier
