@@ -72,7 +72,7 @@ func TestDevBanner(t *testing.T) {
 	for _, w := range []string{
 		"work-ahead    on: a lane's earliest held messages leave early (ladder-early) only while its worker group\n" +
 			"                has members and its lag is under 100. Now:\n" +
-			"                work unattended: worker group work-workers has no member: nobody consumes work, so nothing leaves early",
+			"                work unattended: worker group work-workers has no member reading work: nobody consumes it, so nothing leaves early",
 		"-t delay-1m -H ladder-target=work -H ladder-due=",
 		"--workahead-lanes work=work-workers",
 	} {

@@ -1,14 +1,12 @@
 package inspect
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ladder/ladder/pkg/laddertest"
 	"github.com/ladder/ladder/pkg/tier"
-	"github.com/ladder/ladder/pkg/worker"
 )
 
 func text(t *testing.T, r *Report) string {
@@ -46,7 +44,7 @@ func TestInspectEmptyLadderAndWorkAhead(t *testing.T) {
 	for _, w := range []string{
 		"empty: nothing pending in 2 tiers (delay-1s delay-5s; 4 partitions)",
 		"dead-letter delay-dlq: 0 records",
-		"work: unattended: worker group workers has no member: nobody consumes work, so nothing leaves early",
+		"work: unattended: worker group workers has no member reading work: nobody consumes it, so nothing leaves early",
 	} {
 		if !strings.Contains(out, w) {
 			t.Errorf("lacks %q:\n%s", w, out)
@@ -57,16 +55,7 @@ func TestInspectEmptyLadderAndWorkAhead(t *testing.T) {
 	}
 
 	// An idle worker joins the lane's group.
-	w, err := worker.New(worker.Config{Kafka: laddertest.Kafka(b.Addr()), Ladder: l, Log: laddertest.Logger(t)}, worker.Lane{
-		Topics: []string{"work"}, Group: "workers", Concurrency: 1,
-		Handler: func(context.Context, worker.Message) worker.Result { return worker.Done() }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	laddertest.IdleWorker(t, laddertest.Kafka(b.Addr()), l, "workers", "work")
 	laddertest.Eventually(t, 30*time.Second, func() bool {
 		r = inspect(t, in)
 		return len(r.WorkAhead) == 1 && r.WorkAhead[0].State == "idle"

@@ -6,15 +6,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ladder/ladder/pkg/envelope"
 	"github.com/ladder/ladder/pkg/forward"
 	"github.com/ladder/ladder/pkg/laddertest"
+	"github.com/ladder/ladder/pkg/offsets"
 	"github.com/ladder/ladder/pkg/schedule"
 	"github.com/ladder/ladder/pkg/tier"
 	"github.com/ladder/ladder/pkg/workahead"
-	"github.com/ladder/ladder/pkg/worker"
 )
 
 // stateIs reports whether ladder_workahead_lane_state{lane, state} is 1.
@@ -45,14 +46,16 @@ func stateIs(t *testing.T, g prometheus.Gatherer, lane string, want workahead.St
 // member is unattended, not idle (DESIGN.md, "Idle work-ahead"). A record
 // scheduled 90 s ahead is held, and stays held while the lane is read as
 // unattended twenty times over: nothing reaches the lane, nothing is
-// released early. Once an idle worker joins the group, the record leaves
-// early, marked ladder-early with about 90 s.
+// released early. A member of the group that reads another topic leaves the
+// lane unattended too (a review saw one release the record). Once an idle
+// worker of the lane joins the group, the record leaves early, marked
+// ladder-early with about 90 s.
 func TestUnattendedLaneReleasesNothingEarly(t *testing.T) {
 	l, err := tier.Parse("1s,1m", tier.DefaultPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := laddertest.Ladder(t, l, 2, "work")
+	b := laddertest.Ladder(t, l, 2, "work", "other")
 	k := laddertest.Kafka(b.Addr())
 	reg := prometheus.NewRegistry()
 	wa, err := workahead.New(workahead.Config{Lanes: map[string]string{"work": "workers"}, LagThreshold: 10, Rate: 100,
@@ -101,16 +104,29 @@ func TestUnattendedLaneReleasesNothingEarly(t *testing.T) {
 	}
 	t.Logf("unattended: %s", lane().Reason)
 
-	// An idle worker joins: the record leaves early.
-	w, err := worker.New(worker.Config{Kafka: k, Ladder: l, Log: laddertest.Logger(t)}, worker.Lane{Topics: []string{"work"},
-		Group: "workers", Concurrency: 1, Handler: func(context.Context, worker.Message) worker.Result { return worker.Done() }})
+	// A member of the group that reads another topic only: still unattended.
+	laddertest.IdleWorker(t, k, l, "workers", "other")
+	sc, err := k.Base()
 	if err != nil {
 		t.Fatal(err)
 	}
-	wctx, wcancel := context.WithCancel(context.Background())
-	wdone := make(chan error, 1)
-	go func() { wdone <- w.Run(wctx) }()
-	t.Cleanup(func() { wcancel(); <-wdone })
+	admin, err := sarama.NewClusterAdmin(k.BrokerList(), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	laddertest.Eventually(t, 30*time.Second, func() bool { return offsets.GroupStable(admin, "workers") },
+		"the member reading another topic never joined the worker group")
+	joined := lane()
+	laddertest.Eventually(t, 30*time.Second, func() bool { return lane().Refreshes >= joined.Refreshes+20 },
+		"the lane was not read again: %+v", lane())
+	if l := lane(); l.Released != 0 || l.State != workahead.StateUnattended || l.Members != 0 || work.Len() != 0 {
+		t.Fatalf("with a member reading another topic only: released %d, state %s, %d members, %d records on the lane; want 0, unattended, 0, 0 (%+v)",
+			l.Released, l.State, l.Members, work.Len(), l)
+	}
+
+	// An idle worker of the lane joins: the record leaves early.
+	laddertest.IdleWorker(t, k, l, "workers", "work")
 
 	recs, ok := work.WaitFor(60*time.Second, func(rs []laddertest.Received) bool { return len(rs) >= 1 })
 	if !ok {

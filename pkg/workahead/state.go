@@ -3,6 +3,7 @@ package workahead
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/IBM/sarama"
 
@@ -51,11 +52,13 @@ type Observation struct {
 	Err     error // the read failed: Members and Lag are not known
 }
 
-// Observe reads the active members of group (DescribeConsumerGroups) and the
-// lag of group on topic (end offsets minus committed offsets). A group that
-// does not exist, or exists without members (state Empty or Dead), has none.
+// Observe reads the active members of group that subscribe to topic
+// (DescribeConsumerGroups) and the lag of group on topic (end offsets minus
+// committed offsets). A group that does not exist, or exists without
+// members (state Empty or Dead), has none; a member reading other topics
+// only does not count.
 func Observe(client sarama.Client, admin sarama.ClusterAdmin, topic, group string) Observation {
-	members, err := groupMembers(admin, group)
+	members, err := groupMembers(admin, group, topic)
 	if err != nil {
 		return Observation{Err: err}
 	}
@@ -70,17 +73,28 @@ func Observe(client sarama.Client, admin sarama.ClusterAdmin, topic, group strin
 	return Observation{Members: members, Lag: lag}
 }
 
-func groupMembers(admin sarama.ClusterAdmin, group string) (int, error) {
+// groupMembers counts the members of group subscribed to topic. The
+// subscription, not the assignment: a member keeps it through a rebalance,
+// and a member beyond the partition count still consumes the topic as soon
+// as another leaves. A member whose subscription is not a consumer's
+// (another protocol type) does not count.
+func groupMembers(admin sarama.ClusterAdmin, group, topic string) (int, error) {
 	g, err := offsets.DescribeGroup(admin, group)
 	if err != nil {
 		return 0, fmt.Errorf("reading the members of the worker group: %w", err)
 	}
 	// Kafka answers an unknown group with state Dead (GROUP_ID_NOT_FOUND
 	// from DescribeGroups v6 on): no members either way.
-	if g == nil || errors.Is(g.Err, sarama.ErrGroupIDNotFound) || g.State == "Dead" {
+	if g == nil || errors.Is(g.Err, sarama.ErrGroupIDNotFound) || g.State == "Dead" || g.ProtocolType != "consumer" {
 		return 0, nil
 	}
-	return len(g.Members), nil
+	n := 0
+	for _, m := range g.Members {
+		if md, err := m.GetMemberMetadata(); err == nil && md != nil && slices.Contains(md.Topics, topic) {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // Classify says what work-ahead does for a lane of topic, consumed by group,
@@ -90,7 +104,7 @@ func Classify(o Observation, topic, group string, threshold int64) (State, strin
 	case o.Err != nil:
 		return StateUnknown, fmt.Sprintf("cannot read the lane: %v; nothing leaves early", o.Err)
 	case o.Members == 0:
-		return StateUnattended, fmt.Sprintf("worker group %s has no member: nobody consumes %s, so nothing leaves early", group, topic)
+		return StateUnattended, fmt.Sprintf("worker group %s has no member reading %s: nobody consumes it, so nothing leaves early", group, topic)
 	case o.Lag >= threshold:
 		return StateBusy, fmt.Sprintf("%s, lag %d ≥ threshold %d: nothing leaves early", members(o.Members), o.Lag, threshold)
 	}
