@@ -11,6 +11,8 @@ import (
 	"maps"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -52,11 +54,25 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 			h := f.Lookup("http-addr")
 			h.DefValue, h.Usage = devHTTPAddr(c.DevAddr), h.Usage+"; ladder dev: port 8080 on the host of --addr unless set"
 		}
+		// The shared connection flags name an external cluster: dev's is its own.
+		if b := f.Lookup("brokers"); b != nil {
+			b.DefValue, b.Usage = "", "not used: ladder dev runs its own broker, on --addr"
+		}
+		if d := f.Lookup("data-dir"); d != nil {
+			d.DefValue = devbroker.DefaultDataDir()
+		}
+		if w := f.Lookup("workahead"); w != nil {
+			w.Usage += "; ladder dev: on unless set"
+		}
 		f.BoolVar(&demo, "demo", false, "run demo workers on two lanes (work-fast, work-slow) with seeded messages and print a live status; "+
 			"tiers "+demoTiers+" and a temporary data directory unless given")
 	})
 	if err != nil {
 		return err
+	}
+	if flagSet(f, "brokers") {
+		return usageError{errors.New("--brokers names an external cluster, but ladder dev runs its own broker: give its address with --addr " +
+			"(or run ladder run --brokers against your cluster)")}
 	}
 	if demo && !given(f, "topics", "LADDER_DEV_TOPICS") {
 		cfg.DevTopics = demoLanes
@@ -138,6 +154,7 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	work := cfg.DevTopics[0]
 	now := time.Now()
 	enter, _ := l.Route(now, now.Add(90*time.Second))
+	self := selfCommand()
 	metrics := "off (LADDER_HTTP_ADDR is empty)"
 	switch {
 	case !forwarders:
@@ -155,13 +172,13 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
   security      %[11]s
 
   watch %[7]s:     kcat -C -b %[1]s -t %[7]s -f '%%T %%k %%h %%s\n'
-  schedule (90s): ladder schedule --brokers %[1]s --tiers %[8]s --topic %[7]s --delay 90s hello
+  schedule (90s): %[15]s schedule --brokers %[1]s --tiers %[8]s --topic %[7]s --delay 90s hello
   with kcat:      echo hello | kcat -P -b %[1]s -t %[9]s -H ladder-target=%[7]s -H ladder-due=$(( $(date +%%s%%3N) + 90000 ))
-  inspect:        ladder inspect --brokers %[1]s --tiers %[8]s --workahead-lanes %[14]s
+  inspect:        %[15]s inspect --brokers %[1]s --tiers %[8]s --workahead-lanes %[14]s
 
 `, b.Addr(), dataDir, strings.Join(l.Topics(), " "), l.DLQTopic(), strings.Join(cfg.DevTopics, " "),
-		map[bool]string{true: "running (group " + cfg.Group + ")", false: "off: start ladder run --brokers " + b.Addr()}[forwarders],
-		work, l.String(), enter.Topic, devWorkAhead(cfg, sc, forwarders), security, dataNote, metrics, cfg.WorkaheadLanes)
+		map[bool]string{true: "running (group " + cfg.Group + ")", false: "off: start " + self + " run --brokers " + b.Addr()}[forwarders],
+		work, l.String(), enter.Topic, devWorkAhead(cfg, sc, forwarders), security, dataNote, metrics, cfg.WorkaheadLanes, self)
 
 	// The first of the forwarders and the demo to stop on an error stops ladder dev.
 	ctx, stop := context.WithCancel(ctx)
@@ -199,6 +216,30 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	}
 	fmt.Fprintln(stdout, "ladder dev: stopping")
 	return nil
+}
+
+// selfCommand is how the banner's hints name this binary: "ladder" when
+// that is what PATH finds, else the path it runs from, relative to the
+// working directory when under it (make demo runs bin/ladder, which is on
+// no PATH before make install).
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "ladder"
+	}
+	if p, err := exec.LookPath("ladder"); err == nil {
+		if a, err := os.Stat(p); err == nil {
+			if b, err := os.Stat(exe); err == nil && os.SameFile(a, b) {
+				return "ladder"
+			}
+		}
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, exe); err == nil && filepath.IsLocal(rel) {
+			return "./" + filepath.ToSlash(rel)
+		}
+	}
+	return exe
 }
 
 // given reports whether the flag name was on the command line or the

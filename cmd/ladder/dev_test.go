@@ -100,6 +100,18 @@ func TestDevUsage(t *testing.T) {
 	if m := regexp.MustCompile(`(?m)^  -(forwarders|demo) \S.*$`).FindString(usage); m != "" || !strings.Contains(usage, "\n  -forwarders\n") {
 		t.Errorf("ladder dev -h: %q\n%s", m, usage)
 	}
+	// The shared --brokers names an external cluster: dev says it is not
+	// used, and refuses it rather than ignoring it (a review's --brokers
+	// 10.1.2.3:9092 had no effect).
+	if !strings.Contains(usage, "not used: ladder dev runs its own broker, on --addr") {
+		t.Errorf("ladder dev -h does not say --brokers is not used:\n%s", usage)
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := Main(context.Background(), []string{"dev", "--brokers", "10.1.2.3:9092"}, nil, &stdout, &stderr); code != 2 ||
+		!strings.Contains(stderr.String(), "give its address with --addr") {
+		t.Errorf("ladder dev --brokers: exit %d, %s%s", code, stdout.String(), stderr.String())
+	}
 }
 
 // TestDevHTTPAddr: ladder dev serves metrics on its broker's host, loopback
@@ -140,5 +152,34 @@ func TestDemoRemovesItsDataDir(t *testing.T) {
 		case extra != nil && (removed || dir != given || err != nil):
 			t.Errorf("the given data directory %s (banner %s, said removed %v): %v", given, dir, removed, err)
 		}
+	}
+}
+
+// TestSelfCommand: the banner's hints name the binary as "ladder" only when
+// PATH finds this very binary under that name; else by its path (make demo
+// runs bin/ladder before anything is installed).
+func TestSelfCommand(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	t.Setenv("PATH", dir)
+	if got := selfCommand(); got == "ladder" || !strings.HasSuffix(got, filepath.Base(exe)) {
+		t.Errorf("without ladder on PATH: %q, want the path of %s", got, exe)
+	}
+	if err := os.Symlink(exe, filepath.Join(dir, "ladder")); err != nil {
+		t.Fatal(err)
+	}
+	if got := selfCommand(); got != "ladder" {
+		t.Errorf("with this binary on PATH as ladder: %q", got)
+	}
+	other := t.TempDir()
+	if err := os.WriteFile(filepath.Join(other, "ladder"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", other)
+	if got := selfCommand(); got == "ladder" {
+		t.Error("another ladder on PATH: the hints would run it")
 	}
 }
