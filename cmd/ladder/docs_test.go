@@ -679,6 +679,11 @@ func TestReadmeTutorial(t *testing.T) {
 				!regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(via)+` .* held `).Match(out) {
 				t.Errorf("README.md:%d: %s does not show the message held in %s:\n%s", line.n, cmdline, via, out)
 			}
+			// README: with no worker group, inspect says the lane is unattended.
+			if len(cmd) > 1 && cmd[0] == "ladder" && cmd[1] == "inspect" && slices.Contains(cmd, "--workahead-lanes") &&
+				!strings.Contains(string(out), "work: unattended: worker group work-workers has no member reading work") {
+				t.Errorf("README.md:%d: %s does not say the lane is unattended:\n%s", line.n, cmdline, out)
+			}
 			t.Logf("README.md:%d: %s\n%s", line.n, cmdline, out)
 		}
 	}
