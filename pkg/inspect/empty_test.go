@@ -7,6 +7,7 @@ import (
 
 	"github.com/ladder/ladder/pkg/laddertest"
 	"github.com/ladder/ladder/pkg/tier"
+	"github.com/ladder/ladder/pkg/worker/workertest"
 )
 
 func text(t *testing.T, r *Report) string {
@@ -55,7 +56,7 @@ func TestInspectEmptyLadderAndWorkAhead(t *testing.T) {
 	}
 
 	// An idle worker joins the lane's group.
-	laddertest.IdleWorker(t, laddertest.Kafka(b.Addr()), l, "workers", "work")
+	workertest.Idle(t, laddertest.Kafka(b.Addr()), l, "workers", "work")
 	laddertest.Eventually(t, 30*time.Second, func() bool {
 		r = inspect(t, in)
 		return len(r.WorkAhead) == 1 && r.WorkAhead[0].State == "idle"

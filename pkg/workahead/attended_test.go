@@ -16,6 +16,7 @@ import (
 	"github.com/ladder/ladder/pkg/schedule"
 	"github.com/ladder/ladder/pkg/tier"
 	"github.com/ladder/ladder/pkg/workahead"
+	"github.com/ladder/ladder/pkg/worker/workertest"
 )
 
 // stateIs reports whether ladder_workahead_lane_state{lane, state} is 1.
@@ -105,7 +106,7 @@ func TestUnattendedLaneReleasesNothingEarly(t *testing.T) {
 	t.Logf("unattended: %s", lane().Reason)
 
 	// A member of the group that reads another topic only: still unattended.
-	laddertest.IdleWorker(t, k, l, "workers", "other")
+	workertest.Idle(t, k, l, "workers", "other")
 	sc, err := k.Base()
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +127,7 @@ func TestUnattendedLaneReleasesNothingEarly(t *testing.T) {
 	}
 
 	// An idle worker of the lane joins: the record leaves early.
-	laddertest.IdleWorker(t, k, l, "workers", "work")
+	workertest.Idle(t, k, l, "workers", "work")
 
 	recs, ok := work.WaitFor(60*time.Second, func(rs []laddertest.Received) bool { return len(rs) >= 1 })
 	if !ok {

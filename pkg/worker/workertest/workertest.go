@@ -1,19 +1,23 @@
-package laddertest
+// Package workertest runs workers in tests (as net/http/httptest runs
+// servers). It is apart from laddertest, which pkg/worker's own
+// dependencies (pkg/schedule) test with.
+package workertest
 
 import (
 	"context"
 	"testing"
 
 	"github.com/ladder/ladder/pkg/kafkaconf"
+	"github.com/ladder/ladder/pkg/laddertest"
 	"github.com/ladder/ladder/pkg/tier"
 	"github.com/ladder/ladder/pkg/worker"
 )
 
-// IdleWorker runs, until the test ends, a worker of group on topics that
+// Idle runs, until the test ends, a worker of group on topics that
 // handles every message at once: the lane's workers exist and are idle.
-func IdleWorker(tb testing.TB, k kafkaconf.Config, l *tier.Ladder, group string, topics ...string) {
+func Idle(tb testing.TB, k kafkaconf.Config, l *tier.Ladder, group string, topics ...string) {
 	tb.Helper()
-	w, err := worker.New(worker.Config{Kafka: k, Ladder: l, Log: Logger(tb)}, worker.Lane{Topics: topics, Group: group,
+	w, err := worker.New(worker.Config{Kafka: k, Ladder: l, Log: laddertest.Logger(tb)}, worker.Lane{Topics: topics, Group: group,
 		Concurrency: 1, Handler: func(context.Context, worker.Message) worker.Result { return worker.Done() }})
 	if err != nil {
 		tb.Fatal(err)
