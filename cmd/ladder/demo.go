@@ -293,7 +293,10 @@ func demoStatus(elapsed time.Duration, l *tier.Ladder, cur, prev []worker.Stats,
 		st.mu.Unlock()
 		lag, members := "-", "-"
 		if o, ok := obs[s.Lane]; ok && o.Err == nil {
-			lag, members = fmt.Sprint(o.Lag), fmt.Sprint(o.Members)
+			lag = fmt.Sprint(o.Lag)
+			if !o.Rebalancing {
+				members = fmt.Sprint(o.Members)
+			}
 		}
 		state := "off"
 		for k, v := range m["ladder_workahead_lane_state"] {

@@ -1,6 +1,7 @@
 package workahead
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -49,7 +50,11 @@ func (s State) String() string {
 type Observation struct {
 	Members int
 	Lag     int64
-	Err     error // the read failed: Members and Lag are not known
+	// Rebalancing: the group is rebalancing, and Kafka describes its members
+	// without their subscriptions until it is stable: Members is not known
+	// (0), Lag is.
+	Rebalancing bool
+	Err         error // the read failed: Members and Lag are not known
 }
 
 // Observe reads the active members of group that subscribe to topic
@@ -59,25 +64,29 @@ type Observation struct {
 // only does not count.
 func Observe(client sarama.Client, admin sarama.ClusterAdmin, topic, group string) Observation {
 	members, err := groupMembers(admin, group, topic)
-	if err != nil {
+	rebalancing := errors.Is(err, errRebalancing)
+	if err != nil && !rebalancing {
 		return Observation{Err: err}
 	}
 	parts, err := offsets.Partitions(client, topic)
 	if err != nil {
-		return Observation{Members: members, Err: err}
+		return Observation{Members: members, Rebalancing: rebalancing, Err: err}
 	}
 	lag, err := offsets.Lag(client, admin, group, parts)
 	if err != nil {
-		return Observation{Members: members, Err: err}
+		return Observation{Members: members, Rebalancing: rebalancing, Err: err}
 	}
-	return Observation{Members: members, Lag: lag}
+	return Observation{Members: members, Lag: lag, Rebalancing: rebalancing}
 }
 
-// groupMembers counts the members of group subscribed to topic. The
-// subscription, not the assignment: a member keeps it through a rebalance,
-// and a member beyond the partition count still consumes the topic as soon
-// as another leaves. A member whose subscription is not a consumer's
-// (another protocol type) does not count.
+// errRebalancing: the group's members are known, their subscriptions not.
+var errRebalancing = errors.New("the worker group is rebalancing")
+
+// groupMembers counts the members of group subscribed to topic: their
+// subscriptions, not their assignments, for a member beyond the partition
+// count consumes the topic as soon as another leaves. Kafka describes the
+// subscriptions of a stable group only (errRebalancing otherwise). A
+// member whose subscription is not a consumer's does not count.
 func groupMembers(admin sarama.ClusterAdmin, group, topic string) (int, error) {
 	g, err := offsets.DescribeGroup(admin, group)
 	if err != nil {
@@ -85,16 +94,48 @@ func groupMembers(admin sarama.ClusterAdmin, group, topic string) (int, error) {
 	}
 	// Kafka answers an unknown group with state Dead (GROUP_ID_NOT_FOUND
 	// from DescribeGroups v6 on): no members either way.
-	if g == nil || errors.Is(g.Err, sarama.ErrGroupIDNotFound) || g.State == "Dead" || g.ProtocolType != "consumer" {
+	if g == nil || errors.Is(g.Err, sarama.ErrGroupIDNotFound) || g.State == "Dead" || g.ProtocolType != "consumer" || len(g.Members) == 0 {
 		return 0, nil
+	}
+	if g.State != "Stable" {
+		return 0, errRebalancing
 	}
 	n := 0
 	for _, m := range g.Members {
-		if md, err := m.GetMemberMetadata(); err == nil && md != nil && slices.Contains(md.Topics, topic) {
+		if topics, err := subscribedTopics(m.MemberMetadata); err == nil && slices.Contains(topics, topic) {
 			n++
 		}
 	}
 	return n, nil
+}
+
+// subscribedTopics reads the topics of a consumer protocol subscription:
+// its version (int16), then its topics (an int32 count of int16-length
+// strings), the start of every version. What follows (user data, owned
+// partitions, rack, and what later versions add) is left unread, as Kafka's
+// protocol asks of readers, so a newer client still counts.
+func subscribedTopics(b []byte) ([]string, error) {
+	if len(b) < 6 {
+		return nil, fmt.Errorf("a subscription of %d bytes", len(b))
+	}
+	n := int32(binary.BigEndian.Uint32(b[2:6]))
+	b = b[6:]
+	if n < 0 || int(n) > len(b)/2 {
+		return nil, fmt.Errorf("a subscription of %d topics in %d bytes", n, len(b))
+	}
+	topics := make([]string, 0, n)
+	for range n {
+		if len(b) < 2 {
+			return nil, errors.New("a subscription cut short")
+		}
+		l := int(int16(binary.BigEndian.Uint16(b)))
+		if l < 0 || len(b) < 2+l {
+			return nil, errors.New("a subscription cut short")
+		}
+		topics = append(topics, string(b[2:2+l]))
+		b = b[2+l:]
+	}
+	return topics, nil
 }
 
 // Classify says what work-ahead does for a lane of topic, consumed by group,
@@ -103,6 +144,8 @@ func Classify(o Observation, topic, group string, threshold int64) (State, strin
 	switch {
 	case o.Err != nil:
 		return StateUnknown, fmt.Sprintf("cannot read the lane: %v; nothing leaves early", o.Err)
+	case o.Rebalancing:
+		return StateUnknown, fmt.Sprintf("worker group %s is rebalancing: its members' topics are read once it is stable; nothing leaves early", group)
 	case o.Members == 0:
 		return StateUnattended, fmt.Sprintf("worker group %s has no member reading %s: nobody consumes it, so nothing leaves early", group, topic)
 	case o.Lag >= threshold:

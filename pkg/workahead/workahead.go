@@ -305,7 +305,10 @@ func (c *Controller) record(l *lane, o Observation) (State, string, bool) {
 	l.err = o.Err
 	l.refreshes++
 	if o.Err == nil {
-		l.lag, l.members = o.Lag, o.Members
+		l.lag = o.Lag
+		if !o.Rebalancing { // the members of the last stable read stand meanwhile
+			l.members = o.Members
+		}
 	}
 	if state != StateIdle {
 		l.tokens = 0
