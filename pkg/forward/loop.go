@@ -198,29 +198,39 @@ func (d *driver) finish(ctx context.Context, sess committer, lost bool) {
 		break
 	}
 	if !f.cfg.ExactlyOnce && !d.fenced {
+		d.settleCommit(later(deadline, time.Now().Add(settleWait)))
 		cctx, cancel := context.WithDeadline(context.Background(), later(deadline, time.Now().Add(5*time.Second)))
 		defer cancel()
-		d.settleCommit(cctx)
 		d.commit(cctx, sess, true)
 	}
 }
 
-// settleCommit stops the session's background commit and waits, until ctx
-// is done, for its answer. Sent after the final commit (a retry while the
+// settleWait is the least settleCommit waits for a background commit once
+// the shutdown timeout is spent.
+const settleWait = 500 * time.Millisecond
+
+// settleCommit stops the session's background commit and waits, until
+// deadline, for its answer. Sent after the final commit (a retry while the
 // coordinator moves or loads the group), its older offsets would be
 // accepted while the group rebalances and would set the released
 // partitions back: their next owner would forward those records again.
-// Cancelled, it returns at once unless its request is out; should ctx end
-// first, the final commit follows that request over the same coordinator
-// connection, and Kafka answers a connection's requests in order.
-func (d *driver) settleCommit(ctx context.Context) {
+// Cancelled, it returns at once unless its request is out (or it is still
+// finding the coordinator); should the deadline come first, the final
+// commit follows that request over the same coordinator connection, and
+// Kafka answers a connection's requests in order.
+func (d *driver) settleCommit(deadline time.Time) {
 	d.endSession()
+	if !d.committing {
+		return
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
 	for d.committing {
 		select {
 		case <-d.box.ping:
 			d.drain(time.Now())
-		case <-ctx.Done():
-			d.f.log.Warn().Msg("the background commit has not returned; committing the released partitions after it")
+		case <-timer.C:
+			d.f.log.Warn().Msg("the background commit has not returned; the final commit follows it")
 			return
 		}
 	}

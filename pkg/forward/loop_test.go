@@ -5,36 +5,47 @@ import (
 	"maps"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/ladder/ladder/pkg/group"
 )
 
-// retryingCommitter is a coordinator that keeps the first (background)
-// commit in its retries, as one moving or loading the group does, until
-// the commit's context ends; later commits it answers at once.
-type retryingCommitter struct {
-	mu       sync.Mutex
-	calls    []map[string]map[int32]group.Offset
-	bgDone   bool // the first commit returned
-	bgBefore bool // the first commit had returned when the next one was sent
+// slowCommitter is a coordinator slow to answer the first (background)
+// commit: retrying it, as while the group's coordinator moves or loads,
+// until the commit's context ends (retrying), or with its request out,
+// until the test releases it whatever the context (!retrying). Later
+// commits it answers at once.
+type slowCommitter struct {
+	retrying bool
+	release  chan struct{}
 	started  chan struct{}
+
+	mu        sync.Mutex
+	calls     []map[string]map[int32]group.Offset
+	bgDone    bool  // the first commit returned
+	bgBefore  bool  // the first commit had returned when the next one was sent
+	finalLive error // the context error of the next commit when it was sent
 }
 
-func (c *retryingCommitter) Commit(ctx context.Context, offsets map[string]map[int32]group.Offset) error {
+func (c *slowCommitter) Commit(ctx context.Context, offsets map[string]map[int32]group.Offset) error {
 	c.mu.Lock()
 	c.calls = append(c.calls, maps.Clone(offsets))
 	first := len(c.calls) == 1
 	if !first {
-		c.bgBefore = c.bgDone
+		c.bgBefore, c.finalLive = c.bgDone, ctx.Err()
 	}
 	c.mu.Unlock()
 	if !first {
 		return nil
 	}
 	close(c.started)
-	<-ctx.Done()
+	if c.retrying {
+		<-ctx.Done()
+	} else {
+		<-c.release
+	}
 	c.mu.Lock()
 	c.bgDone = true
 	c.mu.Unlock()
@@ -42,43 +53,60 @@ func (c *retryingCommitter) Commit(ctx context.Context, offsets map[string]map[i
 }
 
 // TestFinalCommitAfterBackgroundCommit: a partition is released while a
-// background commit is still being retried. The final commit is sent only
-// after that commit returned, so a late retry cannot set the committed
-// offset back below the final one (while the group rebalances, Kafka accepts
-// the old generation's commits, and the next owner would forward the
-// records between the two offsets again).
+// background commit has not returned. Kafka accepts the old generation's
+// commits while the group rebalances, so a background commit sent after
+// the final one would set the committed offset back, and the next owner
+// would forward the records between the two offsets again.
+//   - Retrying: the final commit is sent only once the background commit,
+//     cancelled, has returned.
+//   - Its request out (it cannot be called back): the final commit is
+//     sent after a bounded wait, with time left to be sent in (Kafka
+//     answers it after the background request, on the same connection).
 func TestFinalCommitAfterBackgroundCommit(t *testing.T) {
-	h := newHarness(t)
-	h.known("work")
-	d := &driver{f: &Forwarder{cfg: *h.m.cfg.Config, log: zerolog.Nop()}, m: h.m, box: newMailbox()}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel() // unblocks the background commit should finish not cancel it
-	d.sessCtx, d.endSession = context.WithCancel(ctx)
-	c := &retryingCommitter{started: make(chan struct{})}
+	for _, retrying := range []bool{true, false} {
+		name := map[bool]string{true: "retrying", false: "request out"}[retrying]
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, func(c *Config) { c.ShutdownTimeout = 100 * time.Millisecond })
+			h.known("work")
+			d := &driver{f: &Forwarder{cfg: *h.m.cfg.Config, log: zerolog.Nop()}, m: h.m, box: newMailbox()}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			d.sessCtx, d.endSession = context.WithCancel(ctx)
+			c := &slowCommitter{retrying: retrying, release: make(chan struct{}), started: make(chan struct{})}
+			defer close(c.release)
 
-	h.add("a", "work", 0)
-	h.pump()
-	h.ack(h.wantSent("a")...)
-	d.commit(d.sessCtx, c, false) // offset 1, in the background
-	<-c.started
-	h.add("b", "work", 0)
-	h.pump()
-	h.ack(h.wantSent("b")...)
+			h.add("a", "work", 0)
+			h.pump()
+			h.ack(h.wantSent("a")...)
+			d.commit(d.sessCtx, c, false) // offset 1, in the background
+			<-c.started
+			h.add("b", "work", 0)
+			h.pump()
+			h.ack(h.wantSent("b")...)
 
-	d.finish(ctx, c, false)
+			start := time.Now()
+			d.finish(ctx, c, false)
+			took := time.Since(start)
 
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.calls) != 2 {
-		t.Fatalf("%d commits, want the background one and the final one: %v", len(c.calls), c.calls)
-	}
-	if !c.bgBefore {
-		t.Error("the final commit was sent while the background commit was still being retried")
-	}
-	if got := c.calls[1]["delay-1s"][0].Offset; got != 2 {
-		t.Errorf("the final commit is at offset %d, want 2 (past both acknowledged records)", got)
-	}
-	if d.committing {
-		t.Error("the background commit's answer was not handled before the final commit")
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if len(c.calls) != 2 {
+				t.Fatalf("%d commits, want the background one and the final one: %v", len(c.calls), c.calls)
+			}
+			if got := c.calls[1]["delay-1s"][0].Offset; got != 2 {
+				t.Errorf("the final commit is at offset %d, want 2 (past both acknowledged records)", got)
+			}
+			if c.finalLive != nil {
+				t.Errorf("the final commit was handed a context already done: %v", c.finalLive)
+			}
+			if retrying {
+				if !c.bgBefore || d.committing {
+					t.Errorf("the final commit was sent while the background commit was still being retried (returned %v, answer handled %v)",
+						c.bgBefore, !d.committing)
+				}
+			} else if took < settleWait || took > settleWait+5*time.Second {
+				t.Errorf("with the background request out, finish took %s, want the settle wait of %s", took, settleWait)
+			}
+		})
 	}
 }
