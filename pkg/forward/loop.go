@@ -198,16 +198,24 @@ func (d *driver) finish(ctx context.Context, sess committer, lost bool) {
 		break
 	}
 	if !f.cfg.ExactlyOnce && !d.fenced {
-		d.settleCommit(later(deadline, time.Now().Add(settleWait)))
-		cctx, cancel := context.WithDeadline(context.Background(), later(deadline, time.Now().Add(5*time.Second)))
+		// One budget for settling and committing: what is left of the
+		// shutdown timeout, at least finalCommitBudget, of which the final
+		// commit keeps finalCommitMin.
+		end := later(deadline, time.Now().Add(finalCommitBudget))
+		d.settleCommit(end.Add(-finalCommitMin))
+		cctx, cancel := context.WithDeadline(context.Background(), later(end, time.Now().Add(finalCommitMin)))
 		defer cancel()
 		d.commit(cctx, sess, true)
 	}
 }
 
-// settleWait is the least settleCommit waits for a background commit once
-// the shutdown timeout is spent.
-const settleWait = 500 * time.Millisecond
+// finalCommitBudget is the least time a released session has, after its
+// records in flight, to settle its background commit and commit; the final
+// commit keeps at least finalCommitMin of it.
+const (
+	finalCommitBudget = 5 * time.Second
+	finalCommitMin    = time.Second
+)
 
 // settleCommit stops the session's background commit and waits, until
 // deadline, for its answer. Sent after the final commit (a retry while the
