@@ -28,7 +28,7 @@ type Report struct {
 type Lane struct {
 	Lane    string `json:"lane"`
 	Group   string `json:"group"`   // the lane's worker group
-	Members int    `json:"members"` // its active members
+	Members int    `json:"members"` // its members reading the lane (0 while the state is unknown)
 	Lag     int64  `json:"lag"`
 	// State is unknown (not readable), unattended (no member), busy (lag at
 	// or above the threshold) or idle (releasing early).

@@ -202,7 +202,7 @@ func (c *Controller) Drop(h *Head) {
 type LaneState struct {
 	Topic     string
 	Group     string
-	Members   int // active members of Group at the last read
+	Members   int // members of Group reading Topic at the last stable read
 	Lag       int64
 	State     State
 	Reason    string // why the lane is in State, in words
@@ -285,7 +285,8 @@ func (c *Controller) refresh(r *Reader) {
 	for _, l := range c.lanes {
 		o := Observe(r.client, r.admin, l.topic, l.group)
 		if state, reason, changed := c.record(l, o); changed {
-			c.log.Info().Str("lane", l.topic).Str("workers", l.group).Int("members", o.Members).Int64("lag", o.Lag).
+			// l.members: the last stable read's (only this goroutine writes it)
+			c.log.Info().Str("lane", l.topic).Str("workers", l.group).Int("members", l.members).Int64("lag", o.Lag).
 				Str("state", state.String()).Msg("work-ahead: lane " + l.topic + " " + state.String() + ": " + reason)
 		}
 		if o.Err != nil {

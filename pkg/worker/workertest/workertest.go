@@ -1,6 +1,6 @@
-// Package workertest runs workers in tests (as net/http/httptest runs
-// servers). It is apart from laddertest, which pkg/worker's own
-// dependencies (pkg/schedule) test with.
+// Package workertest runs workers in tests, as net/http/httptest runs
+// servers. It is kept out of laddertest, which pkg/schedule (a dependency
+// of pkg/worker) tests with: laddertest must not import pkg/worker.
 package workertest
 
 import (
