@@ -192,7 +192,7 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		wg.Go(func() {
 			// Refresh pending counts often: a developer watches them.
 			fast := func(c *forward.Config) { c.HealthInterval = 2 * time.Second }
-			err := runForwarder(ctx, cfg, l, log, reg, httpLn, fast)
+			err := devForwarder(ctx, cfg, l, log, reg, httpLn, fast)
 			if err == nil && ctx.Err() == nil {
 				err = errors.New("returned without an error before ladder dev stopped")
 			}
@@ -217,6 +217,10 @@ func devCmd(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	fmt.Fprintln(stdout, "ladder dev: stopping")
 	return nil
 }
+
+// devForwarder runs ladder dev's forwarders: runForwarder, as in ladder
+// run (a test makes it fail).
+var devForwarder = runForwarder
 
 // selfCommand is how the banner's hints name this binary: "ladder" when
 // that is what PATH finds, else the path it runs from, relative to the

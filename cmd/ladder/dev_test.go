@@ -15,6 +15,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/ladder/ladder/pkg/forward"
+	"github.com/ladder/ladder/pkg/tier"
 )
 
 // TestDevRefusesBusyMetricsAddress: a metrics port that is taken stops
@@ -54,6 +60,36 @@ func TestDevRefusesBusyMetricsAddress(t *testing.T) {
 		}
 		if strings.Contains(out, "embedded Kafka broker on") {
 			t.Errorf("ladder %s printed its banner, naming a metrics address it cannot serve:\n%s", strings.Join(args, " "), out)
+		}
+	}
+}
+
+// TestDevStopsWhenItsForwarderStops: a forwarder that stops on an error
+// stops ladder dev, demo or not, with exit 1 and the error, instead of
+// running on with a status of zeros (issue 11: a busy port stopped the
+// forwarder, and the demo went on printing).
+func TestDevStopsWhenItsForwarderStops(t *testing.T) {
+	defer func(f func(context.Context, Config, *tier.Ladder, zerolog.Logger, *prometheus.Registry, net.Listener, ...func(*forward.Config)) error) {
+		devForwarder = f
+	}(devForwarder)
+	devForwarder = func(ctx context.Context, _ Config, _ *tier.Ladder, _ zerolog.Logger, _ *prometheus.Registry, _ net.Listener, _ ...func(*forward.Config)) error {
+		select {
+		case <-time.After(200 * time.Millisecond):
+			return errors.New("the group coordinator refused us")
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	for _, extra := range [][]string{nil, {"--demo"}} {
+		args := append([]string{"dev", "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", t.TempDir()}, extra...)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		var stdout, stderr bytes.Buffer
+		code := Main(ctx, args, nil, &stdout, &stderr)
+		timedOut := ctx.Err() != nil
+		cancel()
+		if timedOut || code != 1 || !strings.Contains(stdout.String(), "ladder dev: stopped, see the error below") ||
+			!strings.Contains(stderr.String(), "forwarder stopped: the group coordinator refused us") {
+			t.Errorf("ladder %s: exit %d (still running after a minute: %v)\n%s%s", strings.Join(args, " "), code, timedOut, stdout.String(), stderr.String())
 		}
 	}
 }
