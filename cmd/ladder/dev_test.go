@@ -72,7 +72,10 @@ func TestDevStopsWhenItsForwarderStops(t *testing.T) {
 	defer func(f func(context.Context, Config, *tier.Ladder, zerolog.Logger, *prometheus.Registry, net.Listener, ...func(*forward.Config)) error) {
 		devForwarder = f
 	}(devForwarder)
-	devForwarder = func(ctx context.Context, _ Config, _ *tier.Ladder, _ zerolog.Logger, _ *prometheus.Registry, _ net.Listener, _ ...func(*forward.Config)) error {
+	devForwarder = func(ctx context.Context, _ Config, _ *tier.Ladder, _ zerolog.Logger, _ *prometheus.Registry, ln net.Listener, _ ...func(*forward.Config)) error {
+		if ln != nil {
+			defer ln.Close() // as runForwarder's server does
+		}
 		select {
 		case <-time.After(200 * time.Millisecond):
 			return errors.New("the group coordinator refused us")
@@ -83,7 +86,7 @@ func TestDevStopsWhenItsForwarderStops(t *testing.T) {
 	for _, extra := range [][]string{nil, {"--demo"}} {
 		args := append([]string{"dev", "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", t.TempDir()}, extra...)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		var stdout, stderr bytes.Buffer
+		var stdout, stderr syncBuffer // the demo's workers log from goroutines of their own
 		code := Main(ctx, args, nil, &stdout, &stderr)
 		timedOut := ctx.Err() != nil
 		cancel()
