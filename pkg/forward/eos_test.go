@@ -56,6 +56,14 @@ func TestExactlyOnceEndToEnd(t *testing.T) {
 // one: its next commit fails (counted as fenced), it carries on under a new
 // transactional.id instead of fencing the newcomer in turn, and a
 // read_committed reader sees every message once, read to the end.
+//
+// Apache Kafka may answer the fenced commit with UNKNOWN_SERVER_ERROR
+// instead (4.4, a pair run under load: "Unexpected error handling request
+// END_TXN"): the older forwarder, not told it was fenced, starts its
+// producer again under the same id and fences the newcomer, which carries
+// on under a new id. The roles swap; what must hold either way is that one
+// of them is fenced, neither takes the id back after being fenced, and
+// every message is read once.
 func TestZombieIsFenced(t *testing.T) {
 	skipSaramaTxnRace(t) // the fenced producer's records fail together
 	e := setup(t, 4)
@@ -65,11 +73,13 @@ func TestZombieIsFenced(t *testing.T) {
 	want := spread(t, e, "z", 600, 12*time.Second)
 	work.WaitFor(30*time.Second, func(rs []laddertest.Received) bool { return len(rs) >= 150 })
 	newer := e.startObserved(t, true, same, func(c *forward.Config) { c.Log = c.Log.With().Str("member", "newer").Logger() })
-	older.waitMetric(t, 30*time.Second, 1, "ladder_transactions_total", `outcome="fenced"`)
+	fenced := func(o *observed) float64 { return o.metric(t, "ladder_transactions_total", `outcome="fenced"`) }
+	laddertest.Eventually(t, 30*time.Second, func() bool { return fenced(older)+fenced(newer) >= 1 },
+		"neither forwarder was fenced 30s after the second one started with the same transactional.id")
 	recs := work.WaitDistinct(t, len(want), 60*time.Second)
 	checkArrivals(t, recs, want, 30*time.Second)
-	if n := newer.metric(t, "ladder_transactions_total", `outcome="fenced"`); n != 0 {
-		t.Errorf("the newer forwarder was fenced %v times: the older one took its transactional.id back", n)
+	if fo, fn := fenced(older), fenced(newer); fo > 0 && fn > 0 {
+		t.Errorf("both forwarders were fenced (older %v, newer %v times): one took the transactional.id back after it was fenced", fo, fn)
 	}
 	if n := newer.metric(t, "ladder_transactions_total", `outcome="committed"`); n == 0 {
 		t.Error("the newer forwarder committed nothing")
