@@ -64,19 +64,16 @@ type Observation struct {
 // only does not count.
 func Observe(client sarama.Client, admin sarama.ClusterAdmin, topic, group string) Observation {
 	members, err := groupMembers(admin, group, topic)
-	rebalancing := errors.Is(err, errRebalancing)
-	if err != nil && !rebalancing {
+	o := Observation{Members: members, Rebalancing: errors.Is(err, errRebalancing)}
+	if err != nil && !o.Rebalancing {
 		return Observation{Err: err}
 	}
 	parts, err := offsets.Partitions(client, topic)
-	if err != nil {
-		return Observation{Members: members, Rebalancing: rebalancing, Err: err}
+	if err == nil {
+		o.Lag, err = offsets.Lag(client, admin, group, parts)
 	}
-	lag, err := offsets.Lag(client, admin, group, parts)
-	if err != nil {
-		return Observation{Members: members, Rebalancing: rebalancing, Err: err}
-	}
-	return Observation{Members: members, Lag: lag, Rebalancing: rebalancing}
+	o.Err = err
+	return o
 }
 
 // errRebalancing: the group's members are known, their subscriptions not.
